@@ -1,0 +1,35 @@
+# YWMessaging: `make run` brings the whole system up; `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install services migrate seed-demo bench clean
+
+run: install services
+	@$(BIN)/python -m server dev
+
+test: install services
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+services:
+	@deploy/local/services.sh
+
+migrate: install services
+	@$(BIN)/ywm migrate
+
+seed-demo: migrate
+	@$(BIN)/ywm seed-demo
+
+bench: install services
+	@$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var *.egg-info

@@ -1,0 +1,230 @@
+"""ApiHandler: the one place for request plumbing.
+
+Request id, security headers, body-size guard, JSON parsing and schema validation,
+authentication, CSRF, rate limits, the success envelope, and the single `write_error`
+that renders every `AppError` as the API.md §2 body (anything else: a logged 500 with no
+stack trace in the response).
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+import uuid
+from typing import Any
+
+import tornado.web
+import ujson
+
+import schema
+from server.auth import Actor, actor_from_access_token, bearer_token
+from server.deps import Deps
+from server.errors import (AppError, Forbidden, InvalidJson, MethodNotAllowed, NotFound,
+                           PayloadTooLarge, Unauthorized, Unavailable)
+from server.logging import request_id_var
+
+log = logging.getLogger("ywm.http")
+
+UNSAFE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def dumps(value: Any) -> str:
+    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False,
+                       default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Plumbing shared by JSON and non-JSON handlers (health, docs, static pages)."""
+
+    deps: Deps
+
+    def initialize(self, deps: Deps) -> None:  # type: ignore[override]
+        self.deps = deps
+        self.started = time.perf_counter()
+        self.actor: Actor | None = None
+        incoming = self.request.headers.get("X-Request-ID", "")
+        self.request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() \
+            else uuid.uuid4().hex
+        request_id_var.set(self.request_id)
+        self.set_default_headers()  # Tornado calls it before initialize(), without deps
+
+    def set_default_headers(self) -> None:
+        if not hasattr(self, "request_id"):
+            return
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("Content-Security-Policy", CSP)
+        if self.deps.settings.secure_cookies:
+            self.set_header("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        self.set_header("X-Request-ID", self.request_id)
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(dumps(body))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = self._as_app_error(status_code, kwargs.get("exc_info"))
+        for name, value in error.headers().items():
+            self.set_header(name, value)
+        self.clear_header("Content-Disposition")
+        self.set_status(error.http_status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(dumps(error.to_body()))
+
+    def _as_app_error(self, status_code: int, exc_info: Any) -> AppError:
+        exc = exc_info[1] if exc_info else None
+        if isinstance(exc, AppError):
+            return exc
+        if isinstance(exc, tornado.web.HTTPError) or exc is None:
+            return _from_status(status_code)
+        return AppError()
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, AppError):
+            return  # an answer, not a fault
+        if isinstance(value, tornado.web.HTTPError):
+            return
+        log.error("unhandled error in %s %s", self.request.method, self.request.path,
+                  exc_info=(typ, value, tb))
+
+    def on_finish(self) -> None:
+        duration_ms = round((time.perf_counter() - self.started) * 1000, 2)
+        actor = self.actor
+        metrics = self.deps.extras.get("metrics")
+        if metrics is not None:
+            metrics.observe_request(self.request.method or "", self.get_status(), duration_ms)
+        log.info("request", extra={
+            "method": self.request.method, "path": self.request.path,
+            "status": self.get_status(), "duration_ms": duration_ms,
+            "request_id": self.request_id, "remote_ip": self.request.remote_ip,
+            "church_id": str(actor.church_id) if actor else None,
+            "user_id": str(actor.user_id) if actor and actor.user_id else None})
+
+
+def _from_status(status_code: int) -> AppError:
+    if status_code == 404:
+        return NotFound("There is nothing at this path.")
+    if status_code == 405:
+        return MethodNotAllowed()
+    if status_code == 413:
+        return PayloadTooLarge()
+    if status_code == 400:
+        return InvalidJson("The request could not be read.")
+    if status_code == 503:
+        return Unavailable()
+    return AppError()
+
+
+class ApiHandler(BaseHandler):
+    """Base for `/api/v1` JSON handlers.
+
+    Class attributes: `auth` is "user" (session or API key), "admin" (operator token) or
+    "none"; `rate_limit` is "user", "auth" (per IP) or None.
+    """
+
+    auth = "user"
+    rate_limit: str | None = "user"
+
+    async def prepare(self) -> None:
+        self._check_body_size()
+        if self.auth == "user":
+            self.actor = await self.authenticate()
+        elif self.auth == "admin":
+            self.require_admin_token()
+        if self.rate_limit:
+            await self.apply_rate_limit()
+
+    async def authenticate(self) -> Actor:
+        token = bearer_token(self.request.headers)
+        if token is None:
+            raise Unauthorized()
+        return await actor_from_access_token(self.deps.redis, self.deps.settings, token)
+
+    def require_admin_token(self) -> None:
+        token = bearer_token(self.request.headers) or ""
+        if not hmac.compare_digest(token.encode(), self.deps.settings.admin_token.encode()):
+            raise Unauthorized("This route needs the operator token.")
+
+    async def apply_rate_limit(self) -> None:
+        """Filled in by the rate limiter (server/ratelimit.py)."""
+
+    def _check_body_size(self) -> None:
+        declared = self.request.headers.get("Content-Length")
+        limit = self.deps.settings.max_body_bytes
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+        if len(self.request.body or b"") > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+
+    def json_body(self, schema_name: str | None = None, default: Any = None) -> Any:
+        """Parse the body as JSON and validate it against `schema/` when named."""
+        raw = self.request.body
+        if not raw:
+            if default is not None:
+                return default
+            raise InvalidJson("The request body is empty; send a JSON object.")
+        content_type = self.request.headers.get("Content-Type", "application/json")
+        if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
+            raise InvalidJson("Send the body as JSON with Content-Type: application/json.")
+        try:
+            value = ujson.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidJson() from None
+        if schema_name:
+            schema.validate(schema_name, value)
+        return value
+
+    def require_role(self, role: str) -> Actor:
+        actor = self.require_actor()
+        if not actor.has_role(role):
+            raise Forbidden(f"This needs the {role} role or higher.")
+        return actor
+
+    def require_actor(self) -> Actor:
+        if self.actor is None:
+            raise Unauthorized()
+        return self.actor
+
+    def query_arg(self, name: str, default: str | None = None) -> str | None:
+        return self.get_query_argument(name, default)
+
+    def write_data(self, data: Any, meta: dict[str, Any] | None = None,
+                   status: int = 200) -> None:
+        self.write_json({"data": data, "meta": meta or {}}, status)
+
+    def write_no_content(self) -> None:
+        self.set_status(204)
+        self.finish()
+
+    async def _execute(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        # PostgreSQL's statement_timeout reaches us as CancelledError from aiopg
+        # (LIBRARIES.md §2); only a cancellation of this task itself is re-raised.
+        try:
+            await super()._execute(*args, **kwargs)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            if not self._finished:
+                self.send_error(503, exc_info=(Unavailable, Unavailable(), None))
+
+
+class NotFoundHandler(ApiHandler):
+    """Every unknown path: the JSON 404 body instead of Tornado's HTML page."""
+
+    auth = "none"
+    rate_limit = None
+
+    async def prepare(self) -> None:
+        raise NotFound("There is nothing at this path.")

@@ -1,0 +1,23 @@
+"""The Tornado application factory: pure, no I/O; used by `server.main` and tests alike."""
+from __future__ import annotations
+
+import tornado.web
+
+from handlers.base import NotFoundHandler
+from handlers.routes import routes
+from server.deps import Deps
+
+
+def make_app(deps: Deps) -> tornado.web.Application:
+    handlers = [tornado.web.url(pattern, handler, {"deps": deps})
+                for pattern, handler, *_ in routes()]
+    return tornado.web.Application(
+        handlers,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"deps": deps},
+        cookie_secret=deps.settings.secret_key,
+        xsrf_cookies=False,  # CSRF is our double-submit check in handlers/base.py
+        websocket_ping_interval=20,
+        websocket_ping_timeout=30,
+        compress_response=True,
+    )

@@ -1,0 +1,42 @@
+"""`ywm`: the one command line for every process and operator task."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from server.logging import configure_logging
+from server.settings import Settings, SettingsError
+
+
+def _web(args: argparse.Namespace, settings: Settings) -> int:
+    from server.main import serve
+    port = args.port or int(os.environ.get("YW_PORT", "8000"))
+    asyncio.run(serve(settings, port, args.address))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ywm", description="YWMessaging")
+    commands = parser.add_subparsers(dest="command", required=True)
+    web = commands.add_parser("web", help="serve REST, WebSockets and webhooks")
+    web.add_argument("--port", type=int, default=0, help="default: $YW_PORT or 8000")
+    web.add_argument("--address", default=os.environ.get("YWM_BIND", "127.0.0.1"))
+    web.set_defaults(run=_web)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"ywm: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    return int(args.run(args, settings) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

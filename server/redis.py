@@ -1,0 +1,67 @@
+"""Redis: client construction, every key name, and the one lock helper.
+
+Keys carry the church id in a hash tag (`ywm:{<church_id>}:...`) so a church's keys stay
+in one Redis Cluster slot. Keys that belong to no church use `ywm:<area>:...`.
+"""
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import redis
+import redis.asyncio as aioredis
+
+
+def connect_async(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+def connect_sync(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+def church_key(church_id: UUID | str, area: str, *parts: Any) -> str:
+    tail = ":".join(str(p) for p in parts)
+    return f"ywm:{{{church_id}}}:{area}" + (f":{tail}" if tail else "")
+
+
+def global_key(area: str, *parts: Any) -> str:
+    tail = ":".join(str(p) for p in parts)
+    return f"ywm:{area}" + (f":{tail}" if tail else "")
+
+
+def session_key(church_id: UUID | str, session_id: str) -> str:
+    return church_key(church_id, "session", session_id)
+
+
+def user_sessions_key(church_id: UUID | str, user_id: UUID | str) -> str:
+    return church_key(church_id, "user_sessions", user_id)
+
+
+def stream_ticket_key(church_id: UUID | str, ticket: str) -> str:
+    return church_key(church_id, "ticket", ticket)
+
+
+def rate_limit_key(scope: str, subject: str) -> str:
+    return global_key("ratelimit", scope, subject)
+
+
+def events_channel(church_id: UUID | str) -> str:
+    return church_key(church_id, "events")
+
+
+def metrics_key(process_id: str) -> str:
+    return global_key("metrics", process_id)
+
+
+def metrics_index_key() -> str:
+    return global_key("metrics", "processes")
+
+
+def lock_key(name: str) -> str:
+    return global_key("lock", name)
+
+
+def sync_lock(client: redis.Redis, name: str, ttl_seconds: float) -> Any:
+    """A redis-py Lock with a token and a TTL: a crashed holder cannot keep it forever."""
+    return client.lock(lock_key(name), timeout=ttl_seconds, blocking=False)

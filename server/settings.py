@@ -1,0 +1,133 @@
+"""Settings: the one reader of the environment, turned into one frozen object.
+
+Strict casts (booleans only true/false/1/0), development defaults for everything but
+production secrets, and a startup error naming the variable that is missing or wrong.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Mapping
+
+DEV_SECRET_KEY = "dev-only-secret-key-change-me-0123456789abcdef"
+# id:base64(32 bytes) pairs, newest first; a development key only.
+DEV_FIELD_KEYS = "k1:ZGV2LW9ubHktZmllbGQta2V5LTAxMjM0NTY3ODlhYmM="
+DEV_ADMIN_TOKEN = "dev-admin-token"
+DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
+# Public half of the carrier simulator's development Ed25519 key (base64, raw 32 bytes).
+DEV_TELNYX_PUBLIC_KEY = ""
+
+SECRET_NAMES = ("YWM_SECRET_KEY", "YWM_FIELD_KEYS", "YWM_ADMIN_TOKEN")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise SettingsError(f"{name} must be one of true/false/1/0, got {raw!r}")
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/ywmessaging"
+    database_replica_urls: tuple[str, ...] = ()
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: str = field(default=DEV_SECRET_KEY, repr=False)
+    field_keys: str = field(default=DEV_FIELD_KEYS, repr=False)
+    admin_token: str = field(default=DEV_ADMIN_TOKEN, repr=False)
+    public_url: str = "http://127.0.0.1:8000"
+    telnyx_api_key: str = field(default="dev-telnyx-key", repr=False)
+    telnyx_api_base: str = "http://127.0.0.1:8900/telnyx"
+    telnyx_public_key: str = DEV_TELNYX_PUBLIC_KEY
+    twilio_account_sid: str = "ACdev00000000000000000000000000000"
+    twilio_auth_token: str = field(default=DEV_TWILIO_AUTH_TOKEN, repr=False)
+    twilio_api_base: str = "http://127.0.0.1:8900/twilio"
+    webhook_allow_private: bool = False
+    archive_url: str = "file://var/archive"
+    retention_months: int = 24
+    web_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    log_level: str = "INFO"
+    # Key prefix for Huey's queue names, so test runs never share a queue.
+    queue_name: str = "ywm"
+    max_body_bytes: int = 1_048_576
+    max_import_bytes: int = 20 * 1_048_576
+    access_token_ttl: int = 900
+    session_ttl: int = 86_400
+    auth_rate_per_second: float = 10.0
+    auth_rate_burst: int = 20
+    user_rate_per_second: float = 100.0
+    user_rate_burst: int = 200
+    price_per_segment_cents: float = 0.79
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    def replace(self, **changes: object) -> "Settings":
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        mode = env.get("YWM_ENV", "development")
+        if mode not in ("development", "test", "production"):
+            raise SettingsError(f"YWM_ENV must be development, test or production, got {mode!r}")
+        if mode == "production":
+            for name in SECRET_NAMES:
+                if not env.get(name):
+                    raise SettingsError(f"{name} is required when YWM_ENV=production")
+        values: dict[str, object] = {"env": mode}
+        text = {
+            "DATABASE_URL": "database_url", "REDIS_URL": "redis_url",
+            "YWM_SECRET_KEY": "secret_key", "YWM_FIELD_KEYS": "field_keys",
+            "YWM_ADMIN_TOKEN": "admin_token", "YWM_PUBLIC_URL": "public_url",
+            "YWM_TELNYX_API_KEY": "telnyx_api_key", "YWM_TELNYX_API_BASE": "telnyx_api_base",
+            "YWM_TELNYX_PUBLIC_KEY": "telnyx_public_key",
+            "YWM_TWILIO_ACCOUNT_SID": "twilio_account_sid",
+            "YWM_TWILIO_AUTH_TOKEN": "twilio_auth_token",
+            "YWM_TWILIO_API_BASE": "twilio_api_base", "YWM_ARCHIVE_URL": "archive_url",
+            "YWM_LOG_LEVEL": "log_level", "YWM_QUEUE_NAME": "queue_name",
+        }
+        for var, attr in text.items():
+            if env.get(var):
+                values[attr] = env[var]
+        ints = {
+            "YWM_RETENTION_MONTHS": "retention_months", "YWM_WEB_PROCESSES": "web_processes",
+            "YWM_MAX_BODY_BYTES": "max_body_bytes", "YWM_MAX_IMPORT_BYTES": "max_import_bytes",
+        }
+        for var, attr in ints.items():
+            if env.get(var):
+                values[attr] = _int(var, env[var])
+        if env.get("YWM_WEBHOOK_ALLOW_PRIVATE"):
+            values["webhook_allow_private"] = _bool(
+                "YWM_WEBHOOK_ALLOW_PRIVATE", env["YWM_WEBHOOK_ALLOW_PRIVATE"])
+        if env.get("DATABASE_REPLICA_URLS"):
+            values["database_replica_urls"] = _list(env["DATABASE_REPLICA_URLS"])
+        settings = cls(**values)  # type: ignore[arg-type]
+        if len(settings.secret_key.encode()) < 32:
+            raise SettingsError("YWM_SECRET_KEY must be at least 32 bytes")
+        return settings
