@@ -1,0 +1,95 @@
+"""SQL for the per-church event log (`events`, partitioned by month on created_at).
+
+Ids come from `churches.last_event_id`: the UPDATE takes the church row lock, so ids are
+handed out in commit order per church and a replay by `id > last` never skips a row that
+commits later with a smaller id.
+"""
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from db.engine import Connection, Row
+from db.tables import churches, events
+
+_NEXT_ID = (
+    sa.update(churches)
+    .where(churches.c.id == sa.bindparam("church_id"))
+    .values(last_event_id=churches.c.last_event_id + 1)
+    .returning(churches.c.last_event_id))
+
+_INSERT = (
+    sa.insert(events)
+    .values(church_id=sa.bindparam("church_id"), id=sa.bindparam("id"),
+            type=sa.bindparam("type"), data=sa.bindparam("data", type_=events.c.data.type))
+    .returning(events.c.id, events.c.created_at))
+
+_AFTER = (
+    sa.select(events.c.id, events.c.type, events.c.created_at, events.c.data,
+              events.c.church_id)
+    .where(events.c.church_id == sa.bindparam("church_id"),
+           events.c.id > sa.bindparam("after_id"))
+    .order_by(events.c.id)
+    .limit(sa.bindparam("limit")))
+
+_OLDEST = (
+    sa.select(sa.func.min(events.c.id))
+    .where(events.c.church_id == sa.bindparam("church_id")))
+
+_LAST_ID = sa.select(churches.c.last_event_id).where(churches.c.id == sa.bindparam("church_id"))
+
+# Prune one church: rows older than the cutoff AND below the church's last 10,000 ids.
+_PRUNE = sa.text("""
+    DELETE FROM events
+     WHERE church_id = :church_id
+       AND created_at < :cutoff
+       AND id <= (SELECT last_event_id FROM churches WHERE id = :church_id) - :keep
+""")
+
+_CHURCHES_WITH_OLD = sa.text("""
+    SELECT DISTINCT church_id FROM events WHERE created_at < :cutoff
+""")
+
+
+async def next_event_id(conn: Connection, church_id: UUID | str) -> int:
+    value = await conn.fetch_val(_NEXT_ID, {"church_id": church_id})
+    if value is None:
+        raise LookupError(f"church {church_id} does not exist")
+    return int(value)
+
+
+async def insert_event(conn: Connection, church_id: UUID | str, event_id: int, type_: str,
+                       data: dict[str, Any]) -> Row:
+    row = await conn.fetch_one(_INSERT, {"church_id": church_id, "id": event_id,
+                                         "type": type_, "data": data})
+    assert row is not None
+    return row
+
+
+async def events_after(conn: Connection, church_id: UUID | str, after_id: int,
+                       limit: int) -> list[Row]:
+    return await conn.fetch_all(_AFTER, {"church_id": church_id, "after_id": after_id,
+                                         "limit": limit})
+
+
+async def oldest_event_id(conn: Connection, church_id: UUID | str) -> int | None:
+    value = await conn.fetch_val(_OLDEST, {"church_id": church_id})
+    return int(value) if value is not None else None
+
+
+async def last_event_id(conn: Connection, church_id: UUID | str) -> int:
+    value = await conn.fetch_val(_LAST_ID, {"church_id": church_id})
+    return int(value or 0)
+
+
+async def churches_with_events_before(conn: Connection, cutoff: Any) -> list[UUID]:
+    rows = await conn.fetch_all(_CHURCHES_WITH_OLD, {"cutoff": cutoff})
+    return [r["church_id"] for r in rows]
+
+
+async def prune_church(conn: Connection, church_id: UUID | str, cutoff: Any,
+                       keep: int) -> int:
+    return await conn.execute(_PRUNE, {"church_id": church_id, "cutoff": cutoff,
+                                       "keep": keep})
