@@ -14,8 +14,11 @@ DEV_SECRET_KEY = "dev-only-secret-key-change-me-0123456789abcdef"
 DEV_FIELD_KEYS = "k1:ZGV2LW9ubHktZmllbGQta2V5LTAxMjM0NTY3ODlhYmM="
 DEV_ADMIN_TOKEN = "dev-admin-token"
 DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
-# Public half of the carrier simulator's development Ed25519 key (base64, raw 32 bytes).
-DEV_TELNYX_PUBLIC_KEY = ""
+# The carrier simulator's DEVELOPMENT Ed25519 key pair (base64 of the raw 32 bytes; seed
+# bytes 0x40..0x5f). Our server verifies Telnyx webhooks with the public half; the simulator
+# signs with the private half. Production sets YWM_TELNYX_PUBLIC_KEY to the account's key.
+DEV_TELNYX_PUBLIC_KEY = "JUO5L/EJVRFHatyDadtt3JM2ZaEZeN2hQE7hBmypVZ0="
+DEV_TELNYX_PRIVATE_KEY = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8="
 
 SECRET_NAMES = ("YWM_SECRET_KEY", "YWM_FIELD_KEYS", "YWM_ADMIN_TOKEN")
 
@@ -55,11 +58,13 @@ class Settings:
     admin_token: str = field(default=DEV_ADMIN_TOKEN, repr=False)
     public_url: str = "http://127.0.0.1:8000"
     telnyx_api_key: str = field(default="dev-telnyx-key", repr=False)
-    telnyx_api_base: str = "http://127.0.0.1:8900/telnyx"
+    telnyx_api_base: str = "http://127.0.0.1:8900/telnyx/v2"  # real: https://api.telnyx.com/v2
     telnyx_public_key: str = DEV_TELNYX_PUBLIC_KEY
     twilio_account_sid: str = "ACdev00000000000000000000000000000"
     twilio_auth_token: str = field(default=DEV_TWILIO_AUTH_TOKEN, repr=False)
-    twilio_api_base: str = "http://127.0.0.1:8900/twilio"
+    twilio_api_base: str = "http://127.0.0.1:8900/twilio"  # real: https://api.twilio.com
+    # Carrier simulator only: the key it signs Telnyx webhooks with.
+    sim_telnyx_private_key: str = field(default=DEV_TELNYX_PRIVATE_KEY, repr=False)
     webhook_allow_private: bool = False
     archive_url: str = "file://var/archive"
     retention_months: int = 24
@@ -111,6 +116,7 @@ class Settings:
             "YWM_TWILIO_AUTH_TOKEN": "twilio_auth_token",
             "YWM_TWILIO_API_BASE": "twilio_api_base", "YWM_ARCHIVE_URL": "archive_url",
             "YWM_LOG_LEVEL": "log_level", "YWM_QUEUE_NAME": "queue_name",
+            "YWM_SIM_TELNYX_PRIVATE_KEY": "sim_telnyx_private_key",
         }
         for var, attr in text.items():
             if env.get(var):
