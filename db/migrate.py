@@ -1,16 +1,46 @@
-"""Bring a database to the newest schema (temporary: create_all until Alembic lands)."""
+"""Bring a database to the newest schema: Alembic migrations, then monthly partitions.
+
+`upgrade(url)` is what `ywm migrate` and the test fixtures run; it is idempotent.
+`run_alembic(url, argv)` is `ywm db ...`: any Alembic command (check, current, history,
+downgrade, revision --autogenerate) against the configured database.
+"""
 from __future__ import annotations
 
-import sqlalchemy as sa
+import logging
+import pathlib
 
-from db.tables import metadata
+from alembic import command
+from alembic.config import CommandLine, Config
+
+from db.partitions import ensure_partitions
+
+INI_PATH = pathlib.Path(__file__).with_name("alembic.ini")
 
 
-def upgrade(database_url: str) -> None:
-    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg2://", 1))
-    with engine.begin() as conn:
-        metadata.create_all(conn)
-        for name in ("messages", "message_recipients", "conversation_messages", "events"):
-            conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {name}_default "
-                                 f"PARTITION OF {name} DEFAULT"))
-    engine.dispose()
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(INI_PATH))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    # Keep the caller's logging (JSON lines) instead of alembic.ini's handlers.
+    config.attributes["configure_logger"] = False
+    # Alembic 1.20 logs every plugin it loads at INFO: noise in `ywm migrate` output.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    return config
+
+
+def upgrade(database_url: str) -> list[str]:
+    """Run every pending migration, then create missing partitions; names created."""
+    command.upgrade(alembic_config(database_url), "head")
+    return ensure_partitions(database_url)
+
+
+def run_alembic(database_url: str, argv: list[str]) -> int:
+    """Run an Alembic command line (`["check"]`, `["downgrade", "-1"]`, ...)."""
+    cli = CommandLine(prog="ywm db")
+    options = cli.parser.parse_args(argv)
+    if not hasattr(options, "cmd"):
+        cli.parser.print_help()
+        return 2
+    config = alembic_config(database_url)
+    config.cmd_opts = options
+    cli.run_cmd(config, options)
+    return 0

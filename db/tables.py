@@ -113,8 +113,9 @@ members = sa.Table(
     sa.UniqueConstraint("church_id", "phone_hash"),
     sa.Index(None, "church_id", "created_at", "id"),
     sa.Index(None, "church_id", "opt_in_sms"),
+    # Parenthesised as PostgreSQL reflects it, so `alembic check` sees no drift.
     sa.Index("ix_members_church_id_name", "church_id",
-             sa.text("lower(first_name || ' ' || last_name)")),
+             sa.text("lower((first_name || ' ') || last_name)")),
 )
 
 groups = sa.Table(

@@ -17,6 +17,18 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from db.migrate import upgrade
+    created = upgrade(settings.database_url)
+    print(f"ywm migrate: schema at head; {len(created)} partitions created")
+    return 0
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from db.migrate import run_alembic
+    return run_alembic(settings.database_url, args.alembic_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ywm", description="YWMessaging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -24,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--port", type=int, default=0, help="default: $YW_PORT or 8000")
     web.add_argument("--address", default=os.environ.get("YWM_BIND", "127.0.0.1"))
     web.set_defaults(run=_web)
+    migrate = commands.add_parser("migrate", help="migrate to head and create partitions")
+    migrate.set_defaults(run=_migrate)
+    db = commands.add_parser("db", help="any Alembic command, e.g. `ywm db check`")
+    db.add_argument("alembic_args", nargs=argparse.REMAINDER)
+    db.set_defaults(run=_db)
     return parser
 
 
