@@ -61,6 +61,25 @@ def metrics_index_key() -> str:
 def lock_key(name: str) -> str:
     return global_key("lock", name)
 
+def number_throttle_key(church_id: UUID | str, number_id: UUID | str) -> str:
+    """The per-number send bucket (server/throttle.py)."""
+    return church_key(church_id, "throttle", "number", number_id)
+
+
+def dispatch_heartbeat_key(church_id: UUID | str, message_id: UUID | str) -> str:
+    """Set while a dispatch lane works on a broadcast; absent means the reconciler may act."""
+    return church_key(church_id, "dispatch", message_id, "heartbeat")
+
+
+def broadcast_progress_key(church_id: UUID | str, message_id: UUID | str) -> str:
+    """Throttles broadcast.progress events to a few per second per broadcast."""
+    return church_key(church_id, "dispatch", message_id, "progress")
+
+
+def queue_stats_key() -> str:
+    """Hash of processed/failed counters per Huey task name (admin queues view)."""
+    return global_key("queue", "stats")
+
 
 def sync_lock(client: redis.Redis, name: str, ttl_seconds: float) -> Any:
     """A redis-py Lock with a token and a TTL: a crashed holder cannot keep it forever."""
