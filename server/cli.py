@@ -29,6 +29,16 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     return run_alembic(settings.database_url, args.alembic_args)
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers import huey  # its queue settings come from the same environment
+    consumer = huey.create_consumer(
+        workers=args.workers, worker_type="thread", periodic=not args.no_periodic,
+        graceful_signal=args.graceful_signal, shutdown_timeout=args.grace,
+        check_worker_health=True)
+    consumer.run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ywm", description="YWMessaging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -38,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     web.set_defaults(run=_web)
     migrate = commands.add_parser("migrate", help="migrate to head and create partitions")
     migrate.set_defaults(run=_migrate)
+    worker = commands.add_parser("worker", help="run a Huey consumer (threads)")
+    # Four threads drained fastest on 2 cores (LIBRARIES.md §4f).
+    worker.add_argument("--workers", "-w", type=int, default=4)
+    worker.add_argument("--no-periodic", "-n", action="store_true",
+                        help="do not schedule periodic tasks (run exactly one consumer without)")
+    worker.add_argument("--graceful-signal", choices=("INT", "TERM"), default="INT",
+                        help="the signal that finishes running tasks before exiting")
+    worker.add_argument("--grace", type=float, default=30.0,
+                        help="seconds a graceful stop waits for running tasks")
+    worker.set_defaults(run=_worker)
     db = commands.add_parser("db", help="any Alembic command, e.g. `ywm db check`")
     db.add_argument("alembic_args", nargs=argparse.REMAINDER)
     db.set_defaults(run=_db)

@@ -58,6 +58,11 @@ def metrics_index_key() -> str:
     return global_key("metrics", "processes")
 
 
+def ping_key(token: str) -> str:
+    """Written by the `ops.ping` task (workers/ops.py) to prove a worker runs tasks."""
+    return global_key("ops", "ping", token)
+
+
 def lock_key(name: str) -> str:
     return global_key("lock", name)
 

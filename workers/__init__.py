@@ -1,0 +1,9 @@
+"""The Huey entry point: `huey_consumer workers.huey` or `ywm worker`.
+
+Importing this package imports the Huey instance and every task module, so the consumer
+knows every task name (huey docs/imports.rst). Add new task modules to the list below.
+"""
+from server.queue import huey
+from workers import ops, runtime  # noqa: F401  (registers tasks and worker hooks)
+
+__all__ = ["huey"]

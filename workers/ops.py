@@ -1,0 +1,48 @@
+"""Operational tasks: a ping that proves the queue and the worker runtime work, and the
+daily partition upkeep."""
+from __future__ import annotations
+
+import logging
+import time
+
+from huey import crontab
+
+from db.partitions import ensure_partitions
+from server.deps import Deps
+from server.queue import huey
+from server.queue import settings as queue_settings
+from server.redis import connect_sync, ping_key, sync_lock
+from workers.runtime import run
+
+log = logging.getLogger("ywm.workers.ops")
+
+PING_TTL_SECONDS = 300  # long enough to read it back, short enough to need no cleanup
+# Upkeep takes well under a second; the lock only has to outlive one run.
+PARTITIONS_LOCK_TTL = 600
+
+
+@huey.task(name="ops.ping")
+def ping(token: str) -> str:
+    """Write `pong <unix time>` under the token's key after a database round trip."""
+    async def _ping(deps: Deps) -> str:
+        await deps.db.execute("SELECT 1")
+        value = f"pong {time.time():.3f}"
+        await deps.redis.set(ping_key(token), value, ex=PING_TTL_SECONDS)
+        return value
+    return run(_ping)
+
+
+@huey.periodic_task(crontab(minute="7", hour="*/6"), name="ops.ensure_partitions")
+def upkeep_partitions() -> list[str]:
+    """Create next months' partitions; one run cluster-wide per slot (Redis lock, TTL)."""
+    client = connect_sync(queue_settings().redis_url)
+    lock = sync_lock(client, "ops.ensure_partitions", PARTITIONS_LOCK_TTL)
+    try:
+        if not lock.acquire():
+            return []
+        try:
+            return ensure_partitions(queue_settings().database_url)
+        finally:
+            lock.release()
+    finally:
+        client.close()
