@@ -14,19 +14,27 @@ import time
 import uuid
 from typing import Any
 
+import psycopg2
+import redis.exceptions
 import tornado.web
 import ujson
 
 import schema
-from server.auth import Actor, actor_from_access_token, bearer_token
+from server import ratelimit
+from server.auth import (CSRF_COOKIE, SESSION_COOKIE, Actor, actor_from_access_token,
+                         actor_from_session, bearer_token, parse_session_cookie)
 from server.deps import Deps
-from server.errors import (AppError, Forbidden, InvalidJson, MethodNotAllowed, NotFound,
-                           PayloadTooLarge, Unauthorized, Unavailable)
+from server.errors import (AppError, CsrfFailed, Forbidden, InvalidJson, MethodNotAllowed,
+                           NotFound, PayloadTooLarge, Unauthorized, Unavailable)
 from server.logging import request_id_var
 
 log = logging.getLogger("ywm.http")
 
 UNSAFE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+API_KEY_PREFIX = "ywm_"
+# A dependency that does not answer: the request is 503 unavailable, not a 500.
+UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                      psycopg2.OperationalError, psycopg2.InterfaceError)
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
@@ -88,6 +96,8 @@ class BaseHandler(tornado.web.RequestHandler):
             return exc
         if isinstance(exc, tornado.web.HTTPError) or exc is None:
             return _from_status(status_code)
+        if isinstance(exc, UNAVAILABLE_ERRORS):
+            return Unavailable()
         return AppError()
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
@@ -146,10 +156,40 @@ class ApiHandler(BaseHandler):
             await self.apply_rate_limit()
 
     async def authenticate(self) -> Actor:
+        """Bearer JWT, else API key, else the session cookie (with CSRF on unsafe methods)."""
         token = bearer_token(self.request.headers)
-        if token is None:
+        api_key = self.request.headers.get("X-API-Key")
+        if api_key or (token and token.startswith(API_KEY_PREFIX)):
+            return await self.authenticate_api_key(api_key or token or "")
+        if token is not None:
+            return await actor_from_access_token(self.deps.redis, self.deps.settings, token)
+        cookie = self.get_signed_cookie(SESSION_COOKIE, min_version=2)
+        if cookie is None:
             raise Unauthorized()
-        return await actor_from_access_token(self.deps.redis, self.deps.settings, token)
+        church_id, sid = parse_session_cookie(cookie.decode())
+        actor, csrf = await actor_from_session(self.deps.redis, self.deps.settings,
+                                               church_id, sid)
+        if self.request.method in UNSAFE_METHODS:
+            self.check_csrf(csrf)
+        return actor
+
+    async def authenticate_api_key(self, presented: str) -> Actor:
+        """Extension point for API keys (API.md §8, a later issue).
+
+        That issue replaces this body with a call to its service (look the key up by
+        prefix, compare the keyed hash, return an Actor with `api_key_id`, `scopes` and
+        `rate_limit_per_minute`). Until then no API key is valid.
+        """
+        raise Unauthorized("API keys are not accepted yet.")
+
+    def check_csrf(self, session_csrf: str) -> None:
+        """Double submit: header == cookie == the session's token (API.md §3)."""
+        header = self.request.headers.get("X-CSRF-Token", "")
+        cookie = self.get_cookie(CSRF_COOKIE) or ""
+        if not (header and session_csrf
+                and hmac.compare_digest(header.encode(), cookie.encode())
+                and hmac.compare_digest(header.encode(), session_csrf.encode())):
+            raise CsrfFailed()
 
     def require_admin_token(self) -> None:
         token = bearer_token(self.request.headers) or ""
@@ -157,7 +197,15 @@ class ApiHandler(BaseHandler):
             raise Unauthorized("This route needs the operator token.")
 
     async def apply_rate_limit(self) -> None:
-        """Filled in by the rate limiter (server/ratelimit.py)."""
+        """Token bucket in Redis: "auth" per client IP, "user" per user or API key."""
+        settings = self.deps.settings
+        if self.rate_limit == "auth":
+            await ratelimit.enforce(self.deps.redis, "auth", self.request.remote_ip or "-",
+                                    ratelimit.auth_limit(settings))
+        elif self.rate_limit == "user" and self.actor is not None:
+            await ratelimit.enforce(self.deps.redis, "user",
+                                    ratelimit.actor_subject(self.actor),
+                                    ratelimit.actor_limit(settings, self.actor))
 
     def _check_body_size(self) -> None:
         declared = self.request.headers.get("Content-Length")

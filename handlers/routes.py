@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import health
+from handlers import auth, church, docs, health, stream, users, webapp
 
 API = r"/api/v1"
 
@@ -13,4 +13,20 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     return [
         (r"/health", health.HealthHandler),
         (r"/ready", health.ReadyHandler),
+        (API + r"/auth/register", auth.RegisterHandler),
+        (API + r"/auth/login", auth.LoginHandler),
+        (API + r"/auth/refresh", auth.RefreshHandler),
+        (API + r"/auth/logout", auth.LogoutHandler),
+        (API + r"/auth/me", auth.MeHandler),
+        (API + r"/stream/ticket", auth.StreamTicketHandler),
+        (API + r"/stream", stream.StreamSocketHandler),
+        (API + r"/church", church.ChurchHandler),
+        (API + r"/users", users.UsersHandler),
+        (API + r"/users/([^/]+)", users.UserHandler),
+        (API + r"/openapi.json", docs.OpenApiHandler),
+        (API + r"/docs/?", docs.DocsHandler),
+        (API + r"/docs/init.js", docs.DocsInitHandler),
+        (API + r"/docs/static/(.+)", docs.SwaggerStaticHandler),
+        (r"/", webapp.AppShellHandler),
+        (r"/static/([0-9a-f]{1,64})/(.+)", webapp.StaticAssetHandler),
     ]

@@ -7,6 +7,8 @@ current secret is kept, and each refresh replaces it (rotation).
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import hmac
 import secrets
@@ -40,6 +42,8 @@ class Actor:
     api_key_id: UUID | None = None
     scopes: tuple[str, ...] | None = None
     via_cookie: bool = False
+    # An API key's own limit (API.md §8); None means the default per-user limit.
+    rate_limit_per_minute: int | None = None
 
     def has_role(self, role: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -69,6 +73,29 @@ def verify_password(password: str, encoded: str) -> bool:
     except ValueError:
         return False
     return hmac.compare_digest(candidate.hex(), digest)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified against when the email is unknown, so both paths cost one scrypt.
+    return hash_password(secrets.token_urlsafe(16))
+
+
+async def check_password(password: str, encoded: str | None) -> bool:
+    """Verify in a worker thread (~50 ms of scrypt must not block the event loop).
+
+    `encoded=None` (unknown user) still runs a full verify, so timing does not reveal
+    which emails exist.
+    """
+    loop = asyncio.get_running_loop()
+    if encoded is None:
+        await loop.run_in_executor(None, verify_password, password, _dummy_hash())
+        return False
+    return await loop.run_in_executor(None, verify_password, password, encoded)
+
+
+async def hash_password_async(password: str) -> str:
+    return await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
 
 
 def _secret_hash(secret: str) -> str:
@@ -120,11 +147,43 @@ async def actor_from_access_token(redis: aioredis.Redis, settings: Settings, tok
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hget(key, "role")
         pipe.expire(key, settings.session_ttl)  # sliding 24 h window
-        role, alive = await pipe.execute()
+        # The user's session index slides too, so end_user_sessions still finds this one.
+        pipe.expire(keys.user_sessions_key(church_id, user_id), settings.session_ttl)
+        role, alive, _ = await pipe.execute()
     if not alive or role is None:
         raise Unauthorized("The session has ended; sign in again.")
     return Actor(church_id=church_id, role=role, user_id=user_id, session_id=claims["sid"],
                  via_cookie=via_cookie)
+
+
+async def actor_from_session(redis: aioredis.Redis, settings: Settings, church_id: UUID,
+                             sid: str) -> tuple[Actor, str]:
+    """The actor of a cookie session and the session's CSRF token; slides the 24 h TTL."""
+    key = keys.session_key(church_id, sid)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(key)
+        pipe.expire(key, settings.session_ttl)
+        session, _ = await pipe.execute()
+    if not session or "user_id" not in session:
+        raise Unauthorized("The session has ended; sign in again.")
+    actor = Actor(church_id=church_id, role=session["role"], user_id=UUID(session["user_id"]),
+                  session_id=sid, via_cookie=True)
+    await redis.expire(keys.user_sessions_key(church_id, actor.user_id or ""),
+                       settings.session_ttl)
+    return actor, session.get("csrf", "")
+
+
+def session_cookie_value(church_id: UUID, sid: str) -> str:
+    """What the signed `ywm_session` cookie carries: a reference, never a secret."""
+    return f"{church_id}|{sid}"
+
+
+def parse_session_cookie(value: str) -> tuple[UUID, str]:
+    try:
+        church, sid = value.split("|", 1)
+        return UUID(church), sid
+    except ValueError:
+        raise Unauthorized("The session cookie is invalid.") from None
 
 
 async def session_csrf_token(redis: aioredis.Redis, church_id: UUID, sid: str) -> str | None:
@@ -168,6 +227,25 @@ async def rotate_refresh_token(redis: aioredis.Redis, settings: Settings,
     pair = TokenPair(_access_token(settings, church_id, user_id, session["role"], sid),
                      f"{church_id}.{sid}.{new_secret}", sid, csrf, settings.access_token_ttl)
     return pair, church_id, user_id
+
+
+async def renew_session(redis: aioredis.Redis, settings: Settings, church_id: UUID,
+                        sid: str) -> tuple[TokenPair, UUID]:
+    """New pair for a session proven by its (signed) cookie; the old refresh token dies."""
+    key = keys.session_key(church_id, sid)
+    session = await redis.hgetall(key)
+    if not session or "refresh_hash" not in session:
+        raise Unauthorized("The session has ended; sign in again.")
+    new_secret = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(24)
+    swapped = await redis.eval(_ROTATE_SCRIPT, 1, key, session["refresh_hash"],
+                               _secret_hash(new_secret), settings.session_ttl, csrf)
+    if not swapped:
+        raise Unauthorized("The session was refreshed concurrently; sign in again.")
+    user_id = UUID(session["user_id"])
+    pair = TokenPair(_access_token(settings, church_id, user_id, session["role"], sid),
+                     f"{church_id}.{sid}.{new_secret}", sid, csrf, settings.access_token_ttl)
+    return pair, user_id
 
 
 async def end_session(redis: aioredis.Redis, church_id: UUID, sid: str) -> None:

@@ -13,6 +13,8 @@ DEV_SECRET_KEY = "dev-only-secret-key-change-me-0123456789abcdef"
 # id:base64(32 bytes) pairs, newest first; a development key only.
 DEV_FIELD_KEYS = "k1:ZGV2LW9ubHktZmllbGQta2V5LTAxMjM0NTY3ODlhYmM="
 DEV_ADMIN_TOKEN = "dev-admin-token"
+# HMAC key for member phone lookups (server/crypto.py); its own key, never a field key.
+DEV_HASH_KEY = "dev-only-phone-hash-key-0123456789abcdef"
 DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
 # The carrier simulator's DEVELOPMENT Ed25519 key pair (base64 of the raw 32 bytes; seed
 # bytes 0x40..0x5f). Our server verifies Telnyx webhooks with the public half; the simulator
@@ -20,7 +22,7 @@ DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
 DEV_TELNYX_PUBLIC_KEY = "JUO5L/EJVRFHatyDadtt3JM2ZaEZeN2hQE7hBmypVZ0="
 DEV_TELNYX_PRIVATE_KEY = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8="
 
-SECRET_NAMES = ("YWM_SECRET_KEY", "YWM_FIELD_KEYS", "YWM_ADMIN_TOKEN")
+SECRET_NAMES = ("YWM_SECRET_KEY", "YWM_FIELD_KEYS", "YWM_HASH_KEY", "YWM_ADMIN_TOKEN")
 
 
 class SettingsError(Exception):
@@ -43,6 +45,16 @@ def _int(name: str, raw: str) -> int:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise SettingsError(f"{name} must be above 0, got {raw!r}")
+    return value
+
+
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -55,6 +67,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     secret_key: str = field(default=DEV_SECRET_KEY, repr=False)
     field_keys: str = field(default=DEV_FIELD_KEYS, repr=False)
+    hash_key: str = field(default=DEV_HASH_KEY, repr=False)
     admin_token: str = field(default=DEV_ADMIN_TOKEN, repr=False)
     public_url: str = "http://127.0.0.1:8000"
     telnyx_api_key: str = field(default="dev-telnyx-key", repr=False)
@@ -109,6 +122,7 @@ class Settings:
         text = {
             "DATABASE_URL": "database_url", "REDIS_URL": "redis_url",
             "YWM_SECRET_KEY": "secret_key", "YWM_FIELD_KEYS": "field_keys",
+            "YWM_HASH_KEY": "hash_key",
             "YWM_ADMIN_TOKEN": "admin_token", "YWM_PUBLIC_URL": "public_url",
             "YWM_TELNYX_API_KEY": "telnyx_api_key", "YWM_TELNYX_API_BASE": "telnyx_api_base",
             "YWM_TELNYX_PUBLIC_KEY": "telnyx_public_key",
@@ -128,6 +142,15 @@ class Settings:
         for var, attr in ints.items():
             if env.get(var):
                 values[attr] = _int(var, env[var])
+        # Rate limits (API.md §3): tunable per deployment, and low in tests.
+        for var, attr in {"YWM_AUTH_RATE_PER_SECOND": "auth_rate_per_second",
+                          "YWM_USER_RATE_PER_SECOND": "user_rate_per_second"}.items():
+            if env.get(var):
+                values[attr] = _float(var, env[var])
+        for var, attr in {"YWM_AUTH_RATE_BURST": "auth_rate_burst",
+                          "YWM_USER_RATE_BURST": "user_rate_burst"}.items():
+            if env.get(var):
+                values[attr] = _int(var, env[var])
         if env.get("YWM_WEBHOOK_ALLOW_PRIVATE"):
             values["webhook_allow_private"] = _bool(
                 "YWM_WEBHOOK_ALLOW_PRIVATE", env["YWM_WEBHOOK_ALLOW_PRIVATE"])
@@ -136,4 +159,6 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if len(settings.secret_key.encode()) < 32:
             raise SettingsError("YWM_SECRET_KEY must be at least 32 bytes")
+        if len(settings.hash_key.encode()) < 32:
+            raise SettingsError("YWM_HASH_KEY must be at least 32 bytes")
         return settings

@@ -72,4 +72,4 @@ async def create_church(deps: Any, church_name: str = "Grace", email: str | None
     result = await accounts.register(deps.db, deps.redis, deps.settings,
                                      church_name=church_name, email=email,
                                      password=password, name=name)
-    return _identity(result, email, password)
+    return _identity(result.public(), email, password)
