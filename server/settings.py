@@ -94,6 +94,16 @@ class Settings:
     user_rate_per_second: float = 100.0
     user_rate_burst: int = 200
     price_per_segment_cents: float = 0.79
+    # Bulk sends (server/services/dispatch.py). Attempts include the first one.
+    send_max_attempts: int = 6
+    send_retry_base_seconds: float = 30.0  # first retry delay; doubles per attempt, jittered
+    send_retry_max_seconds: float = 3600.0
+    send_lease_seconds: float = 60.0  # a claimed recipient is re-sent after this if unrecorded
+    send_chunk_size: int = 100  # recipients one lane claims at a time
+    send_lanes: int = 4  # concurrent dispatch tasks per broadcast
+    send_concurrency: int = 16  # carrier requests in flight per lane
+    throttle_headroom: float = 0.95  # send at 95% of a number's MPS: arrival-time jitter
+    reconcile_interval_seconds: float = 15.0
 
     @property
     def production(self) -> bool:
@@ -147,6 +157,20 @@ class Settings:
                           "YWM_USER_RATE_PER_SECOND": "user_rate_per_second"}.items():
             if env.get(var):
                 values[attr] = _float(var, env[var])
+        for var, attr in {"YWM_SEND_RETRY_BASE_SECONDS": "send_retry_base_seconds",
+                          "YWM_SEND_RETRY_MAX_SECONDS": "send_retry_max_seconds",
+                          "YWM_SEND_LEASE_SECONDS": "send_lease_seconds",
+                          "YWM_THROTTLE_HEADROOM": "throttle_headroom",
+                          "YWM_RECONCILE_INTERVAL_SECONDS": "reconcile_interval_seconds",
+                          "YWM_PRICE_PER_SEGMENT_CENTS": "price_per_segment_cents"}.items():
+            if env.get(var):
+                values[attr] = _float(var, env[var])
+        for var, attr in {"YWM_SEND_MAX_ATTEMPTS": "send_max_attempts",
+                          "YWM_SEND_CHUNK_SIZE": "send_chunk_size",
+                          "YWM_SEND_LANES": "send_lanes",
+                          "YWM_SEND_CONCURRENCY": "send_concurrency"}.items():
+            if env.get(var):
+                values[attr] = _int(var, env[var])
         for var, attr in {"YWM_AUTH_RATE_BURST": "auth_rate_burst",
                           "YWM_USER_RATE_BURST": "user_rate_burst"}.items():
             if env.get(var):
