@@ -89,3 +89,19 @@ def queue_stats_key() -> str:
 def sync_lock(client: redis.Redis, name: str, ttl_seconds: float) -> Any:
     """A redis-py Lock with a token and a TTL: a crashed holder cannot keep it forever."""
     return client.lock(lock_key(name), timeout=ttl_seconds, blocking=False)
+
+
+
+def cache_key(church_id: UUID | str, name: str, *parts: Any) -> str:
+    """A cached value of one church (server/cache.py)."""
+    return church_key(church_id, "cache", name, *parts)
+
+
+def cache_generation_key(church_id: UUID | str, name: str, *parts: Any) -> str:
+    """Bumped on invalidation, so a load that raced a write never stores stale data."""
+    return church_key(church_id, "cache", name, *parts, "gen")
+
+
+def cache_metrics_key() -> str:
+    """One hash of `<cache name>:hits|misses` counters shared by every process."""
+    return global_key("cache", "metrics")

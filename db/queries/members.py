@@ -1,0 +1,221 @@
+"""Members: single-row reads and writes, the keyset list, consent rows, key rotation scans.
+
+Phone and email arrive here already encrypted (`phone_enc`, `email_enc`) with the keyed
+`phone_hash`; this module never sees a plaintext phone. Bulk statements for the CSV import
+live in `db/queries/member_import.py`.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import BYTEA
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from db.engine import Connection, Row
+from db.tables import consent_ledger, group_memberships, groups, members
+
+m, gm, g = members, group_memberships, groups
+_UUID = PG_UUID(as_uuid=True)
+_TS = sa.DateTime(timezone=True)
+
+COLUMNS = (m.c.id, m.c.church_id, m.c.first_name, m.c.last_name, m.c.phone_enc, m.c.email_enc,
+           m.c.opt_in_sms, m.c.opted_out_at, m.c.created_at, m.c.updated_at)
+
+_INSERT = (pg_insert(m).values(
+    church_id=sa.bindparam("church_id"), first_name=sa.bindparam("first_name"),
+    last_name=sa.bindparam("last_name"), phone_enc=sa.bindparam("phone_enc"),
+    email_enc=sa.bindparam("email_enc"), phone_hash=sa.bindparam("phone_hash"),
+    opt_in_sms=sa.bindparam("opt_in_sms"), opted_out_at=sa.bindparam("opted_out_at"))
+    .on_conflict_do_nothing(index_elements=[m.c.church_id, m.c.phone_hash])
+    .returning(*COLUMNS))
+
+_GET = sa.select(*COLUMNS).where(m.c.church_id == sa.bindparam("church_id"),
+                                 m.c.id == sa.bindparam("id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+_GET_BY_HASH = sa.select(*COLUMNS).where(m.c.church_id == sa.bindparam("church_id"),
+                                         m.c.phone_hash == sa.bindparam("phone_hash"))
+
+_cursor_at = sa.bindparam("cursor_at", type_=_TS)
+_group_id = sa.bindparam("group_id", type_=_UUID)
+_opted_in = sa.bindparam("opted_in", type_=sa.Boolean)
+_hash = sa.bindparam("phone_hash", type_=BYTEA)
+_name_like = sa.bindparam("name_like", type_=sa.Text)
+_LIST = (
+    sa.select(*COLUMNS)
+    .where(
+        m.c.church_id == sa.bindparam("church_id"),
+        sa.or_(_cursor_at.is_(None),
+               sa.tuple_(m.c.created_at, m.c.id)
+               < sa.tuple_(_cursor_at, sa.bindparam("cursor_id", type_=_UUID))),
+        sa.or_(_opted_in.is_(None), m.c.opt_in_sms == _opted_in),
+        sa.or_(_hash.is_(None), m.c.phone_hash == _hash),
+        sa.or_(_name_like.is_(None),
+               sa.func.lower(m.c.first_name + " " + m.c.last_name).like(_name_like)),
+        sa.or_(_group_id.is_(None), sa.exists().where(
+            gm.c.church_id == m.c.church_id, gm.c.group_id == _group_id,
+            gm.c.member_id == m.c.id)),
+    )
+    .order_by(m.c.created_at.desc(), m.c.id.desc())
+    .limit(sa.bindparam("limit"))
+)
+
+_UPDATE = (sa.update(m).where(m.c.church_id == sa.bindparam("church_id"),
+                              m.c.id == sa.bindparam("id"))
+           .values(first_name=sa.bindparam("first_name"), last_name=sa.bindparam("last_name"),
+                   phone_enc=sa.bindparam("phone_enc"), email_enc=sa.bindparam("email_enc"),
+                   phone_hash=sa.bindparam("phone_hash"), opt_in_sms=sa.bindparam("opt_in_sms"),
+                   opted_out_at=sa.bindparam("opted_out_at", type_=_TS),
+                   updated_at=sa.func.now())
+           .returning(*COLUMNS))
+
+_DELETE = (sa.delete(m).where(m.c.church_id == sa.bindparam("church_id"),
+                              m.c.id == sa.bindparam("id")).returning(m.c.id))
+
+# Changes only a member whose state differs, so the caller learns whether it changed.
+_SET_OPT_IN = (sa.update(m).where(m.c.church_id == sa.bindparam("church_id"),
+                                  m.c.id == sa.bindparam("id"),
+                                  m.c.opt_in_sms != sa.bindparam("opt_in_sms"))
+               .values(opt_in_sms=sa.bindparam("opt_in_sms"),
+                       opted_out_at=sa.case((sa.bindparam("opt_in_sms"), None),
+                                            else_=sa.func.now()),
+                       updated_at=sa.func.now())
+               .returning(*COLUMNS))
+
+_GROUPS_OF = (sa.select(gm.c.member_id, g.c.id, g.c.name)
+              .join(g, sa.and_(g.c.church_id == gm.c.church_id, g.c.id == gm.c.group_id))
+              .where(gm.c.church_id == sa.bindparam("church_id"),
+                     gm.c.member_id.in_(sa.bindparam("member_ids", expanding=True)))
+              .order_by(gm.c.member_id, sa.func.lower(g.c.name)))
+
+_GROUP_IDS_OF = sa.select(gm.c.group_id).where(gm.c.church_id == sa.bindparam("church_id"),
+                                               gm.c.member_id == sa.bindparam("member_id"))
+
+_COUNT_IN = sa.select(sa.func.count()).select_from(m).where(
+    m.c.church_id == sa.bindparam("church_id"),
+    m.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+_INSERT_CONSENT = sa.insert(consent_ledger).values(
+    church_id=sa.bindparam("church_id"), member_id=sa.bindparam("member_id"),
+    number_id=sa.bindparam("number_id", type_=_UUID), action=sa.bindparam("action"),
+    source=sa.bindparam("source"), keyword=sa.bindparam("keyword", type_=sa.Text),
+    detail=sa.bindparam("detail", type_=sa.Text))
+
+# Key rotation: rows whose phone or email ciphertext is not under the newest key header,
+# walked in (church_id, id) order across every church.
+_header = sa.bindparam("header", type_=BYTEA)
+_header_len = sa.bindparam("header_len", type_=sa.Integer)
+_STALE = (sa.select(m.c.church_id, m.c.id, m.c.phone_enc, m.c.email_enc)
+          .where(sa.tuple_(m.c.church_id, m.c.id)
+                 > sa.tuple_(sa.bindparam("after_church", type_=_UUID),
+                             sa.bindparam("after_id", type_=_UUID)),
+                 sa.or_(sa.func.substring(m.c.phone_enc, 1, _header_len) != _header,
+                        sa.and_(m.c.email_enc.is_not(None),
+                                sa.func.substring(m.c.email_enc, 1, _header_len) != _header)))
+          .order_by(m.c.church_id, m.c.id)
+          .limit(sa.bindparam("limit"))
+          .with_for_update(skip_locked=True))
+_REWRITE = (sa.update(m).where(m.c.church_id == sa.bindparam("church_id"),
+                               m.c.id == sa.bindparam("id"))
+            .values(phone_enc=sa.bindparam("phone_enc"), email_enc=sa.bindparam("email_enc")))
+_COUNT_STALE = sa.select(sa.func.count()).select_from(m).where(
+    sa.or_(sa.func.substring(m.c.phone_enc, 1, _header_len) != _header,
+           sa.and_(m.c.email_enc.is_not(None),
+                   sa.func.substring(m.c.email_enc, 1, _header_len) != _header)))
+
+ZERO_UUID = UUID(int=0)
+
+
+async def insert_member(conn: Connection, values: dict[str, Any]) -> Row | None:
+    """Insert; None when the church already has a member with this phone hash."""
+    return await conn.fetch_one(_INSERT, values)
+
+
+async def get_member(conn: Connection, church_id: UUID, member_id: UUID,
+                     for_update: bool = False) -> Row | None:
+    stmt = _GET_FOR_UPDATE if for_update else _GET
+    return await conn.fetch_one(stmt, {"church_id": church_id, "id": member_id})
+
+
+async def get_member_by_hash(conn: Connection, church_id: UUID, phone_hash: bytes
+                             ) -> Row | None:
+    return await conn.fetch_one(_GET_BY_HASH, {"church_id": church_id, "phone_hash": phone_hash})
+
+
+async def list_members(conn: Connection, church_id: UUID, limit: int,
+                       cursor: tuple[datetime, UUID] | None = None,
+                       name_like: str | None = None, phone_hash: bytes | None = None,
+                       group_id: UUID | None = None, opted_in: bool | None = None
+                       ) -> list[Row]:
+    """Newest first; `name_like` is a LIKE pattern over lower('first last')."""
+    return await conn.fetch_all(_LIST, {
+        "church_id": church_id, "limit": limit,
+        "cursor_at": cursor[0] if cursor else None, "cursor_id": cursor[1] if cursor else None,
+        "name_like": name_like, "phone_hash": phone_hash, "group_id": group_id,
+        "opted_in": opted_in})
+
+
+async def update_member(conn: Connection, values: dict[str, Any]) -> Row | None:
+    return await conn.fetch_one(_UPDATE, values)
+
+
+async def delete_member(conn: Connection, church_id: UUID, member_id: UUID) -> bool:
+    return await conn.fetch_one(_DELETE, {"church_id": church_id, "id": member_id}) is not None
+
+
+async def set_opt_in(conn: Connection, church_id: UUID, member_id: UUID, opted_in: bool
+                     ) -> Row | None:
+    """Flip opt-in; None when the member is missing or already in that state."""
+    return await conn.fetch_one(_SET_OPT_IN, {"church_id": church_id, "id": member_id,
+                                              "opt_in_sms": opted_in})
+
+
+async def list_groups_of_members(conn: Connection, church_id: UUID, member_ids: list[UUID]
+                                 ) -> list[Row]:
+    """Rows `{member_id, id, name}` for each group of each member."""
+    if not member_ids:
+        return []
+    return await conn.fetch_all(_GROUPS_OF, {"church_id": church_id, "member_ids": member_ids})
+
+
+async def list_group_ids_of_member(conn: Connection, church_id: UUID, member_id: UUID
+                                   ) -> list[UUID]:
+    rows = await conn.fetch_all(_GROUP_IDS_OF, {"church_id": church_id, "member_id": member_id})
+    return [row["group_id"] for row in rows]
+
+
+async def count_members_in(conn: Connection, church_id: UUID, member_ids: list[UUID]) -> int:
+    if not member_ids:
+        return 0
+    return int(await conn.fetch_val(_COUNT_IN, {"church_id": church_id, "ids": member_ids}))
+
+
+async def insert_consent(conn: Connection, church_id: UUID, member_id: UUID, action: str,
+                         source: str, keyword: str | None = None,
+                         number_id: UUID | None = None, detail: str | None = None) -> None:
+    await conn.execute(_INSERT_CONSENT, {
+        "church_id": church_id, "member_id": member_id, "action": action, "source": source,
+        "keyword": keyword, "number_id": number_id, "detail": detail})
+
+
+async def list_stale_ciphertexts(conn: Connection, header: bytes, after: tuple[UUID, UUID] | None,
+                                 limit: int) -> list[Row]:
+    """Rows not (fully) under the key whose ciphertext header is `header`; locks them."""
+    after_church, after_id = after or (ZERO_UUID, ZERO_UUID)
+    return await conn.fetch_all(_STALE, {"header": header, "header_len": len(header),
+                                         "after_church": after_church, "after_id": after_id,
+                                         "limit": limit})
+
+
+async def rewrite_ciphertexts(conn: Connection, church_id: UUID, member_id: UUID,
+                              phone_enc: bytes, email_enc: bytes | None) -> None:
+    await conn.execute(_REWRITE, {"church_id": church_id, "id": member_id,
+                                  "phone_enc": phone_enc, "email_enc": email_enc})
+
+
+async def count_stale_ciphertexts(conn: Connection, header: bytes) -> int:
+    return int(await conn.fetch_val(_COUNT_STALE, {"header": header,
+                                                   "header_len": len(header)}))

@@ -1,0 +1,60 @@
+"""Phone numbers: normalise user input to E.164 (CARRIERS.md §6) and classify numbers.
+
+Input in common US formats (`(415) 555-2671`, `415.555.2671`, `1 415 555 2671`,
+`+1 (415) 555-2671`) and international numbers with a leading `+` are accepted; letters
+(vanity numbers, `ext`/`x` extensions) and anything `phonenumbers` does not consider a
+valid number are refused. Only E.164 strings are stored.
+"""
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+DEFAULT_REGION = "US"
+# Vanity letters and extension markers are refused for SMS (CARRIERS.md §6); phonenumbers
+# would otherwise translate letters to digits or drop an extension silently.
+_REFUSED = re.compile(r"[A-Za-z#*;,]")
+_ALLOWED = re.compile(r"^[+\d\s().\-/]+$")
+TOLL_FREE_NPAS = frozenset({"800", "833", "844", "855", "866", "877", "888"})
+MAX_INPUT = 40
+
+
+class InvalidPhone(ValueError):
+    """The text is not a phone number we can send to; the message says why."""
+
+
+def normalize(raw: str) -> str:
+    """Return the E.164 form of `raw`, or raise InvalidPhone."""
+    text = (raw or "").strip()
+    if not text:
+        raise InvalidPhone("A phone number is required.")
+    if len(text) > MAX_INPUT or _REFUSED.search(text) or not _ALLOWED.match(text):
+        raise InvalidPhone("Use digits only, like +14155552671 or (415) 555-2671.")
+    digits = re.sub(r"\D", "", text)
+    if not text.startswith("+") and len(digits) == 11 and digits.startswith("1"):
+        text = "+" + digits  # `1 415 555 2671`: a US trunk prefix, not a country code
+    try:
+        parsed = phonenumbers.parse(text, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        raise InvalidPhone("This is not a phone number.") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidPhone("This is not a valid phone number.")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def try_normalize(raw: str) -> str | None:
+    try:
+        return normalize(raw)
+    except InvalidPhone:
+        return None
+
+
+def is_toll_free(e164: str) -> bool:
+    """NANP toll-free numbers (FCC's list of NPAs in service)."""
+    return e164.startswith("+1") and len(e164) == 12 and e164[2:5] in TOLL_FREE_NPAS
+
+
+def mask(e164: str) -> str:
+    """A log-safe form: the last two digits only."""
+    return "*" * max(0, len(e164) - 2) + e164[-2:]

@@ -1,0 +1,239 @@
+"""Members: create, read, list, update, delete, opt-in state, and lookups by phone.
+
+Phones are normalised to E.164 (server/phones.py), stored encrypted with a keyed hash for
+lookups (server/crypto.py). Consent changes write a `consent_ledger` row in the same
+transaction. For other areas (inbound texts): `find_or_create_member_by_phone` and
+`set_opt_in` run inside the caller's transaction and never commit; after the caller
+commits it passes `group_ids` from `set_opt_in`'s result to `invalidate_member_groups`.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+import psycopg2.errors
+import redis.asyncio as aioredis
+
+from db.engine import Connection, Database
+from db.queries import members as q
+from server import crypto, phones
+from server.errors import Conflict, NotFound, ValidationFailed
+from server.services import member_views as views
+from server.services.groups import invalidate_group_pages
+from server.settings import Settings
+
+DUPLICATE_PHONE = "A member with this phone number already exists."
+
+
+def normalize_phone(raw: str, field: str = "$.phone") -> str:
+    try:
+        return phones.normalize(raw)
+    except phones.InvalidPhone as exc:
+        raise ValidationFailed.field(field, str(exc)) from None
+
+
+def _clean_email(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    return raw.strip() or None
+
+
+def _now_marker() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def _with_groups(conn: Connection, settings: Settings, church_id: UUID,
+                       rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    memberships = await q.list_groups_of_members(conn, church_id, [r["id"] for r in rows])
+    by_member: dict[UUID, list[dict[str, Any]]] = {}
+    for m in memberships:
+        by_member.setdefault(m["member_id"], []).append(m)
+    return [views.public_member(settings, r, by_member.get(r["id"], [])) for r in rows]
+
+
+async def create_member(db: Database, settings: Settings, church_id: UUID,
+                        body: dict[str, Any], source: str = "staff") -> dict[str, Any]:
+    """POST /members: 409 when the church already has this phone."""
+    phone = normalize_phone(body["phone"])
+    opt_in = bool(body.get("opt_in_sms", True))
+    values = {
+        "church_id": church_id, "first_name": body["first_name"].strip(),
+        "last_name": body.get("last_name", "").strip(),
+        "phone_enc": crypto.encrypt(settings, phone),
+        "email_enc": crypto.encrypt_optional(settings, _clean_email(body.get("email"))),
+        "phone_hash": crypto.phone_hash(settings, phone), "opt_in_sms": opt_in,
+        "opted_out_at": None if opt_in else _now_marker(),
+    }
+    async with db.transaction() as conn:
+        row = await q.insert_member(conn, values)
+        if row is None:
+            raise Conflict(DUPLICATE_PHONE, [{"field": "$.phone", "message": DUPLICATE_PHONE}])
+        if not opt_in:
+            await q.insert_consent(conn, church_id, row["id"], "opt_out", source,
+                                   detail="created opted out")
+    return views.public_member(settings, row, [])
+
+
+async def get_member(db: Database, settings: Settings, church_id: UUID,
+                     member_id: UUID | None) -> dict[str, Any]:
+    async with db.acquire() as conn:
+        row = await q.get_member(conn, church_id, member_id) if member_id else None
+        if row is None:
+            raise NotFound("No such member.")
+        return (await _with_groups(conn, settings, church_id, [row]))[0]
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_members(db: Database, settings: Settings, church_id: UUID, limit: int,
+                       cursor: str | None = None, query: str | None = None,
+                       group_id: str | None = None, opted_in: str | None = None
+                       ) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first. `query`: a phone (matched by hash) or a name substring."""
+    after = views.decode_cursor(cursor)
+    filters: dict[str, Any] = {}
+    if query and query.strip():
+        phone = phones.try_normalize(query) if any(c.isdigit() for c in query) else None
+        if phone:
+            filters["phone_hash"] = crypto.phone_hash(settings, phone)
+        else:
+            filters["name_like"] = _like_pattern(query.strip())
+    if group_id is not None:
+        filters["group_id"] = views.parse_uuid(group_id)
+        if filters["group_id"] is None:
+            raise ValidationFailed.field("group_id", "Must be a group id.")
+    if opted_in is not None:
+        if opted_in not in ("true", "false"):
+            raise ValidationFailed.field("opted_in", "Must be true or false.")
+        filters["opted_in"] = opted_in == "true"
+    async with db.acquire() as conn:
+        rows = await q.list_members(conn, church_id, limit + 1, after, **filters)
+        items, next_cursor = views.page(rows, limit)
+        return await _with_groups(conn, settings, church_id, items), next_cursor
+
+
+async def update_member(db: Database, redis: aioredis.Redis, settings: Settings,
+                        church_id: UUID, member_id: UUID | None, patch: dict[str, Any],
+                        source: str = "staff") -> dict[str, Any]:
+    """PATCH /members/{id}: any of the create fields; `email: null` clears it."""
+    phone = normalize_phone(patch["phone"]) if "phone" in patch else None
+    async with db.transaction() as conn:
+        row = await q.get_member(conn, church_id, member_id, for_update=True) \
+            if member_id else None
+        if row is None:
+            raise NotFound("No such member.")
+        assert member_id is not None
+        values = _merged(settings, row, patch, phone)
+        if phone is not None:
+            other = await q.get_member_by_hash(conn, church_id, values["phone_hash"])
+            if other is not None and other["id"] != member_id:
+                raise Conflict(DUPLICATE_PHONE,
+                               [{"field": "$.phone", "message": DUPLICATE_PHONE}])
+        try:
+            updated = await q.update_member(conn, values)
+        except psycopg2.errors.UniqueViolation:
+            raise Conflict(DUPLICATE_PHONE,
+                           [{"field": "$.phone", "message": DUPLICATE_PHONE}]) from None
+        assert updated is not None
+        if updated["opt_in_sms"] != row["opt_in_sms"]:
+            action = "opt_in" if updated["opt_in_sms"] else "opt_out"
+            await q.insert_consent(conn, church_id, member_id, action, source)
+        group_ids = await q.list_group_ids_of_member(conn, church_id, member_id)
+        result = (await _with_groups(conn, settings, church_id, [updated]))[0]
+    await invalidate_group_pages(redis, church_id, group_ids)
+    return result
+
+
+def _merged(settings: Settings, row: dict[str, Any], patch: dict[str, Any],
+            phone: str | None) -> dict[str, Any]:
+    values = {key: row[key] for key in ("first_name", "last_name", "phone_enc", "email_enc",
+                                        "opt_in_sms", "opted_out_at")}
+    values.update(church_id=row["church_id"], id=row["id"],
+                  phone_hash=None)
+    for key in ("first_name", "last_name"):
+        if key in patch:
+            values[key] = patch[key].strip()
+    if "email" in patch:
+        values["email_enc"] = crypto.encrypt_optional(settings, _clean_email(patch["email"]))
+    current_phone = crypto.decrypt(settings, row["phone_enc"])
+    if phone is not None and phone != current_phone:
+        values["phone_enc"] = crypto.encrypt(settings, phone)
+    values["phone_hash"] = crypto.phone_hash(settings, phone or current_phone)
+    if "opt_in_sms" in patch and patch["opt_in_sms"] != row["opt_in_sms"]:
+        values["opt_in_sms"] = patch["opt_in_sms"]
+        values["opted_out_at"] = None if patch["opt_in_sms"] else _now_marker()
+    return values
+
+
+async def delete_member(db: Database, redis: aioredis.Redis, church_id: UUID,
+                        member_id: UUID | None) -> None:
+    async with db.transaction() as conn:
+        group_ids = await q.list_group_ids_of_member(conn, church_id, member_id) \
+            if member_id else []
+        deleted = await q.delete_member(conn, church_id, member_id) if member_id else False
+    if not deleted:
+        raise NotFound("No such member.")
+    await invalidate_group_pages(redis, church_id, group_ids)
+
+
+async def find_or_create_member_by_phone(conn: Connection, settings: Settings, church_id: UUID,
+                                         phone_e164: str, opt_in: bool) -> dict[str, Any]:
+    """The member of the church with this E.164 phone, created (unnamed) if there is none.
+
+    Runs inside the caller's transaction and does not commit. Returns the public member
+    fields (`groups` empty for a new member) plus `created: bool`. A member created opted
+    out gets a consent row (source "inbound").
+    """
+    digest = crypto.phone_hash(settings, phone_e164)
+    row = await q.get_member_by_hash(conn, church_id, digest)
+    created = False
+    if row is None:
+        row = await q.insert_member(conn, {
+            "church_id": church_id, "first_name": "", "last_name": "",
+            "phone_enc": crypto.encrypt(settings, phone_e164), "email_enc": None,
+            "phone_hash": digest, "opt_in_sms": opt_in,
+            "opted_out_at": None if opt_in else _now_marker()})
+        created = row is not None
+        if row is None:  # a concurrent insert won the race: read its row
+            row = await q.get_member_by_hash(conn, church_id, digest)
+        elif not opt_in:
+            await q.insert_consent(conn, church_id, row["id"], "opt_out", "inbound",
+                                   detail="unknown sender; church opt-in setting is off")
+    assert row is not None
+    member = (await _with_groups(conn, settings, church_id, [row]))[0] if not created \
+        else views.public_member(settings, row, [])
+    member["created"] = created
+    return member
+
+
+async def set_opt_in(conn: Connection, church_id: UUID, member_id: UUID, opted_in: bool,
+                     source: str, keyword: str | None = None, number_id: UUID | None = None,
+                     detail: str | None = None) -> dict[str, Any]:
+    """Opt a member in or out inside the caller's transaction (no commit).
+
+    Returns `{member_id, opt_in_sms, opted_out_at, changed, group_ids}`; a consent row is
+    written only when the state changed. After commit, pass `group_ids` to
+    `invalidate_member_groups`. Raises NotFound for a member outside the church.
+    """
+    row = await q.set_opt_in(conn, church_id, member_id, opted_in)
+    changed = row is not None
+    if row is None:
+        row = await q.get_member(conn, church_id, member_id)
+        if row is None:
+            raise NotFound("No such member.")
+    else:
+        await q.insert_consent(conn, church_id, member_id, "opt_in" if opted_in else "opt_out",
+                               source, keyword=keyword, number_id=number_id, detail=detail)
+    group_ids = await q.list_group_ids_of_member(conn, church_id, member_id) if changed else []
+    return {"member_id": member_id, "opt_in_sms": row["opt_in_sms"],
+            "opted_out_at": row["opted_out_at"], "changed": changed, "group_ids": group_ids}
+
+
+async def invalidate_member_groups(redis: aioredis.Redis, church_id: UUID,
+                                   group_ids: list[UUID]) -> None:
+    """After commit of a member change: drop cached pages of the member's groups."""
+    await invalidate_group_pages(redis, church_id, group_ids)
