@@ -39,6 +39,18 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _carrier_sim(args: argparse.Namespace, settings: Settings) -> int:
+    from server.carrier_sim import serve_forever
+    config = {"callback_base": args.callback_url or settings.public_url,
+              "delivered_ratio": args.delivered_ratio, "rate_429": args.rate_429,
+              "rate_5xx": args.rate_5xx, "latency_ms": args.latency_ms}
+    try:
+        asyncio.run(serve_forever(settings, args.port, args.address, **config))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ywm", description="YWMessaging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--grace", type=float, default=30.0,
                         help="seconds a graceful stop waits for running tasks")
     worker.set_defaults(run=_worker)
+    sim = commands.add_parser("carrier-sim", help="run the local Telnyx/Twilio simulator")
+    sim.add_argument("--port", type=int, default=8900)
+    sim.add_argument("--address", default="127.0.0.1")
+    sim.add_argument("--callback-url", default="",
+                     help="our server's base URL for webhooks (default: $YWM_PUBLIC_URL)")
+    sim.add_argument("--delivered-ratio", type=float, default=1.0)
+    sim.add_argument("--rate-429", type=float, default=0.0)
+    sim.add_argument("--rate-5xx", type=float, default=0.0)
+    sim.add_argument("--latency-ms", type=float, default=0.0)
+    sim.set_defaults(run=_carrier_sim)
     db = commands.add_parser("db", help="any Alembic command, e.g. `ywm db check`")
     db.add_argument("alembic_args", nargs=argparse.REMAINDER)
     db.set_defaults(run=_db)

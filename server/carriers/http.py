@@ -13,6 +13,7 @@ import time
 from typing import Any, Mapping
 
 import tornado.httpclient
+import tornado.simple_httpclient
 import ujson
 
 from server.carriers.base import SendResult
@@ -74,6 +75,11 @@ async def post(http: tornado.httpclient.AsyncHTTPClient, url: str, *, body: str 
         auth_username=auth[0] if auth else None, auth_password=auth[1] if auth else None)
     try:
         response = await http.fetch(request, raise_error=False)
+    except tornado.simple_httpclient.HTTPTimeoutError as exc:
+        # The carrier may have accepted it: the sender's retry can duplicate, which the
+        # carriers' own dedupe cannot prevent; the backoff keeps that rare.
+        log.warning("carrier request timed out: %s", exc)
+        return None, SendResult("retryable", error_code="timeout", error="timeout")
     except (OSError, tornado.httpclient.HTTPClientError) as exc:
         # Connection refused/reset, DNS, TLS: the message may be retried safely.
         log.warning("carrier unreachable: %s", type(exc).__name__)
