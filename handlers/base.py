@@ -58,6 +58,9 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, deps: Deps) -> None:  # type: ignore[override]
         self.deps = deps
         self.started = time.perf_counter()
+        metrics = deps.extras.get("metrics")
+        if metrics is not None:  # in-flight count: the SIGTERM drain waits for zero
+            metrics.request_started()
         self.actor: Actor | None = None
         incoming = self.request.headers.get("X-Request-ID", "")
         self.request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() \

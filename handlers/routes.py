@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import auth, church, docs, health, stream, users, webapp
+from handlers import auth, church, docs, health, metrics, stream, users, webapp
 
 API = r"/api/v1"
 
@@ -13,6 +13,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     return [
         (r"/health", health.HealthHandler),
         (r"/ready", health.ReadyHandler),
+        (r"/metrics", metrics.MetricsHandler),
         (API + r"/auth/register", auth.RegisterHandler),
         (API + r"/auth/login", auth.LoginHandler),
         (API + r"/auth/refresh", auth.RefreshHandler),

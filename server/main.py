@@ -1,4 +1,10 @@
-"""The web process: open pools, listen with SO_REUSEPORT, stop gracefully on SIGTERM."""
+"""The web process: open pools, listen with SO_REUSEPORT, stop gracefully on SIGTERM.
+
+Shutdown order: stop accepting (the listening socket closes, so new connections are
+refused and the kernel sends them to the box's other processes), run the `on_drain` hooks
+(the live stream closes its WebSockets with 1001), wait for in-flight requests to finish,
+close the idle keep-alive connections, then run `on_close` hooks and close the pools.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -12,18 +18,29 @@ import tornado.netutil
 from db.engine import Database
 from server.app import make_app
 from server.deps import Deps
+from server.metrics import Metrics
 from server.redis import connect_async
 from server.settings import Settings
 
 log = logging.getLogger("ywm.web")
 
 DRAIN_SECONDS = 20.0  # in-flight requests get this long after SIGTERM
+DRAIN_POLL_SECONDS = 0.05
 DB_POOL_MAX = 20
 
 
 async def open_deps(settings: Settings) -> Deps:
     db = await Database.connect(settings.database_url, maxsize=DB_POOL_MAX)
-    return Deps(settings=settings, db=db, redis=connect_async(settings.redis_url))
+    deps = Deps(settings=settings, db=db, redis=connect_async(settings.redis_url))
+    metrics = Metrics()
+    deps.extras["metrics"] = metrics
+
+    async def start_metrics() -> None:
+        metrics.start(deps.redis)
+
+    deps.extras.setdefault("on_start", []).append(start_metrics)
+    deps.extras.setdefault("on_close", []).append(lambda: metrics.stop(deps.redis))
+    return deps
 
 
 async def close_deps(deps: Deps) -> None:
@@ -55,8 +72,20 @@ async def serve(settings: Settings, port: int, address: str = "127.0.0.1",
     server.stop()
     for closer in deps.extras.get("on_drain", []):
         await closer()
-    try:
-        await asyncio.wait_for(server.close_all_connections(), DRAIN_SECONDS)
-    except asyncio.TimeoutError:
-        log.warning("drain timed out after %ss", DRAIN_SECONDS)
+    await wait_for_in_flight(deps.extras["metrics"], DRAIN_SECONDS)
+    # What is left are idle keep-alive connections (Tornado's close_all_connections
+    # would also cut requests mid-response, hence the wait above).
+    await server.close_all_connections()
     await close_deps(deps)
+    log.info("stopped")
+
+
+async def wait_for_in_flight(metrics: Metrics, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while metrics.in_flight > 0:
+        if loop.time() >= deadline:
+            log.warning("drain timed out after %ss with %s requests in flight",
+                        timeout, metrics.in_flight)
+            return
+        await asyncio.sleep(DRAIN_POLL_SECONDS)
