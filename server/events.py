@@ -62,10 +62,15 @@ def encode_event(event: dict[str, Any]) -> str:
 
 
 async def publish_events(redis: Any, events: list[dict[str, Any]]) -> None:
-    """PUBLISH committed events; a failure is logged, not raised (replay recovers it)."""
+    """PUBLISH committed events as their stream frames on the church's channel.
+
+    A failure is logged, not raised: the commit already happened, and the hub refills a
+    missed id from the log (server/realtime.py).
+    """
     for event in events:
         try:
-            await redis.publish(events_channel(event["church_id"]), encode_event(event))
+            await redis.publish(events_channel(event["church_id"]),
+                                encode_event(event_frame(event)))
         except Exception:  # noqa: BLE001 - the commit already happened; sockets resume
             log.warning("event publish failed", exc_info=True,
                         extra={"church_id": event["church_id"], "event_id": event["id"]})

@@ -1,0 +1,120 @@
+"""`/api/v1/stream`: the staff live stream over WebSocket (API.md §7).
+
+Credentials are checked in `get()` before the upgrade, so a bad ticket, token or cookie
+is a plain `401` with the error body and never a socket. After the upgrade the socket
+registers with the process hub (`server.realtime`), which subscribes first; the client
+then replays from the durable log and goes live (`StreamClient.catch_up`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import tornado.websocket
+import ujson
+
+from handlers.base import dumps
+from server.auth import (SESSION_COOKIE, Actor, actor_from_access_token, actor_from_session,
+                         bearer_token, parse_session_cookie, redeem_stream_ticket)
+from server.deps import Deps
+from server.errors import AppError, Unauthorized, ValidationFailed
+from server.realtime import CLOSE_INTERNAL, CLOSE_POLICY, StreamClient, hub_for
+
+log = logging.getLogger("ywm.stream")
+
+MAX_CLIENT_FRAME = 4096  # client frames are tiny control messages
+MAX_BAD_FRAMES = 10  # then it is abuse, not a bug: close 1008
+
+
+class StreamSocketHandler(tornado.websocket.WebSocketHandler):
+    """One staff socket: auth before upgrade, hello, replay, live, ping/pong."""
+
+    def initialize(self, deps: Deps) -> None:  # type: ignore[override]
+        self.deps = deps
+        self.actor: Actor | None = None
+        self.client: StreamClient | None = None
+        self.bad_frames = 0
+
+    @property
+    def max_message_size(self) -> int:  # type: ignore[override]
+        return MAX_CLIENT_FRAME
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            self.actor = await self._authenticate()
+            self.last_event_id = _parse_last_event_id(self.get_query_argument(
+                "last_event_id", None))
+        except AppError as error:
+            self.set_status(error.http_status)
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.finish(dumps(error.to_body()))
+            return
+        await super().get(*args, **kwargs)
+
+    async def _authenticate(self) -> Actor:
+        redis, settings = self.deps.redis, self.deps.settings
+        ticket = self.get_query_argument("ticket", None)
+        if ticket is not None:
+            return await redeem_stream_ticket(redis, ticket)
+        token = bearer_token(self.request.headers)
+        if token is not None:
+            return await actor_from_access_token(redis, settings, token)
+        cookie = self.get_signed_cookie(SESSION_COOKIE, min_version=2)
+        if cookie is None:
+            raise Unauthorized("Open the stream with a ticket, a token or the session cookie.")
+        church_id, sid = parse_session_cookie(cookie.decode())
+        actor, _ = await actor_from_session(redis, settings, church_id, sid)
+        return actor
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        assert self.actor is not None
+        hub = hub_for(self.deps)
+        self.client = StreamClient(str(self.actor.church_id), self)
+        try:
+            await hub.join(self.client)
+            await self.client.catch_up(self.deps.db, self.last_event_id)
+        except tornado.websocket.WebSocketClosedError:
+            pass
+        except Exception:  # noqa: BLE001 - Starlette's rule: log it, close 1011
+            log.exception("stream open failed", extra={"church_id": self.client.church_id})
+            self.client.close(CLOSE_INTERNAL, "stream unavailable")
+
+    def on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            self._close_policy("binary frames are not part of this protocol")
+            return
+        try:
+            frame = ujson.loads(message)
+        except ValueError:
+            frame = None
+        if isinstance(frame, dict) and frame.get("type") == "ping":
+            if self.client is not None:
+                self.client.send_control({"type": "pong"})
+            return
+        self.bad_frames += 1
+        if self.bad_frames > MAX_BAD_FRAMES:
+            self._close_policy("too many invalid frames")
+        elif self.client is not None:
+            self.client.send_control({"type": "error", "code": "invalid_frame",
+                                      "message": 'Send {"type": "ping"}; nothing else.'})
+
+    def _close_policy(self, reason: str) -> None:
+        if self.client is not None:
+            self.client.close(CLOSE_POLICY, reason)
+        else:
+            self.close(CLOSE_POLICY, reason)
+
+    def on_close(self) -> None:
+        if self.client is not None:
+            self.client.closed = True
+            hub_for(self.deps).leave(self.client)
+
+
+def _parse_last_event_id(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise ValidationFailed("last_event_id must be an event id from this stream.",
+                               [{"field": "last_event_id",
+                                 "message": "Must be a non-negative integer string."}])
+    return int(value)

@@ -1,0 +1,401 @@
+"""The process-local live-stream hub: sockets per church fed by ONE Redis subscription.
+
+The role of Zulip's `event_queue.py`. Each web process holds one `Hub` (in
+`deps.extras["hub"]`) with one redis.asyncio pub/sub connection, subscribed only to the
+churches that have sockets here: the first socket of a church subscribes, the last one to
+leave unsubscribes.
+
+No gap, no duplicate. Event ids are gapless per church and committed in id order (the
+`churches` row lock in `server.events`), so:
+- the hub keeps, per church, `last_id`: the highest id it has fanned out contiguously. It
+  is read from PostgreSQL once the SUBSCRIBE is confirmed, so every later event reaches us
+  by pub/sub or by the gap fill below;
+- a live event above `last_id + 1` means a publish was lost or overtaken: the hub reads
+  the missing rows from PostgreSQL first (they are committed: a larger id commits later);
+- a (re)confirmed subscription after a Redis drop triggers the same fill from `last_id`,
+  so what pub/sub dropped while Redis was away is replayed from the durable log;
+- a socket joins after the subscription is ready, replays from the database, then flushes
+  the live events it held meanwhile, dropping ids it already sent.
+
+Redis gone for longer than `down_grace` seconds: every socket is closed with 1011, so
+clients resume with `last_event_id` rather than sit silently on a dead stream.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis.exceptions
+import ujson
+
+from db.engine import Database
+from db.queries import events as q
+from server.events import encode_event, event_frame
+from server.redis import events_channel
+
+log = logging.getLogger("ywm.realtime")
+
+# A socket this many frames behind (written but not flushed to the kernel) is a slow
+# consumer: at ~300 B a frame that is a few hundred kB per socket at most.
+MAX_PENDING_FRAMES = 1000
+# Live events held while a socket replays from the database; more means it cannot keep up.
+MAX_HELD_EVENTS = 5000
+REPLAY_BATCH = 500
+FANOUT_YIELD_EVERY = 100  # LIBRARIES.md §18: ~50 µs a socket, yield every ~5 ms
+SUBSCRIBE_TIMEOUT = 10.0
+REDIS_DOWN_GRACE = 5.0  # seconds without Redis before sockets are closed to resume
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
+
+
+class Transport(Protocol):
+    """What a StreamClient writes to: Tornado's WebSocketHandler satisfies it."""
+
+    def write_message(self, message: str) -> Any: ...
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None: ...
+
+
+class StreamClient:
+    """One socket's stream state: last id sent, held live events while catching up."""
+
+    def __init__(self, church_id: str, transport: Transport) -> None:
+        self.church_id = church_id
+        self.transport = transport
+        self.max_pending = MAX_PENDING_FRAMES
+        self.max_held = MAX_HELD_EVENTS
+        self.last_sent = 0
+        self.catching_up = True
+        self.closed = False
+        self.pending = 0
+        self.held: list[tuple[int, str]] = []
+        self.hub: Hub | None = None  # set by Hub.join
+
+    def deliver(self, event_id: int, text: str) -> None:
+        """Called by the hub for each live event of this church, in id order."""
+        if self.closed:
+            return
+        if self.catching_up:
+            if len(self.held) >= self.max_held:
+                self.close(CLOSE_POLICY, "slow consumer")
+                return
+            self.held.append((event_id, text))
+            return
+        self._send_event(event_id, text)
+
+    def _send_event(self, event_id: int, text: str) -> Any:
+        if event_id <= self.last_sent:
+            return None  # already replayed
+        self.last_sent = event_id
+        return self.send(text)
+
+    def send(self, text: str) -> Any:
+        """Write one frame; close the socket as a slow consumer past the bound."""
+        if self.closed:
+            return None
+        if self.pending >= self.max_pending:
+            self.close(CLOSE_POLICY, "slow consumer")
+            return None
+        try:
+            future = self.transport.write_message(text)
+        except Exception:  # noqa: BLE001 - WebSocketClosedError: the close path cleans up
+            self.closed = True
+            return None
+        self.pending += 1
+        future.add_done_callback(self._written)
+        return future
+
+    def send_control(self, frame: dict[str, Any]) -> Any:
+        return self.send(encode_event(frame))
+
+    def _written(self, future: Any) -> None:
+        self.pending -= 1
+        if not future.cancelled():
+            future.exception()  # retrieved: a closed stream is handled by on_close
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.held.clear()
+        if self.hub is not None:
+            self.hub.leave(self)  # now, not after the closing handshake
+        try:
+            self.transport.close(code, reason)
+        except Exception:  # noqa: BLE001 - already closing
+            log.debug("close failed", exc_info=True)
+
+    async def catch_up(self, db: Database, after: int | None) -> None:
+        """hello, then resync_required or the replay after `after`, then live.
+
+        Call after `Hub.join()` returned: the subscription is ready, so every event
+        committed after our database reads also reaches `held`.
+        """
+        async with db.acquire() as conn:
+            head = await q.last_event_id(conn, self.church_id)
+            rows = await q.events_after(conn, self.church_id, after, REPLAY_BATCH) \
+                if after is not None and after < head else []
+        resync = after is not None and (after > head or (
+            after < head and (not rows or rows[0]["id"] != after + 1)))
+        start = head if after is None or resync else after
+        self.send_control({"type": "hello", "last_event_id": str(start)})
+        if resync:
+            self.send_control({"type": "resync_required"})
+        self.last_sent = start
+        while rows and not self.closed:
+            last_future = None
+            for row in rows:
+                last_future = self._send_event(int(row["id"]), encode_event(event_frame(row)))
+            if last_future is not None:
+                await last_future  # backpressure: a large replay waits for the socket
+            if len(rows) < REPLAY_BATCH:
+                break
+            async with db.acquire() as conn:
+                rows = await q.events_after(conn, self.church_id, self.last_sent,
+                                            REPLAY_BATCH)
+        self._go_live()
+
+    def _go_live(self) -> None:
+        held, self.held = self.held, []
+        self.catching_up = False
+        for event_id, text in held:
+            self._send_event(event_id, text)
+
+
+@dataclass
+class _Church:
+    ready: asyncio.Future
+    clients: set[StreamClient] = field(default_factory=set)
+    last_id: int | None = None  # None until the subscription is confirmed
+
+
+class Hub:
+    """Sockets per church, one pub/sub connection, gap fill from PostgreSQL."""
+
+    def __init__(self, db: Database, redis: Any, down_grace: float = REDIS_DOWN_GRACE
+                 ) -> None:
+        self.db = db
+        self.redis = redis
+        self.down_grace = down_grace
+        self._pubsub: Any = None
+        self._churches: dict[str, _Church] = {}
+        self._reader: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._stopping = False
+            self._pubsub = self.redis.pubsub()
+            self._reader = asyncio.get_running_loop().create_task(self._run())
+
+    async def drain(self) -> None:
+        """Shutdown: close every socket with 1001 (going away); clients resume elsewhere."""
+        for client in self.clients():
+            client.close(CLOSE_GOING_AWAY, "server restarting")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self.drain()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close_pubsub()
+
+    def clients(self) -> list[StreamClient]:
+        return [c for state in self._churches.values() for c in state.clients]
+
+    def subscribed_churches(self) -> list[str]:
+        return list(self._churches)
+
+    def clear_for_tests(self) -> None:
+        self._churches.clear()
+
+    # ---- sockets ---------------------------------------------------------------------
+    async def join(self, client: StreamClient) -> None:
+        """Register a socket; returns once its church's subscription is live."""
+        await self.start()
+        client.hub = self
+        state = self._churches.get(client.church_id)
+        if state is None:
+            state = _Church(ready=asyncio.get_running_loop().create_future())
+            self._churches[client.church_id] = state
+            state.clients.add(client)
+            try:
+                await self._pubsub.subscribe(events_channel(client.church_id))
+            except REDIS_ERRORS:
+                self.leave(client)
+                raise
+            self._wake.set()
+        else:
+            state.clients.add(client)
+        try:
+            await asyncio.wait_for(asyncio.shield(state.ready), SUBSCRIBE_TIMEOUT)
+        except BaseException:
+            self.leave(client)
+            raise
+
+    def leave(self, client: StreamClient) -> None:
+        state = self._churches.get(client.church_id)
+        if state is None or client not in state.clients:
+            return
+        state.clients.discard(client)
+        if not state.clients:
+            del self._churches[client.church_id]
+            if not state.ready.done():
+                state.ready.cancel()
+            self._spawn(self._unsubscribe(client.church_id))
+
+    async def _unsubscribe(self, church_id: str) -> None:
+        if church_id in self._churches or self._pubsub is None:
+            return  # a socket came back meanwhile
+        try:
+            await self._pubsub.unsubscribe(events_channel(church_id))
+        except REDIS_ERRORS:
+            pass  # the connection is being rebuilt without this channel
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- the reader --------------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._stopping:
+            if not self._churches or self._pubsub.connection is None:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except REDIS_ERRORS:
+                log.warning("redis pub/sub lost; reconnecting", exc_info=True)
+                await self._recover()
+                continue
+            if message is not None:
+                try:
+                    await self._handle(message)
+                except Exception:  # noqa: BLE001 - one bad message must not stop the hub
+                    log.exception("stream message handling failed")
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        channel = message.get("channel") or ""
+        church_id = _church_of(channel)
+        state = self._churches.get(church_id) if church_id else None
+        if kind == "subscribe":
+            if state is None:
+                self._spawn(self._unsubscribe(church_id or ""))
+                return
+            await self._subscription_ready(church_id or "", state)
+        elif kind == "message" and state is not None and state.last_id is not None:
+            data = message["data"]
+            event_id = int(ujson.loads(data)["id"])
+            if event_id <= state.last_id:
+                return
+            if event_id > state.last_id + 1:
+                await self._fill(church_id or "", state)  # includes this event
+                return
+            state.last_id = event_id
+            await self._fanout(state, event_id, data)
+
+    async def _subscription_ready(self, church_id: str, state: _Church) -> None:
+        """First confirmation: note the head id. A re-confirmation: fill what was missed."""
+        try:
+            if state.last_id is None:
+                async with self.db.acquire() as conn:
+                    state.last_id = await q.last_event_id(conn, church_id)
+                if not state.ready.done():
+                    state.ready.set_result(None)
+            else:
+                await self._fill(church_id, state)
+        except Exception as exc:  # noqa: BLE001 - the database is away: sockets resume
+            log.warning("stream subscription setup failed", exc_info=True)
+            if not state.ready.done():
+                state.ready.set_exception(exc)
+            self._close_church(state, CLOSE_INTERNAL, "stream interrupted")
+
+    async def _fill(self, church_id: str, state: _Church) -> None:
+        """Fan out committed events after `state.last_id` from the durable log."""
+        while state.last_id is not None and self._churches.get(church_id) is state:
+            async with self.db.acquire() as conn:
+                rows = await q.events_after(conn, church_id, state.last_id, REPLAY_BATCH)
+            for row in rows:
+                state.last_id = int(row["id"])
+                await self._fanout(state, state.last_id, encode_event(event_frame(row)))
+            if len(rows) < REPLAY_BATCH:
+                return
+
+    async def _fanout(self, state: _Church, event_id: int, text: str) -> None:
+        for index, client in enumerate(list(state.clients)):
+            client.deliver(event_id, text)
+            if index % FANOUT_YIELD_EVERY == FANOUT_YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+
+    async def _recover(self) -> None:
+        """Rebuild the pub/sub connection; its confirmations trigger the gap fills."""
+        down_since = time.monotonic()
+        delay = 0.05
+        closed = False
+        while not self._stopping:
+            await self._close_pubsub()
+            self._pubsub = self.redis.pubsub()
+            channels = [events_channel(c) for c in self._churches]
+            try:
+                if channels:
+                    await self._pubsub.subscribe(*channels)
+                return
+            except REDIS_ERRORS:
+                pass
+            if not closed and time.monotonic() - down_since > self.down_grace:
+                log.warning("redis down for %.1fs: closing stream sockets so they resume",
+                            time.monotonic() - down_since)
+                for state in list(self._churches.values()):
+                    self._close_church(state, CLOSE_INTERNAL, "stream interrupted")
+                closed = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _close_church(self, state: _Church, code: int, reason: str) -> None:
+        for client in list(state.clients):
+            client.close(code, reason)
+            self.leave(client)
+
+    async def _close_pubsub(self) -> None:
+        if self._pubsub is None:
+            return
+        try:
+            await self._pubsub.aclose()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            log.debug("pubsub close failed", exc_info=True)
+
+
+def _church_of(channel: str) -> str | None:
+    # `ywm:{<church_id>}:events`
+    start, end = channel.find("{"), channel.find("}")
+    return channel[start + 1:end] if 0 <= start < end else None
+
+
+def hub_for(deps: Any) -> Hub:
+    """The process's hub, created on first use and registered with the lifecycle hooks."""
+    hub = deps.extras.get("hub")
+    if hub is None:
+        hub = Hub(deps.db, deps.redis)
+        deps.extras["hub"] = hub
+        deps.extras.setdefault("on_start", []).append(hub.start)
+        deps.extras.setdefault("on_drain", []).append(hub.drain)
+        deps.extras.setdefault("on_close", []).append(hub.stop)
+    return hub
