@@ -19,6 +19,7 @@ from db.engine import Database
 from server.app import make_app
 from server.deps import Deps
 from server.metrics import Metrics
+from server.realtime import hub_for
 from server.redis import connect_async
 from server.settings import Settings
 
@@ -40,6 +41,7 @@ async def open_deps(settings: Settings) -> Deps:
 
     deps.extras.setdefault("on_start", []).append(start_metrics)
     deps.extras.setdefault("on_close", []).append(lambda: metrics.stop(deps.redis))
+    hub_for(deps)  # the live-stream hub registers its start/drain/close hooks
     return deps
 
 
