@@ -1,0 +1,246 @@
+// Send to a group: pick groups, compose with the segment counter, preview recipients,
+// segments and cost, send now or later after a confirm dialog that repeats the numbers;
+// then a live progress view (broadcast.progress events), cancel, and the failed list.
+
+import {api} from "./api.js";
+import {h, fill, newId, errorBox, busy, confirmDialog, announce} from "./dom.js";
+import {dateTime, formatPhone, memberName, money, plural, statusWord} from "./format.js";
+import {counterText, segmentInfo} from "./segments.js";
+
+// Quote price per segment in cents (the carrier's bill is the truth; this is an estimate).
+const CENTS_PER_SEGMENT = 0.79;
+const COUNT_KEYS = ["queued", "sending", "sent", "delivered", "failed", "undeliverable", "canceled"];
+const FINISHED = ["sent", "delivered", "failed", "undeliverable", "canceled"];
+
+export function mount(main, ctx) {
+  let current = null;
+  const render = (params) => {
+    if (current) current.close();
+    current = params[0] ? progressView(main, ctx, params[0]) : composeView(main, ctx);
+  };
+  render(ctx.params);
+  return {
+    update: render,
+    onEvent: (event) => current && current.onEvent && current.onEvent(event),
+    refresh: () => current && current.refresh && current.refresh(),
+    unmount: () => current && current.close(),
+  };
+}
+
+/* ---------- compose ---------- */
+
+function composeView(main, ctx) {
+  const state = {groups: [], selected: new Set(), optedOut: new Map()};
+  const error = errorBox();
+  const pick = h("ul.group-pick", {"aria-label": "Groups"});
+  const text = h("textarea", {id: newId("body"), rows: 5});
+  const counter = h("div.counter", {id: `${text.id}-count`});
+  text.setAttribute("aria-describedby", counter.id);
+  const preview = h("p.preview-line", {role: "status", "aria-live": "polite"});
+  const whenNow = h("input", {type: "radio", name: "when", value: "now", checked: true});
+  const whenLater = h("input", {type: "radio", name: "when", value: "later"});
+  const at = h("input", {id: newId("at"), type: "datetime-local", disabled: true});
+  const sendButton = h("button.primary", {type: "submit"}, "Review and send");
+  const recent = h("div");
+  const form = h("form.card", {},
+    h("h2", {}, "1. Choose groups"), pick,
+    h("h2", {}, "2. Write the text"),
+    h("label", {for: text.id}, "Message"), text, counter,
+    h("h2", {}, "3. When"),
+    h("div", {role: "radiogroup", "aria-label": "When to send"},
+      h("label.inline", {}, whenNow, "Send now"), h("label.inline", {}, whenLater, "Schedule for later")),
+    h("label", {for: at.id}, "Date and time (your time zone)"), at,
+    h("div.notice", {}, preview), error.el, sendButton);
+  fill(main, h("h1", {}, "Send to a group"), h("div.grid2", {}, form, h("section.card", {}, h("h2", {}, "Recent sends"), recent)));
+
+  for (const radio of [whenNow, whenLater]) radio.addEventListener("change", () => { at.disabled = whenNow.checked; });
+  text.addEventListener("input", updatePreview);
+
+  function numbers() {
+    let members = 0;
+    let optedOut = 0;
+    let unknown = false;
+    for (const id of state.selected) {
+      const group = state.groups.find((g) => g.id === id);
+      members += group ? group.member_count : 0;
+      const out = state.optedOut.get(id);
+      if (out === undefined) unknown = true; else optedOut += out;
+    }
+    const recipients = Math.max(members - optedOut, 0);
+    const info = segmentInfo(text.value);
+    const segments = Math.max(info.segments, 1);
+    return {members, optedOut, unknown, recipients, segments, cost: recipients * segments * CENTS_PER_SEGMENT};
+  }
+
+  function previewText(n) {
+    const skipped = n.unknown ? "opted-out members are skipped" : `${n.optedOut.toLocaleString()} opted out are skipped`;
+    return `${plural(n.recipients, "recipient")} (${skipped}) · ${plural(n.segments, "segment")} each · ≈ ${money(n.cost)}`;
+  }
+
+  function updatePreview() {
+    counter.textContent = counterText(text.value);
+    preview.textContent = state.selected.size ? previewText(numbers()) : "Choose at least one group.";
+  }
+
+  async function countOptedOut(groupId) {
+    // Members of the group who opted out: they are skipped when the send is resolved.
+    try {
+      const page = await api.get("/members", {group_id: groupId, opted_in: "false", limit: 200});
+      state.optedOut.set(groupId, page.data.length);
+    } catch (_err) { /* preview says "opted-out members are skipped" */ }
+    updatePreview();
+  }
+
+  async function loadGroups() {
+    try {
+      state.groups = await api.all("/groups");
+      fill(pick, state.groups.length ? state.groups.map((g) => {
+        const box = h("input", {type: "checkbox", value: g.id, onchange: (e) => {
+          if (e.target.checked) { state.selected.add(g.id); countOptedOut(g.id); } else state.selected.delete(g.id);
+          updatePreview();
+        }});
+        return h("li", {}, h("label", {}, box, `${g.name} `, h("span.muted", {}, `(${plural(g.member_count, "member")})`)));
+      }) : h("li.muted", {}, "No groups yet: create one under Members & groups."));
+    } catch (err) {
+      error.show(err.message);
+    }
+  }
+
+  async function loadRecent() {
+    try {
+      const {data} = await api.get("/messages", {limit: 10});
+      fill(recent, data.length ? h("ul", {}, data.map((m) => h("li", {},
+        h("a", {href: `#/send/${m.id}`}, m.body.length > 60 ? `${m.body.slice(0, 60)}…` : m.body),
+        h("span.muted.small", {}, ` · ${statusWord(m.status)} · ${plural(m.recipient_count, "recipient")} · ${dateTime(m.scheduled_at || m.created_at)}`))))
+        : h("p.muted", {}, "Nothing sent yet."));
+    } catch (err) {
+      fill(recent, h("p.muted", {}, err.message));
+    }
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.clear();
+    const body = text.value.trim();
+    if (!state.selected.size) return error.show("Choose at least one group.");
+    if (!body) return error.show("Write the text to send.");
+    let scheduledAt = null;
+    if (whenLater.checked) {
+      const when = at.value ? new Date(at.value) : null;
+      if (!when || Number.isNaN(when.getTime()) || when.getTime() < Date.now()) return error.show("Pick a date and time in the future.");
+      scheduledAt = when.toISOString();
+    }
+    const n = numbers();
+    const names = state.groups.filter((g) => state.selected.has(g.id)).map((g) => g.name).join(", ");
+    const ok = await confirmDialog({
+      title: scheduledAt ? "Schedule this text?" : "Send this text now?",
+      lines: [`To: ${names}`, previewText(n), scheduledAt ? `Sends ${dateTime(scheduledAt)}.` : "Sends right away.", `“${body}”`],
+      confirmLabel: scheduledAt ? "Schedule" : `Send to ${plural(n.recipients, "recipient")}`,
+    });
+    if (!ok) return undefined;
+    const created = await busy(sendButton, error, async () => (await api.post("/messages",
+      {body, group_ids: [...state.selected], ...(scheduledAt ? {scheduled_at: scheduledAt} : {})})).data);
+    if (created) {
+      announce(`${created.status === "scheduled" ? "Scheduled" : "Sending"} to ${plural(created.recipient_count, "recipient")}.`);
+      ctx.navigate(`send/${created.id}`);
+    }
+    return undefined;
+  });
+
+  loadGroups();
+  loadRecent();
+  updatePreview();
+  return {close() {}, refresh: loadRecent};
+}
+
+/* ---------- progress ---------- */
+
+function progressView(main, ctx, id) {
+  let message = null;
+  let closed = false;
+  let failedTimer = null;
+  const error = errorBox();
+  const bar = h("progress", {max: 1, value: 0, id: newId("progress")});
+  const counts = h("div.counts", {role: "status", "aria-live": "polite"});
+  const head = h("div");
+  const cancel = h("button.danger", {type: "button", hidden: true}, "Cancel the rest");
+  const failed = h("div");
+  fill(main, h("p", {}, h("a", {href: "#/send"}, "← New send")),
+    h("section.card", {}, head, h("label", {for: bar.id}, "Progress"), bar, counts, error.el, cancel),
+    h("section.card", {}, h("h2", {}, "Failed recipients"), failed));
+
+  function done(m) {
+    const c = m.counts || {};
+    return FINISHED.reduce((sum, k) => sum + (c[k] || 0), 0);
+  }
+
+  function render() {
+    const c = message.counts || {};
+    const total = message.recipient_count || COUNT_KEYS.reduce((s, k) => s + (c[k] || 0), 0);
+    fill(head, h("h1", {}, message.status === "scheduled" ? "Scheduled send" : "Sending to a group"),
+      h("p", {}, `“${message.body}”`),
+      h("p.muted", {}, `${statusWord(message.status)} · ${plural(total, "recipient")} · ${plural(message.segments || 1, "segment")} each`,
+        message.scheduled_at ? ` · scheduled ${dateTime(message.scheduled_at)}` : "",
+        message.completed_at ? ` · finished ${dateTime(message.completed_at)}` : ""));
+    bar.max = Math.max(total, 1);
+    bar.value = done(message);
+    bar.textContent = `${done(message)} of ${total}`;
+    fill(counts, ["queued", "sent", "delivered", "failed"].map((k) => h("div", {dataset: {count: k}},
+      h("strong", {}, (k === "queued" ? (c.queued || 0) + (c.sending || 0) : k === "failed" ? (c.failed || 0) + (c.undeliverable || 0) : c[k] || 0).toLocaleString()),
+      statusWord(k))), c.canceled ? h("div", {}, h("strong", {}, c.canceled.toLocaleString()), "Canceled") : null);
+    const open = ["queued", "scheduled", "sending"].includes(message.status) && !message.completed_at;
+    cancel.hidden = !open || !ctx.hasRole("admin");
+  }
+
+  async function loadFailed() {
+    try {
+      const rows = [];
+      for (const status of ["failed", "undeliverable"]) {
+        rows.push(...(await api.get(`/messages/${id}/recipients`, {status, limit: 200})).data);
+      }
+      fill(failed, rows.length ? h("div.table-wrap", {}, h("table", {},
+        h("thead", {}, h("tr", {}, h("th", {}, "Recipient"), h("th", {}, "Phone"), h("th", {}, "Attempts"), h("th", {}, "Reason"))),
+        h("tbody", {}, rows.map((r) => h("tr", {},
+          h("td", {}, memberName(r.member || r)), h("td", {}, formatPhone(r.phone || (r.member && r.member.phone))),
+          h("td", {}, String(r.attempts ?? "")), h("td", {}, r.last_error || r.error || statusWord(r.status)))))))
+        : h("p.muted", {}, "None so far."));
+    } catch (err) {
+      fill(failed, h("p.muted", {}, err.message));
+    }
+  }
+
+  async function load() {
+    try {
+      message = (await api.get(`/messages/${id}`)).data;
+      if (!closed) { render(); loadFailed(); }
+    } catch (err) {
+      error.show(err.message);
+    }
+  }
+
+  cancel.addEventListener("click", async () => {
+    const ok = await confirmDialog({title: "Cancel the rest of this send?",
+      lines: ["Texts not yet sent will not go out. Texts already sent stay sent."], confirmLabel: "Cancel the rest", danger: true});
+    if (!ok) return;
+    await busy(cancel, error, async () => { await api.post(`/messages/${id}/cancel`, {}); await load(); });
+  });
+
+  function onEvent(event) {
+    if (!message) return;
+    const data = event.data || {};
+    if (event.type === "broadcast.progress" && data.id === id) {
+      const before = message.counts || {};
+      message.counts = data.counts;
+      if (message.status === "queued" || message.status === "scheduled") message.status = "sending";
+      if (data.status) message.status = data.status;
+      if (data.completed_at) message.completed_at = data.completed_at;
+      render();
+      const newlyFailed = (data.counts.failed || 0) + (data.counts.undeliverable || 0) - (before.failed || 0) - (before.undeliverable || 0);
+      if (newlyFailed > 0 && !failedTimer) failedTimer = setTimeout(() => { failedTimer = null; loadFailed(); }, 2000);
+      if (done(message) >= (message.recipient_count || 0) && message.recipient_count) load();
+    }
+  }
+
+  load();
+  return {onEvent, refresh: load, close() { closed = true; clearTimeout(failedTimer); }};
+}

@@ -1,0 +1,287 @@
+// One open conversation: header (name, opt-out badge, assign, close/reopen), the thread
+// as bubbles with day separators and live delivery states, and the compose box with the
+// segment counter (Enter sends, Shift+Enter is a new line).
+
+import {api} from "./api.js";
+import {h, fill, newId, errorBox, announce} from "./dom.js";
+import {dayKey, dayLabel, formatPhone, memberName, statusWord, timeOfDay} from "./format.js";
+import {counterText, segmentInfo} from "./segments.js";
+
+const PAGE = 50;
+
+/**
+ * @param {HTMLElement} pane
+ * @param {object} ctx  app context (me, users map, …)
+ * @param {string} id   conversation id
+ * @param {{onChange: (conversation) => void, onRead: (id) => void, isOptedOut: (memberId) => boolean|undefined}} hooks
+ */
+export function open(pane, ctx, id, hooks) {
+  const view = {
+    id, conversation: null, messages: new Map(), metaEls: new Map(), cursor: null,
+    optedOut: false, lastDay: null, closed: false,
+  };
+  const headEl = h("header.conv-head");
+  const earlier = h("button.link", {type: "button", hidden: true, onclick: () => loadEarlier()}, "Load earlier messages");
+  const threadId = newId("thread");
+  const thread = h("div.thread", {id: threadId, role: "log", "aria-live": "polite", "aria-relevant": "additions", tabindex: "0"});
+  const error = errorBox();
+  const composeEl = h("div.compose");
+  fill(pane, headEl, error.el, earlier, thread, composeEl);
+
+  /* ---------- header ---------- */
+
+  function renderHead() {
+    const conv = view.conversation;
+    const name = memberName(conv.member);
+    const assign = h("select", {id: newId("assign"), onchange: (e) => patch({assigned_to: e.target.value || null})});
+    const options = [["", "Unassigned"], [ctx.me.user.id, `Me (${ctx.me.user.name})`]];
+    for (const [userId, user] of ctx.users) if (userId !== ctx.me.user.id) options.push([userId, user.name]);
+    if (conv.assigned_to && !options.some(([v]) => v === conv.assigned_to)) options.push([conv.assigned_to, "Someone else"]);
+    for (const [value, text] of options) assign.append(h("option", {value, selected: (conv.assigned_to || "") === value}, text));
+    const isClosed = conv.status === "closed";
+    fill(headEl,
+      h("a.back.btn", {href: "#/inbox", "aria-label": "Back to conversations"}, "← Back"),
+      h("div.grow",
+        h("h2", {}, name),
+        h("span.muted.small", {}, formatPhone(conv.member.phone)), " ",
+        view.optedOut ? h("span.badge.optout", {}, "Opted out") : null, " ",
+        isClosed ? h("span.badge.closed", {}, "Closed") : null),
+      h("div.actions",
+        h("label.visually-hidden", {for: assign.id}, "Assigned to"), assign,
+        h("button", {type: "button", onclick: () => patch({status: isClosed ? "open" : "closed"})},
+          isClosed ? "Reopen" : "Close")));
+  }
+
+  async function patch(change) {
+    error.clear();
+    try {
+      const {data} = await api.patch(`/conversations/${id}`, change);
+      setConversation(data);
+      announce(change.status ? `Conversation ${data.status === "closed" ? "closed" : "reopened"}.` : "Assignment saved.");
+    } catch (err) {
+      error.show(err.message);
+      renderHead();
+    }
+  }
+
+  function setConversation(conv) {
+    view.conversation = conv;
+    const known = hooks.isOptedOut(conv.member.id);
+    if (known !== undefined) view.optedOut = known;
+    else if (conv.member.opt_in_sms === false || conv.member.opted_out_at) view.optedOut = true;
+    renderHead();
+    renderCompose();
+    hooks.onChange(conv);
+  }
+
+  /* ---------- thread ---------- */
+
+  function bubble(msg) {
+    const els = [];
+    const day = dayKey(msg.created_at);
+    if (day !== view.lastDay) {
+      els.push(h("div.day", {role: "separator"}, dayLabel(msg.created_at)));
+      view.lastDay = day;
+    }
+    const who = msg.direction === "inbound" ? memberName(view.conversation.member) : "You";
+    els.push(h(`div.bubble.${msg.direction}`, {dataset: {id: msg.id}},
+      h("span.visually-hidden", {}, `${who}: `), msg.body));
+    const meta = h(`div.meta.${msg.direction}`, {dataset: {for: msg.id}});
+    view.metaEls.set(msg.id, meta);
+    renderMeta(msg);
+    els.push(meta);
+    return els;
+  }
+
+  function renderMeta(msg) {
+    const meta = view.metaEls.get(msg.id);
+    if (!meta) return;
+    const time = timeOfDay(msg.created_at);
+    if (msg.direction === "inbound") {
+      fill(meta, time);
+      return;
+    }
+    const status = h(`span.status-${msg.status}`, {dataset: {status: msg.status}},
+      statusWord(msg.status), msg.status === "failed" && msg.error ? `: ${msg.error}` : "");
+    fill(meta, time, " · ", status);
+  }
+
+  function renderThread() {
+    const atBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 40;
+    const fromBottom = thread.scrollHeight - thread.scrollTop;
+    view.lastDay = null;
+    view.metaEls.clear();
+    const sorted = [...view.messages.values()].sort((a, b) => a.created_at.localeCompare(b.created_at));
+    fill(thread, sorted.length ? sorted.map(bubble) : h("p.muted", {}, "No messages yet."));
+    earlier.hidden = !view.cursor;
+    thread.scrollTop = atBottom ? thread.scrollHeight : thread.scrollHeight - fromBottom;
+  }
+
+  function addMessage(msg, {live = false} = {}) {
+    if (view.messages.has(msg.id)) {
+      Object.assign(view.messages.get(msg.id), msg);
+      renderMeta(view.messages.get(msg.id));
+      return;
+    }
+    view.messages.set(msg.id, msg);
+    const last = [...view.messages.values()].reduce((a, b) => (a && a.created_at > b.created_at ? a : b), null);
+    if (last !== msg || !thread.querySelector(".bubble")) {
+      renderThread();
+    } else {
+      const stick = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
+      thread.append(...bubble(msg));
+      if (stick || !live) thread.scrollTop = thread.scrollHeight;
+    }
+  }
+
+  async function loadEarlier() {
+    try {
+      const page = await api.get(`/conversations/${id}/messages`, {limit: PAGE, cursor: view.cursor});
+      view.cursor = page.meta.next_cursor || null;
+      for (const msg of page.data) view.messages.set(msg.id, msg);
+      renderThread();
+    } catch (err) {
+      error.show(err.message);
+    }
+  }
+
+  /* ---------- compose ---------- */
+
+  const text = h("textarea", {id: newId("reply"), rows: 2, placeholder: "Write a reply…"});
+  const counter = h("div.counter", {id: `${text.id}-count`});
+  const sendButton = h("button.primary", {type: "submit"}, "Send");
+  const composeError = errorBox();
+  text.setAttribute("aria-describedby", counter.id);
+  const form = h("form", {},
+    h("label.visually-hidden", {for: text.id}, "Reply"),
+    h("div.row", {}, h("div.grow", {}, text), sendButton), counter, composeError.el,
+    h("p.field-hint", {}, "Enter sends · Shift+Enter adds a line"));
+  let idempotencyKey = null;  // one per text, so a retried send never texts twice
+
+  function updateCounter() {
+    counter.textContent = counterText(text.value);
+    counter.classList.toggle("over", segmentInfo(text.value).segments > 1);
+  }
+
+  text.addEventListener("input", () => { idempotencyKey = null; updateCounter(); });
+  text.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = text.value.trim();
+    if (!body || view.optedOut) return;
+    composeError.clear();
+    sendButton.disabled = true;
+    idempotencyKey = idempotencyKey || (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`);
+    try {
+      const {data} = await api.post(`/conversations/${id}/messages`, {body},
+        {headers: {"Idempotency-Key": idempotencyKey}});
+      text.value = "";
+      idempotencyKey = null;
+      updateCounter();
+      addMessage(data);
+      thread.scrollTop = thread.scrollHeight;
+      announce("Reply queued.");
+    } catch (err) {
+      if (err.code === "recipient_opted_out") setOptedOut(true);
+      composeError.show(err.message);
+    } finally {
+      sendButton.disabled = view.optedOut;
+      text.focus();
+    }
+  });
+
+  function renderCompose() {
+    if (view.optedOut) {
+      fill(composeEl, h("p.compose-blocked", {role: "status"},
+        `${memberName(view.conversation.member)} has opted out of texts (replied STOP). ` +
+        "You can't reply until they text START."));
+      return;
+    }
+    if (!form.isConnected) fill(composeEl, form);
+    sendButton.disabled = false;
+    updateCounter();
+  }
+
+  function setOptedOut(value) {
+    if (view.optedOut === value) return;
+    view.optedOut = value;
+    if (view.conversation) { renderHead(); renderCompose(); }
+  }
+
+  /* ---------- load and live ---------- */
+
+  async function markRead() {
+    if (document.visibilityState !== "visible") return;
+    if (!view.conversation || view.conversation.unread_count === 0) return;
+    try {
+      await api.post(`/conversations/${id}/read`, {});
+      view.conversation = {...view.conversation, unread_count: 0};
+      hooks.onRead(id);
+    } catch (_err) { /* unread stays; not worth an error box */ }
+  }
+
+  async function load() {
+    error.clear();
+    try {
+      const [conv, page] = await Promise.all([
+        api.get(`/conversations/${id}`),
+        api.get(`/conversations/${id}/messages`, {limit: PAGE}),
+      ]);
+      if (view.closed) return;
+      view.messages.clear();
+      for (const msg of page.data) view.messages.set(msg.id, msg);
+      view.cursor = page.meta.next_cursor || null;
+      setConversation(conv.data);
+      renderThread();
+      thread.scrollTop = thread.scrollHeight;
+      markRead();
+      checkMember(conv.data.member.id);
+    } catch (err) {
+      if (!view.closed) fill(pane, h("p.error-text", {role: "alert"}, err.message));
+    }
+  }
+
+  async function checkMember(memberId) {
+    // The conversation summary has no opt-out field; the member record does.
+    try {
+      const {data} = await api.get(`/members/${memberId}`);
+      if (hooks.isOptedOut(memberId) === undefined) setOptedOut(data.opt_in_sms === false || Boolean(data.opted_out_at));
+    } catch (_err) { /* a 409 on send still explains it */ }
+  }
+
+  function onEvent(event) {
+    const data = event.data || {};
+    if (event.type === "message.received") {
+      const msg = data.message || data;
+      if (msg.conversation_id !== id) return;
+      addMessage(msg, {live: true});
+      if (data.conversation) setConversation(data.conversation);
+      if (msg.direction === "inbound") markRead();
+    } else if (event.type === "message.status" && data.message_id && view.messages.has(data.message_id)) {
+      const msg = view.messages.get(data.message_id);
+      msg.status = data.status;
+      msg.error = data.error || null;
+      renderMeta(msg);
+      if (data.status === "failed") announce(`Reply failed: ${data.error || "not delivered"}.`);
+    } else if (event.type === "conversation.updated" && data.id === id) {
+      setConversation({...view.conversation, ...data});
+    } else if ((event.type === "member.opted_out" || event.type === "member.opted_in") && view.conversation) {
+      const memberId = data.member_id || data.id || (data.member && data.member.id);
+      if (memberId === view.conversation.member.id) setOptedOut(event.type === "member.opted_out");
+    }
+  }
+
+  load();
+  return {
+    id,
+    onEvent,
+    refresh: load,
+    focusCompose() { if (form.isConnected) text.focus(); },
+    close() { view.closed = true; },
+  };
+}
