@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import auth, church, docs, health, metrics, stream, users, webapp
+from handlers import auth, church, docs, health, messages, metrics, stream, users, webapp
 
 API = r"/api/v1"
 
@@ -24,6 +24,10 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         (API + r"/church", church.ChurchHandler),
         (API + r"/users", users.UsersHandler),
         (API + r"/users/([^/]+)", users.UserHandler),
+        (API + r"/messages", messages.MessagesHandler),
+        (API + r"/messages/([^/]+)", messages.MessageHandler),
+        (API + r"/messages/([^/]+)/recipients", messages.MessageRecipientsHandler),
+        (API + r"/messages/([^/]+)/cancel", messages.MessageCancelHandler),
         (API + r"/openapi.json", docs.OpenApiHandler),
         (API + r"/docs/?", docs.DocsHandler),
         (API + r"/docs/init.js", docs.DocsInitHandler),

@@ -1,0 +1,175 @@
+"""SQL for broadcast recipients (`message_recipients`): the durable outbox of bulk sends.
+
+A row's life: `queued` → claimed with a lease (`sending`, `next_attempt_at` = lease
+expiry) → `sent` / `retrying` (next_attempt_at = retry time) / `failed` / `undeliverable`,
+or `canceled`. Because a claimed row's `next_attempt_at` is its lease expiry, "needs work
+now" is always `status IN (queued, sending, retrying) AND next_attempt_at <= now()`: a
+killed worker's rows simply become due again, and the reconciler's scan is one partial
+index (`ix_message_recipients_pending`).
+"""
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from db.engine import Connection, Row
+from db.tables import message_recipients
+
+R = message_recipients.c
+PENDING = ("queued", "sending", "retrying")
+
+# FOR UPDATE SKIP LOCKED lets many lanes claim from one broadcast without waiting on each
+# other; the lease makes the claim expire if the claimer dies. `opted_out` reports members
+# who opted out after the broadcast was accepted (a deleted member is still sent: the
+# phone was copied at accept time).
+_CLAIM = sa.text("""
+WITH picked AS (
+  SELECT member_id FROM message_recipients
+   WHERE church_id = :church_id AND message_id = :message_id AND created_at = :created_at
+     AND status IN ('queued', 'sending', 'retrying') AND next_attempt_at <= now()
+   LIMIT :limit
+   FOR UPDATE SKIP LOCKED)
+UPDATE message_recipients r
+   SET status = 'sending', attempts = r.attempts + 1,
+       lease_expires_at = now() + make_interval(secs => :lease),
+       next_attempt_at = now() + make_interval(secs => :lease), updated_at = now()
+  FROM picked
+ WHERE r.church_id = :church_id AND r.message_id = :message_id
+   AND r.created_at = :created_at AND r.member_id = picked.member_id
+RETURNING r.member_id, r.phone_enc, r.attempts,
+          EXISTS (SELECT 1 FROM members m
+                   WHERE m.church_id = r.church_id AND m.id = r.member_id
+                     AND NOT (m.opt_in_sms AND m.opted_out_at IS NULL)) AS opted_out
+""")
+
+# Every outcome of a batch in one statement; `status = 'sending'` keeps a late writer from
+# overwriting a cancel or a newer outcome.
+_RECORD = sa.text("""
+UPDATE message_recipients r
+   SET status = v.status, provider = :provider, provider_message_id = v.pid,
+       sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE r.sent_at END,
+       next_attempt_at = CASE WHEN v.status = 'retrying'
+                              THEN now() + make_interval(secs => v.delay) END,
+       lease_expires_at = NULL, last_error = v.error, updated_at = now()
+  FROM unnest(CAST(:member_ids AS uuid[]), CAST(:statuses AS text[]),
+              CAST(:pids AS text[]), CAST(:errors AS text[]),
+              CAST(:delays AS float8[])) AS v(member_id, status, pid, error, delay)
+ WHERE r.church_id = :church_id AND r.message_id = :message_id
+   AND r.created_at = :created_at AND r.member_id = v.member_id AND r.status = 'sending'
+RETURNING r.member_id, r.status
+""")
+
+_COUNTS = (sa.select(R.status, sa.func.count().label("n"))
+           .where(R.church_id == sa.bindparam("church_id"),
+                  R.message_id == sa.bindparam("message_id"),
+                  R.created_at == sa.bindparam("created_at"))
+           .group_by(R.status))
+
+_NEXT_DUE = (sa.select(sa.func.min(R.next_attempt_at))
+             .where(R.church_id == sa.bindparam("church_id"),
+                    R.message_id == sa.bindparam("message_id"),
+                    R.created_at == sa.bindparam("created_at"), R.status.in_(PENDING)))
+
+_CANCEL = (sa.update(message_recipients)
+           .where(R.church_id == sa.bindparam("church_id"),
+                  R.message_id == sa.bindparam("message_id"),
+                  R.created_at == sa.bindparam("created_at"),
+                  R.status.in_(("queued", "retrying")))
+           .values(status="canceled", next_attempt_at=None, updated_at=sa.func.now()))
+
+_LIST = sa.text("""
+SELECT member_id, phone_enc, status, attempts, last_error, next_attempt_at,
+       provider_message_id, sent_at, delivered_at, updated_at
+  FROM message_recipients
+ WHERE church_id = :church_id AND message_id = :message_id AND created_at = :created_at
+   AND (CAST(:status AS text) IS NULL OR status = :status)
+   AND (CAST(:after AS uuid) IS NULL OR member_id > :after)
+ ORDER BY member_id LIMIT :limit
+""")
+
+# Broadcasts with rows that should have moved by now (lease or retry time passed).
+_OVERDUE = sa.text("""
+SELECT church_id, message_id, created_at, count(*) AS overdue
+  FROM message_recipients
+ WHERE status IN ('queued', 'sending', 'retrying')
+   AND next_attempt_at <= now() - make_interval(secs => :grace)
+ GROUP BY church_id, message_id, created_at
+ LIMIT :limit
+""")
+
+_STATUS_TOTALS = sa.text("""
+SELECT status, count(*) AS n FROM message_recipients
+ WHERE status IN ('queued', 'sending', 'retrying') GROUP BY status
+""")
+
+_REQUEUE = sa.text("""
+UPDATE message_recipients
+   SET status = 'retrying', attempts = 0, next_attempt_at = now(), last_error = NULL,
+       lease_expires_at = NULL, updated_at = now()
+ WHERE church_id = :church_id AND message_id = :message_id
+   AND created_at = :created_at AND member_id = :member_id
+   AND status IN ('failed', 'undeliverable')
+""")
+
+
+def _key(message: Row) -> dict[str, Any]:
+    return {"church_id": message["church_id"], "message_id": message["id"],
+            "created_at": message["created_at"]}
+
+
+async def claim_recipients(conn: Connection, message: Row, limit: int,
+                           lease_seconds: float) -> list[Row]:
+    """Lease up to `limit` due recipients of one broadcast (status `sending`)."""
+    return await conn.fetch_all(_CLAIM, {**_key(message), "limit": limit,
+                                         "lease": lease_seconds})
+
+
+async def record_outcomes(conn: Connection, message: Row, provider: str,
+                          outcomes: list[dict[str, Any]]) -> list[Row]:
+    """Write a batch of outcomes: dicts of member_id, status, pid, error, delay."""
+    return await conn.fetch_all(_RECORD, {
+        **_key(message), "provider": provider,
+        "member_ids": [o["member_id"] for o in outcomes],
+        "statuses": [o["status"] for o in outcomes],
+        "pids": [o.get("pid") for o in outcomes],
+        "errors": [o.get("error") for o in outcomes],
+        "delays": [float(o.get("delay") or 0) for o in outcomes]})
+
+
+async def count_by_status(conn: Connection, message: Row) -> dict[str, int]:
+    rows = await conn.fetch_all(_COUNTS, _key(message))
+    return {r["status"]: int(r["n"]) for r in rows}
+
+
+async def next_due_at(conn: Connection, message: Row) -> Any:
+    """When the earliest still-pending recipient is due (None: nothing pending)."""
+    return await conn.fetch_val(_NEXT_DUE, _key(message))
+
+
+async def cancel_pending(conn: Connection, message: Row) -> int:
+    return await conn.execute(_CANCEL, _key(message))
+
+
+async def list_recipients(conn: Connection, message: Row, status: str | None,
+                          after: UUID | None, limit: int) -> list[Row]:
+    return await conn.fetch_all(_LIST, {**_key(message), "status": status, "after": after,
+                                        "limit": limit})
+
+
+async def list_overdue_broadcasts(conn: Connection, grace_seconds: float,
+                                  limit: int = 500) -> list[Row]:
+    return await conn.fetch_all(_OVERDUE, {"grace": grace_seconds, "limit": limit})
+
+
+async def pending_totals(conn: Connection) -> dict[str, int]:
+    """Recipients still in the outbox, by status, across all churches (admin view)."""
+    return {r["status"]: int(r["n"]) for r in await conn.fetch_all(_STATUS_TOTALS, {})}
+
+
+async def requeue_recipient(conn: Connection, church_id: UUID, message_id: UUID,
+                            created_at: Any, member_id: UUID) -> bool:
+    return await conn.execute(_REQUEUE, {"church_id": church_id, "message_id": message_id,
+                                         "created_at": created_at,
+                                         "member_id": member_id}) > 0

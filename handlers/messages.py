@@ -1,0 +1,68 @@
+"""Bulk sends (API.md §5): accept, list, read, recipients, cancel.
+
+Accepting commits everything first, then enqueues the dispatch lanes; if that enqueue is
+lost (Redis down) the reconciler starts them, so the 202 stands either way.
+"""
+from __future__ import annotations
+
+import logging
+
+from handlers.base import ApiHandler
+from server import queue
+from server.errors import ValidationFailed
+from server.services import broadcasts
+from server.services.member_views import parse_limit, parse_uuid
+from workers import sends
+
+log = logging.getLogger("ywm.handlers.messages")
+
+RECIPIENT_STATUSES = frozenset(("queued", "sending", "retrying", "sent", "delivered",
+                                "failed", "undeliverable", "canceled"))
+
+
+class MessagesHandler(ApiHandler):
+    async def get(self) -> None:
+        actor = self.require_role("staff")
+        items, next_cursor = await broadcasts.list_broadcasts(
+            self.deps.db, actor.church_id, parse_limit(self.query_arg("limit")),
+            self.query_arg("cursor"))
+        self.write_data(items, {"next_cursor": next_cursor})
+
+    async def post(self) -> None:
+        actor = self.require_role("admin")
+        payload = self.json_body("MessageCreate")
+        accepted = await broadcasts.accept(
+            self.deps.db, self.deps.settings, actor.church_id, actor.user_id, payload,
+            self.request.headers.get("Idempotency-Key") or None)
+        for church_id, message_id in accepted.dispatch:
+            try:
+                await queue.enqueue(sends.start_dispatch, church_id, message_id)
+            except Exception:  # noqa: BLE001 - durable already; the reconciler starts it
+                log.warning("dispatch enqueue failed", exc_info=True)
+        self.write_json(accepted.body, accepted.status_code)
+
+
+class MessageHandler(ApiHandler):
+    async def get(self, message_id: str) -> None:
+        actor = self.require_role("staff")
+        self.write_data(await broadcasts.get_broadcast(self.deps.db, actor.church_id,
+                                                       parse_uuid(message_id)))
+
+
+class MessageRecipientsHandler(ApiHandler):
+    async def get(self, message_id: str) -> None:
+        actor = self.require_role("staff")
+        status = self.query_arg("status") or None
+        if status is not None and status not in RECIPIENT_STATUSES:
+            raise ValidationFailed.field("status", "Unknown recipient status.")
+        items, next_cursor = await broadcasts.list_recipients(
+            self.deps.db, self.deps.settings, actor.church_id, parse_uuid(message_id),
+            status, parse_limit(self.query_arg("limit")), self.query_arg("cursor"))
+        self.write_data(items, {"next_cursor": next_cursor})
+
+
+class MessageCancelHandler(ApiHandler):
+    async def post(self, message_id: str) -> None:
+        actor = self.require_role("admin")
+        self.write_data(await broadcasts.cancel(self.deps.db, actor.church_id,
+                                                parse_uuid(message_id)))

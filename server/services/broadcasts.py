@@ -1,0 +1,262 @@
+"""Bulk sends (broadcasts): accept, read, list recipients, cancel, start scheduled sends.
+
+Accepting is one transaction: the `messages` row, every recipient row (one set-based
+INSERT … SELECT of the opted-in audience) and the idempotency record. After the commit the
+caller enqueues `Accepted.dispatch` lanes; if that enqueue is lost the reconciler finds the
+`queued` rows, so a 202 always ends with every recipient in a final state.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import ujson
+
+from db.engine import Connection, Database, Row
+from db.queries import broadcasts as q
+from db.queries import recipients as rq
+from server import crypto
+from server.errors import Conflict, NotFound, ValidationFailed
+from server.segments import segment_info
+from server.services.member_views import decode_cursor, iso, page
+from server.settings import Settings
+
+IDEMPOTENCY_SCOPE = "messages"
+MAX_BODY_CHARS = 1600  # 10+ segments; carriers reject longer (CARRIERS.md §1.3 parts ≤ 10)
+COUNT_KEYS = ("queued", "sending", "sent", "delivered", "failed", "undeliverable")
+
+
+class _Replay(Exception):
+    """Raised inside the accept transaction to roll it back when another request won."""
+
+
+@dataclass
+class Accepted:
+    status_code: int
+    body: dict[str, Any]
+    # (church_id, message_id) to hand to the dispatcher after commit; empty for replays.
+    dispatch: list[tuple[str, str]] = field(default_factory=list)
+
+
+def request_hash(payload: dict[str, Any]) -> bytes:
+    return hashlib.sha256(ujson.dumps(payload, sort_keys=True).encode()).digest()
+
+
+def _uuid_list(values: list[str] | None) -> list[UUID]:
+    return sorted({UUID(v) for v in values or []})
+
+
+def _scheduled_at(raw: str | None, now: datetime) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed.field("$.scheduled_at", "Must be an RFC 3339 time.") from None
+    if value.tzinfo is None:
+        raise ValidationFailed.field("$.scheduled_at", "Must include a UTC offset.")
+    return value if value > now else None
+
+
+def message_view(row: Row, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    view = {
+        "id": str(row["id"]), "status": row["status"], "body": row["body"],
+        "number_id": str(row["number_id"]) if row["number_id"] else None,
+        "group_ids": [str(g) for g in row["group_ids"]],
+        "member_ids": [str(m) for m in row["member_ids"]],
+        "recipient_count": row["recipient_count"], "segments": row["segments"],
+        "encoding": row["encoding"],
+        "estimated_cost_cents": float(row["estimated_cost_cents"]),
+        "scheduled_at": iso(row["scheduled_at"]), "created_at": iso(row["created_at"]),
+        "completed_at": iso(row["completed_at"]),
+        "recurring_id": str(row["recurring_id"]) if row["recurring_id"] else None,
+    }
+    if counts is not None:
+        view["counts"] = {k: counts.get(k, 0) for k in COUNT_KEYS}
+        view["counts"]["canceled"] = counts.get("canceled", 0)
+        # `retrying` rows are still queued from the caller's point of view.
+        view["counts"]["queued"] += counts.get("retrying", 0)
+    return view
+
+
+async def _audience_ids(conn: Connection, church_id: UUID, group_ids: list[UUID],
+                        member_ids: list[UUID]) -> None:
+    if not group_ids and not member_ids:
+        raise ValidationFailed.field("$.group_ids", "Name at least one group or member.")
+    for kind, ids, path in (("groups", group_ids, "$.group_ids"),
+                            ("members", member_ids, "$.member_ids")):
+        missing = await q.unknown_ids(conn, church_id, kind, ids)
+        if missing:
+            raise ValidationFailed.field(path, f"Unknown {kind[:-1]} id {missing[0]}.")
+
+
+async def _sending_number(conn: Connection, church_id: UUID, number_id: UUID | None) -> Row:
+    number = await q.get_number(conn, church_id, number_id)
+    if number is None:
+        raise ValidationFailed.field(
+            "$.number_id", "Unknown number." if number_id else
+            "Add a sending number before sending messages.")
+    return number
+
+
+async def create_broadcast(conn: Connection, settings: Settings, church_id: UUID, *,
+                           body: str, group_ids: list[UUID], member_ids: list[UUID],
+                           number_id: UUID | None, scheduled_at: datetime | None,
+                           created_by: UUID | None = None, recurring_id: UUID | None = None
+                           ) -> Row:
+    """Insert a broadcast and (unless scheduled) its recipients, in the caller's transaction."""
+    await _audience_ids(conn, church_id, group_ids, member_ids)
+    number = await _sending_number(conn, church_id, number_id)
+    info = segment_info(body)
+    message = await q.insert_message(conn, {
+        "church_id": church_id, "number_id": number["id"], "body": body,
+        "status": "scheduled" if scheduled_at else "queued", "scheduled_at": scheduled_at,
+        "group_ids": group_ids, "member_ids": member_ids, "segments": info.segments,
+        "encoding": info.encoding, "estimated_cost_cents": 0, "created_by": created_by,
+        "recurring_id": recurring_id})
+    if scheduled_at:  # resolved again when it starts; this count is the estimate
+        count = await q.count_audience(conn, church_id, group_ids, member_ids)
+    else:
+        count = await q.insert_recipients(conn, message)
+    cost = estimated_cost(settings, info.segments, count)
+    await q.set_count_and_cost(conn, message, count, cost)
+    return {**message, "recipient_count": count, "estimated_cost_cents": cost}
+
+
+def estimated_cost(settings: Settings, segments: int, recipients: int) -> Decimal:
+    cents = Decimal(str(settings.price_per_segment_cents)) * segments * recipients
+    return cents.quantize(Decimal("0.01"))
+
+
+def accepted_body(message: Row) -> dict[str, Any]:
+    view = message_view(message)
+    return {"data": {k: view[k] for k in ("id", "status", "recipient_count", "segments",
+                                          "encoding", "estimated_cost_cents",
+                                          "scheduled_at", "created_at")}, "meta": {}}
+
+
+async def accept(db: Database, settings: Settings, church_id: UUID, user_id: UUID | None,
+                 payload: dict[str, Any], idempotency_key: str | None) -> Accepted:
+    """POST /messages: validate, write everything in one transaction, say what to enqueue."""
+    digest = request_hash(payload)
+    if idempotency_key:
+        earlier = await _replayed(db, church_id, idempotency_key, digest)
+        if earlier:
+            return earlier
+    now = datetime.now(timezone.utc)
+    try:
+        async with db.transaction() as conn:
+            message = await create_broadcast(
+                conn, settings, church_id, body=payload["body"],
+                group_ids=_uuid_list(payload.get("group_ids")),
+                member_ids=_uuid_list(payload.get("member_ids")),
+                number_id=UUID(payload["number_id"]) if payload.get("number_id") else None,
+                scheduled_at=_scheduled_at(payload.get("scheduled_at"), now),
+                created_by=user_id)
+            body = accepted_body(message)
+            if idempotency_key and not await q.put_idempotent(
+                    conn, church_id, IDEMPOTENCY_SCOPE, idempotency_key, digest, 202,
+                    ujson.dumps(body)):
+                raise _Replay()
+    except _Replay:
+        earlier = await _replayed(db, church_id, idempotency_key or "", digest)
+        if earlier is None:  # the other request's record expired in between: unlikely
+            raise Conflict("This Idempotency-Key is in use; retry shortly.") from None
+        return earlier
+    dispatch = [] if message["status"] == "scheduled" else [(str(church_id), str(message["id"]))]
+    return Accepted(202, body, dispatch)
+
+
+async def _replayed(db: Database, church_id: UUID, key: str, digest: bytes
+                    ) -> Accepted | None:
+    async with db.acquire() as conn:
+        row = await q.get_idempotent(conn, church_id, IDEMPOTENCY_SCOPE, key)
+    if row is None:
+        return None
+    if bytes(row["request_hash"]) != digest:
+        raise Conflict("This Idempotency-Key was used with a different request body.")
+    return Accepted(int(row["status_code"]), row["response"])
+
+
+async def access_message(conn: Connection, church_id: UUID, message_id: UUID | None) -> Row:
+    """The church's broadcast, or NotFound (also for another church's id)."""
+    row = await q.get_message(conn, church_id, message_id) if message_id else None
+    if row is None:
+        raise NotFound("No such message.")
+    return row
+
+
+async def get_broadcast(db: Database, church_id: UUID, message_id: UUID | None
+                        ) -> dict[str, Any]:
+    async with db.acquire() as conn:
+        row = await access_message(conn, church_id, message_id)
+        return message_view(row, await rq.count_by_status(conn, row))
+
+
+async def list_broadcasts(db: Database, church_id: UUID, limit: int, cursor: str | None
+                          ) -> tuple[list[dict[str, Any]], str | None]:
+    async with db.acquire() as conn:
+        rows = await q.list_messages(conn, church_id, limit + 1, decode_cursor(cursor))
+        rows, next_cursor = page(rows, limit)
+        return [message_view(r, await rq.count_by_status(conn, r)) for r in rows], next_cursor
+
+
+async def list_recipients(db: Database, settings: Settings, church_id: UUID,
+                          message_id: UUID | None, status: str | None, limit: int,
+                          cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    after = _recipient_cursor(cursor)
+    async with db.acquire() as conn:
+        message = await access_message(conn, church_id, message_id)
+        rows = await rq.list_recipients(conn, message, status, after, limit + 1)
+    next_cursor = str(rows[limit - 1]["member_id"]) if len(rows) > limit else None
+    return [_recipient_view(settings, r) for r in rows[:limit]], next_cursor
+
+
+def _recipient_cursor(cursor: str | None) -> UUID | None:
+    try:
+        return UUID(cursor) if cursor else None
+    except ValueError:
+        raise ValidationFailed.field("cursor", "This cursor is not valid.") from None
+
+
+def _recipient_view(settings: Settings, row: Row) -> dict[str, Any]:
+    return {"member_id": str(row["member_id"]),
+            "phone": crypto.decrypt(settings, bytes(row["phone_enc"])),
+            "status": row["status"], "attempts": row["attempts"],
+            "last_error": row["last_error"], "next_attempt_at": iso(row["next_attempt_at"]),
+            "provider_message_id": row["provider_message_id"],
+            "sent_at": iso(row["sent_at"]), "delivered_at": iso(row["delivered_at"]),
+            "updated_at": iso(row["updated_at"])}
+
+
+async def cancel(db: Database, church_id: UUID, message_id: UUID | None) -> dict[str, Any]:
+    """Recipients not yet sent become `canceled`; texts already in flight finish."""
+    async with db.transaction() as conn:
+        message = await access_message(conn, church_id, message_id)
+        if not await q.cancel_message(conn, message):
+            raise Conflict(f"This message is already {message['status']}.")
+        await rq.cancel_pending(conn, message)
+        row = await access_message(conn, church_id, message_id)
+        return message_view(row, await rq.count_by_status(conn, row))
+
+
+async def start_due_scheduled(db: Database, limit: int = 100) -> list[tuple[str, str]]:
+    """Start scheduled broadcasts whose time has come: resolve recipients, mark queued.
+
+    Each one is locked (SKIP LOCKED) in its own transaction, so however many schedulers
+    run, a scheduled send starts once. Returns (church_id, message_id) to dispatch.
+    """
+    started: list[tuple[str, str]] = []
+    for _ in range(limit):
+        async with db.transaction() as conn:
+            message = await q.claim_due_scheduled(conn)
+            if message is None:
+                break
+            count = await q.insert_recipients(conn, message)
+            await q.update_recipient_count(conn, message, count, "queued")
+        started.append((str(message["church_id"]), str(message["id"])))
+    return started

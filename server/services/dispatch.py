@@ -1,0 +1,265 @@
+"""The bulk-send dispatcher: claim recipients with a lease, throttle, send, record.
+
+A *lane* is one Huey task working on one broadcast for a short time slice. It claims a
+chunk of due recipients (FOR UPDATE SKIP LOCKED, lease = `send_lease_seconds`), sends them
+with bounded concurrency through the per-number throttle, records every outcome in
+PostgreSQL, and repeats until its slice is used up; then it tells its caller when to run
+again (at once, after a delay for retries, or never). A broadcast has `send_lanes` lanes;
+because each lane re-enqueues itself at the back of the queue after a slice, broadcasts of
+different churches share the worker pool in turn instead of first-come-first-served.
+
+Crash safety: a recipient is `sending` only under a lease; an outcome is written before
+the concurrency slot is released, so at most `send_concurrency` texts per lane can be sent
+but unrecorded at any moment (the only duplicates a SIGKILL can cause). The reconciler
+(`server/services/reconcile.py`) restarts lanes for broadcasts whose rows are overdue.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+from uuid import UUID
+
+import ujson
+
+from db.engine import Row
+from db.queries import broadcasts as bq
+from db.queries import dead_letters as dq
+from db.queries import members as mq
+from db.queries import recipients as rq
+from server import crypto
+from server.carriers import CarrierClient, SendResult, client_for
+from server.deps import Deps
+from server.events import append_event, publish_events
+from server.redis import broadcast_progress_key, dispatch_heartbeat_key
+from server.segments import segment_info
+from server.services.broadcasts import message_view
+from server.throttle import NumberThrottle
+
+log = logging.getLogger("ywm.dispatch")
+
+LANE_SLICE_SECONDS = 2.0  # a lane yields its worker thread after this, for fairness
+PROGRESS_INTERVAL_MS = 500  # broadcast.progress at most 2/s per broadcast (API.md §7)
+HEARTBEAT_SECONDS = 30.0  # a lane that has not refreshed this long is presumed dead
+# Carrier error codes meaning "this handset cannot get texts" (CARRIERS.md §1.4, §3):
+# landline / invalid number / unreachable; retrying cannot help.
+UNDELIVERABLE_CODES = frozenset(("40001", "40008", "40310", "21211", "21214", "21614",
+                                 "30003", "30005", "30006"))
+
+
+@dataclass(frozen=True)
+class LaneResult:
+    again_in: float | None  # None: this lane is done; 0: continue now; > 0: after a delay
+    sent: int = 0
+
+
+class Dispatcher:
+    """Per worker thread (one event loop): carrier clients and the throttle."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self.throttle = NumberThrottle(deps.redis, deps.settings.throttle_headroom)
+        self._clients: dict[str, CarrierClient] = {}
+
+    def client(self, provider: str) -> CarrierClient:
+        if provider not in self._clients:
+            self._clients[provider] = client_for(provider, self.settings)
+        return self._clients[provider]
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+
+def dispatcher_for(deps: Deps) -> Dispatcher:
+    """The thread's dispatcher, kept on its Deps and closed with it."""
+    found = deps.extras.get("dispatcher")
+    if found is None:
+        found = deps.extras["dispatcher"] = Dispatcher(deps)
+        deps.extras.setdefault("on_close", []).append(found.close)
+    return found  # type: ignore[no-any-return]
+
+
+def retry_delay(settings: Any, attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with "equal jitter", never sooner than the carrier asked."""
+    ceiling = min(settings.send_retry_max_seconds,
+                  settings.send_retry_base_seconds * 2 ** max(0, attempts - 1))
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    return max(delay, retry_after or 0.0)
+
+
+def classify(settings: Any, result: SendResult, attempts: int) -> dict[str, Any]:
+    """Map one carrier answer to the row's next state."""
+    error = f"{result.error_code or ''} {result.error or ''}".strip() or None
+    if result.outcome == "sent":
+        return {"status": "sent", "pid": result.provider_message_id}
+    if result.outcome == "retryable":
+        if attempts >= settings.send_max_attempts:
+            return {"status": "failed", "error": error, "dead": True}
+        return {"status": "retrying", "error": error,
+                "delay": retry_delay(settings, attempts, result.retry_after)}
+    if result.opted_out or result.error_code in UNDELIVERABLE_CODES:
+        return {"status": "undeliverable", "error": error, "opted_out": result.opted_out}
+    return {"status": "failed", "error": error}
+
+
+class Recorder:
+    """Group commit: outcomes that finish while a write is running go in the next one.
+
+    `add()` returns only once its outcome is committed, so the caller's concurrency slot
+    covers the time between the carrier's answer and the durable record.
+    """
+
+    def __init__(self, flush: Callable[[list[dict[str, Any]]], Awaitable[None]]) -> None:
+        self._flush = flush
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._lock = asyncio.Lock()
+
+    async def add(self, outcome: dict[str, Any]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, future))
+        async with self._lock:
+            if not future.done():
+                batch, self._pending = self._pending, []
+                try:
+                    await self._flush([o for o, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every waiter gets the error
+                    for _, f in batch:
+                        if not f.done():
+                            f.set_exception(exc)
+                else:
+                    for _, f in batch:
+                        if not f.done():
+                            f.set_result(None)
+        await future
+
+
+async def run_lane(deps: Deps, church_id: UUID | str, message_id: UUID | str) -> LaneResult:
+    """Work on one broadcast for one time slice; say when this lane should run again."""
+    church_id, message_id = UUID(str(church_id)), UUID(str(message_id))
+    async with deps.db.acquire() as conn:
+        message = await bq.get_message(conn, church_id, message_id)
+        if message is None or message["status"] not in ("queued", "sending"):
+            return LaneResult(None)
+        number = await bq.get_number(conn, church_id, message["number_id"])
+        await bq.mark_sending(conn, message)
+    dispatcher = dispatcher_for(deps)
+    started, sent = time.monotonic(), 0
+    while time.monotonic() - started < LANE_SLICE_SECONDS:
+        await _heartbeat(deps, message)
+        async with deps.db.acquire() as conn:
+            rows = await rq.claim_recipients(conn, message, deps.settings.send_chunk_size,
+                                             deps.settings.send_lease_seconds)
+        if not rows:
+            break
+        sent += await _send_chunk(dispatcher, message, number, rows)
+        await maybe_publish_progress(deps, message)
+    else:
+        return LaneResult(0.0, sent)
+    return await _after_chunks(deps, message, sent)
+
+
+async def _after_chunks(deps: Deps, message: Row, sent: int) -> LaneResult:
+    async with deps.db.acquire() as conn:
+        if await bq.complete_if_done(conn, message):
+            done = True
+        else:
+            done, due = False, await rq.next_due_at(conn, message)
+    if done:
+        await maybe_publish_progress(deps, message, force=True)
+        return LaneResult(None, sent)
+    if due is None:
+        return LaneResult(None, sent)
+    delay = max(0.2, due.timestamp() - time.time())
+    await _heartbeat(deps, message, delay + HEARTBEAT_SECONDS)
+    return LaneResult(delay, sent)
+
+
+async def _heartbeat(deps: Deps, message: Row, seconds: float = HEARTBEAT_SECONDS) -> None:
+    await deps.redis.set(dispatch_heartbeat_key(message["church_id"], message["id"]), "1",
+                         ex=max(1, int(seconds)))
+
+
+async def _send_chunk(dispatcher: Dispatcher, message: Row, number: Row | None,
+                      rows: list[Row]) -> int:
+    """Send one claimed chunk with bounded concurrency; returns how many were sent."""
+    settings = dispatcher.settings
+    deps = dispatcher.deps
+    provider = number["provider"] if number else "none"
+    recorder = Recorder(lambda batch: record_outcomes(deps, message, provider, batch))
+    limit = asyncio.Semaphore(settings.send_concurrency)
+    segments = max(1, segment_info(message["body"]).segments)
+    sent = 0
+
+    async def one(row: Row) -> None:
+        nonlocal sent
+        async with limit:
+            outcome = await _send_one(dispatcher, message, number, row, segments)
+            outcome["member_id"] = row["member_id"]
+            await recorder.add(outcome)
+            sent += outcome["status"] == "sent"
+
+    await asyncio.gather(*(one(row) for row in rows))
+    return sent
+
+
+async def _send_one(dispatcher: Dispatcher, message: Row, number: Row | None, row: Row,
+                    segments: int) -> dict[str, Any]:
+    if number is None:
+        return {"status": "failed", "error": "The sending number was removed."}
+    if row.get("opted_out"):  # opted out after the broadcast was accepted
+        return {"status": "undeliverable", "error": "The member has opted out."}
+    try:
+        phone = crypto.decrypt(dispatcher.settings, bytes(row["phone_enc"]))
+    except crypto.CryptoError as exc:
+        return {"status": "failed", "error": f"unreadable phone: {exc}"}
+    await dispatcher.throttle.acquire(message["church_id"], number["id"], number["mps"],
+                                      segments)
+    result = await dispatcher.client(number["provider"]).send(
+        from_number=number["phone"], to=phone, body=message["body"],
+        messaging_profile_id=number["messaging_profile_id"])
+    return classify(dispatcher.settings, result, row["attempts"])
+
+
+async def record_outcomes(deps: Deps, message: Row, provider: str,
+                          batch: list[dict[str, Any]]) -> None:
+    """One transaction: row states, dead letters, carrier opt-outs (+ their events)."""
+    events: list[dict[str, Any]] = []
+    church_id = message["church_id"]
+    async with deps.db.transaction() as conn:
+        await rq.record_outcomes(conn, message, provider, batch)
+        dead = [(ujson.dumps({"message_id": str(message["id"]),
+                              "created_at": message["created_at"].isoformat(),
+                              "member_id": str(o["member_id"])}), o.get("error"))
+                for o in batch if o.get("dead")]
+        await dq.insert_dead_letters(conn, church_id, "broadcast_recipient", dead)
+        for outcome in batch:
+            if outcome.get("opted_out") and await mq.set_opt_in(
+                    conn, church_id, outcome["member_id"], False):
+                await mq.insert_consent(conn, church_id, outcome["member_id"], "opt_out",
+                                        "carrier", number_id=message["number_id"],
+                                        detail=outcome.get("error"))
+                events.append(await append_event(conn, church_id, "member.opted_out", {
+                    "member_id": str(outcome["member_id"]), "source": "carrier"}))
+    if events:
+        await publish_events(deps.redis, events)
+
+
+async def maybe_publish_progress(deps: Deps, message: Row, force: bool = False) -> None:
+    """A `broadcast.progress` event, at most every PROGRESS_INTERVAL_MS per broadcast."""
+    key = broadcast_progress_key(message["church_id"], message["id"])
+    if not await deps.redis.set(key, "1", px=PROGRESS_INTERVAL_MS, nx=True) and not force:
+        return
+    async with deps.db.transaction() as conn:
+        row = await bq.get_message(conn, message["church_id"], message["id"])
+        if row is None:
+            return
+        counts = message_view(row, await rq.count_by_status(conn, row))["counts"]
+        event = await append_event(conn, message["church_id"], "broadcast.progress", {
+            "id": str(message["id"]), "counts": counts, "status": row["status"]})
+    await publish_events(deps.redis, [event])

@@ -1,0 +1,37 @@
+"""Bulk-send tasks: dispatch lanes for broadcasts (server/services/dispatch.py).
+
+Tasks carry ids only. A lane runs one time slice and re-enqueues itself (at the back of
+the queue, so broadcasts take turns) or schedules itself for the next retry time. Every
+state that matters is in PostgreSQL: a lost or duplicated task only delays or repeats a
+claim, which the leases make harmless.
+"""
+from __future__ import annotations
+
+import logging
+
+from server.deps import Deps
+from server.queue import huey
+from server.queue import settings as queue_settings
+from server.services import dispatch
+from workers.runtime import run
+
+log = logging.getLogger("ywm.workers.sends")
+
+
+@huey.task(name="sends.dispatch_lane", retries=3, retry_delay=1)
+def dispatch_lane(church_id: str, message_id: str) -> int:
+    """One slice of work on a broadcast; returns how many texts it sent."""
+    async def _lane(deps: Deps) -> dispatch.LaneResult:
+        return await dispatch.run_lane(deps, church_id, message_id)
+    result = run(_lane)
+    if result.again_in == 0:
+        dispatch_lane(church_id, message_id)
+    elif result.again_in is not None:
+        dispatch_lane.schedule((church_id, message_id), delay=result.again_in)
+    return result.sent
+
+
+def start_dispatch(church_id: str, message_id: str, lanes: int | None = None) -> None:
+    """Enqueue a broadcast's lanes (call after the accepting transaction commits)."""
+    for _ in range(lanes or queue_settings().send_lanes):
+        dispatch_lane(church_id, message_id)
