@@ -23,8 +23,9 @@ async def connect(request: Any) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def close_sockets() -> Iterator[None]:
-    """Import into a test module: every socket a test opened is closed at teardown."""
+def close_sockets(io_loop: Any) -> Iterator[None]:
+    """Import into a test module: every socket a test opened is closed at teardown
+    (before the test's loop closes, hence the `io_loop` dependency)."""
     yield
     while _OPEN:
         _OPEN.pop().close()
