@@ -8,6 +8,7 @@ only this page allows. The online validator badge is switched off (it calls out)
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import swagger_ui_bundle
 import tornado.web
@@ -15,6 +16,7 @@ import tornado.web
 import schema
 from handlers.base import BaseHandler, dumps
 from server.deps import Deps
+from server.errors import AppError, NotFound
 
 DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
             "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
@@ -84,3 +86,10 @@ class SwaggerStaticHandler(tornado.web.StaticFileHandler):
     def set_extra_headers(self, path: str) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Security-Policy", DOCS_CSP)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # The API's JSON error body, not Tornado's HTML page.
+        error = NotFound() if status_code in (403, 404) else AppError()
+        self.set_status(error.http_status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(dumps(error.to_body()))
