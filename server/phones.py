@@ -30,7 +30,7 @@ def normalize(raw: str) -> str:
     if not text:
         raise InvalidPhone("A phone number is required.")
     if len(text) > MAX_INPUT or _REFUSED.search(text) or not _ALLOWED.match(text):
-        raise InvalidPhone("Use digits only, like +14155552671 or (415) 555-2671.")
+        raise InvalidPhone("Use digits only; letters and extensions cannot receive texts.")
     digits = re.sub(r"\D", "", text)
     if not text.startswith("+") and len(digits) == 11 and digits.startswith("1"):
         text = "+" + digits  # `1 415 555 2671`: a US trunk prefix, not a country code

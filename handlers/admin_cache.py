@@ -1,0 +1,13 @@
+"""GET /api/v1/admin/cache: hits, misses and hit rate per cache, all processes summed."""
+from __future__ import annotations
+
+from handlers.base import ApiHandler
+from server import cache
+
+
+class AdminCacheHandler(ApiHandler):
+    auth = "admin"
+    rate_limit = None  # operator route: no tenant bucket to charge
+
+    async def get(self) -> None:
+        self.write_data(await cache.metrics(self.deps.redis))

@@ -1,0 +1,96 @@
+"""Members (API.md §4): list, create, read, update, delete, and the streamed CSV import."""
+from __future__ import annotations
+
+import tornado.web
+
+from handlers.base import ApiHandler
+from server.auth import Actor
+from server.errors import PayloadTooLarge, ValidationFailed
+from server.services import member_import, members
+from server.services.member_views import parse_limit, parse_uuid
+
+CSV_TYPES = ("text/csv", "application/csv")
+
+
+def consent_source(actor: Actor) -> str:
+    return "api" if actor.api_key_id else "staff"
+
+
+class MembersHandler(ApiHandler):
+    async def get(self) -> None:
+        actor = self.require_role("staff")
+        items, next_cursor = await members.list_members(
+            self.deps.db, self.deps.settings, actor.church_id,
+            parse_limit(self.query_arg("limit")), cursor=self.query_arg("cursor"),
+            query=self.query_arg("q"), group_id=self.query_arg("group_id"),
+            opted_in=self.query_arg("opted_in"))
+        self.write_data(items, {"next_cursor": next_cursor})
+
+    async def post(self) -> None:
+        actor = self.require_role("admin")
+        body = self.json_body("MemberCreate")
+        member = await members.create_member(self.deps.db, self.deps.settings,
+                                             actor.church_id, body, consent_source(actor))
+        self.write_data(member, status=201)
+
+
+class MemberHandler(ApiHandler):
+    async def get(self, member_id: str) -> None:
+        actor = self.require_role("staff")
+        member = await members.get_member(self.deps.db, self.deps.settings, actor.church_id,
+                                          parse_uuid(member_id))
+        self.write_data(member)
+
+    async def patch(self, member_id: str) -> None:
+        actor = self.require_role("admin")
+        body = self.json_body("MemberUpdate")
+        member = await members.update_member(self.deps.db, self.deps.redis, self.deps.settings,
+                                             actor.church_id, parse_uuid(member_id), body,
+                                             consent_source(actor))
+        self.write_data(member)
+
+    async def delete(self, member_id: str) -> None:
+        actor = self.require_role("admin")
+        await members.delete_member(self.deps.db, self.deps.redis, actor.church_id,
+                                    parse_uuid(member_id))
+        self.write_no_content()
+
+
+@tornado.web.stream_request_body
+class MemberImportHandler(ApiHandler):
+    """POST /members/import: the body is parsed and written while it arrives."""
+
+    importer: member_import.MemberImport | None = None
+    failure: BaseException | None = None
+
+    async def prepare(self) -> None:
+        self.request.connection.set_max_body_size(  # type: ignore[union-attr]
+            self.deps.settings.max_import_bytes)
+        await super().prepare()
+        actor = self.require_role("admin")
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() not in CSV_TYPES:
+            raise ValidationFailed.field("Content-Type", "Send the file as text/csv.")
+        self.importer = member_import.MemberImport(self.deps.db, self.deps.redis,
+                                                   self.deps.settings, actor.church_id)
+
+    def _check_body_size(self) -> None:
+        declared = self.request.headers.get("Content-Length")
+        limit = self.deps.settings.max_import_bytes
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"The file is larger than {limit} bytes.")
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self.importer is None or self.failure is not None:
+            return
+        try:
+            await self.importer.feed(chunk)
+        except Exception as exc:  # surfaced by post(), once the body has been read
+            self.failure = exc
+
+    async def post(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        assert self.importer is not None
+        result = await self.importer.finish()
+        self.write_data(result.public())

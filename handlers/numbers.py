@@ -1,0 +1,26 @@
+"""Sending numbers (API.md §4): any role reads; only the owner adds or removes."""
+from __future__ import annotations
+
+from handlers.base import ApiHandler
+from server.services import numbers
+from server.services.member_views import parse_uuid
+
+
+class NumbersHandler(ApiHandler):
+    async def get(self) -> None:
+        actor = self.require_role("staff")
+        items = await numbers.list_numbers(self.deps.db, actor.church_id)
+        self.write_data(items, {"next_cursor": None})
+
+    async def post(self) -> None:
+        actor = self.require_role("owner")
+        body = self.json_body("NumberCreate")
+        number = await numbers.create_number(self.deps.db, actor.church_id, body)
+        self.write_data(number, status=201)
+
+
+class NumberHandler(ApiHandler):
+    async def delete(self, number_id: str) -> None:
+        actor = self.require_role("owner")
+        await numbers.delete_number(self.deps.db, actor.church_id, parse_uuid(number_id))
+        self.write_no_content()
