@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import auth, church, docs, health, messages, metrics, stream, users, webapp
-from handlers import admin_cache, groups, members, numbers
+from handlers import auth, church, docs, health, metrics, stream, users, webapp
+from handlers import telnyx, twilio
 
 API = r"/api/v1"
 
@@ -15,6 +15,8 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         (r"/health", health.HealthHandler),
         (r"/ready", health.ReadyHandler),
         (r"/metrics", metrics.MetricsHandler),
+        (r"/webhooks/telnyx", telnyx.TelnyxWebhookHandler),
+        (r"/webhooks/twilio", twilio.TwilioWebhookHandler),
         (API + r"/auth/register", auth.RegisterHandler),
         (API + r"/auth/login", auth.LoginHandler),
         (API + r"/auth/refresh", auth.RefreshHandler),
@@ -25,19 +27,6 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         (API + r"/church", church.ChurchHandler),
         (API + r"/users", users.UsersHandler),
         (API + r"/users/([^/]+)", users.UserHandler),
-        (API + r"/members", members.MembersHandler),
-        (API + r"/members/import", members.MemberImportHandler),
-        (API + r"/members/([^/]+)", members.MemberHandler),
-        (API + r"/groups", groups.GroupsHandler),
-        (API + r"/groups/([^/]+)", groups.GroupHandler),
-        (API + r"/groups/([^/]+)/members", groups.GroupMembersHandler),
-        (API + r"/numbers", numbers.NumbersHandler),
-        (API + r"/numbers/([^/]+)", numbers.NumberHandler),
-        (API + r"/admin/cache", admin_cache.AdminCacheHandler),
-        (API + r"/messages", messages.MessagesHandler),
-        (API + r"/messages/([^/]+)", messages.MessageHandler),
-        (API + r"/messages/([^/]+)/recipients", messages.MessageRecipientsHandler),
-        (API + r"/messages/([^/]+)/cancel", messages.MessageCancelHandler),
         (API + r"/openapi.json", docs.OpenApiHandler),
         (API + r"/docs/?", docs.DocsHandler),
         (API + r"/docs/init.js", docs.DocsInitHandler),

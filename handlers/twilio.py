@@ -1,0 +1,68 @@
+"""POST /webhooks/twilio: Twilio inbound messages and status callbacks (CARRIERS.md §3).
+
+Sample inbound (form-encoded):
+    MessageSid=SM1f0e...&SmsSid=SM1f0e...&AccountSid=AC...&From=%2B14155552671
+    &To=%2B18445550001&Body=STOP&NumMedia=0&NumSegments=1&SmsStatus=received
+Sample status callback:
+    MessageSid=SM...&MessageStatus=undelivered&ErrorCode=30003&From=%2B18445550001&To=...
+The signature covers YWM_PUBLIC_URL + path (+ query) + every param sorted by name.
+"""
+from __future__ import annotations
+
+from handlers.base import ApiHandler
+from server.carriers import signatures
+from server.errors import Unauthorized
+from server.services import inbound
+from server.services.inbound import InboundText, StatusReceipt
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+# Twilio `MessageStatus` → ours; None = not a state we track.
+STATUS_MAP: dict[str, str | None] = {
+    "queued": None, "accepted": None, "scheduled": None, "sending": None,
+    "sent": "sent", "delivered": "delivered", "read": "delivered",
+    "failed": "failed", "undelivered": "failed", "canceled": "failed",
+}
+INBOUND_STATUSES = ("", "received", "receiving")
+
+
+def parse_params(params: dict[str, str]) -> InboundText | StatusReceipt | None:
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    if not sid:
+        return None
+    status = params.get("MessageStatus") or params.get("SmsStatus") or ""
+    if status in INBOUND_STATUSES:
+        count = int(params.get("NumMedia") or 0) if (params.get("NumMedia") or "0").isdigit() \
+            else 0
+        media = tuple(params[f"MediaUrl{i}"] for i in range(count) if f"MediaUrl{i}" in params)
+        return InboundText(provider="twilio", event_id=sid, message_id=sid,
+                           from_number=params.get("From", ""), to_number=params.get("To", ""),
+                           body=params.get("Body", ""), media_urls=media)
+    ours = STATUS_MAP.get(status)
+    if ours is None:
+        return None
+    return StatusReceipt(provider="twilio", event_id=f"{sid}:{status}", message_id=sid,
+                         our_number=params.get("From", ""), status=ours,  # type: ignore[arg-type]
+                         error_code=params.get("ErrorCode") or None,
+                         error=params.get("ErrorMessage") or None)
+
+
+class TwilioWebhookHandler(ApiHandler):
+    auth = "none"
+    rate_limit = None  # the signature is the gate
+
+    async def post(self) -> None:
+        pairs = [(name, value.decode("utf-8", "replace"))
+                 for name, values in self.request.body_arguments.items() for value in values]
+        url = self.deps.settings.public_url.rstrip("/") + self.request.uri
+        if not signatures.twilio_verify(
+                self.deps.settings.twilio_auth_token,
+                self.request.headers.get(signatures.TWILIO_SIGNATURE_HEADER), url, pairs):
+            raise Unauthorized("The webhook signature is missing or invalid.")
+        event = parse_params(dict(pairs))
+        deps = self.deps
+        if isinstance(event, InboundText):
+            await inbound.record_inbound(deps.db, deps.redis, deps.settings, event)
+        elif isinstance(event, StatusReceipt):
+            await inbound.record_status(deps.db, deps.redis, deps.settings, event)
+        self.set_header("Content-Type", "text/xml; charset=UTF-8")
+        self.finish(EMPTY_TWIML)

@@ -1,0 +1,223 @@
+"""Inbound carrier facts, carrier-neutral: texts received and delivery receipts.
+
+`record_inbound` and `record_status` each run ONE transaction (ARCHITECTURE.md §5):
+durable dedupe, number → church, then the effects and their event rows; events are
+published only after the commit, and the caller answers the carrier 2xx only after that.
+Confirmation replies (STOP/START/HELP) are written as outbound conversation messages in
+`queued` state and returned, so the caller enqueues them for the send worker; the
+reconciler picks them up if that enqueue is lost.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from uuid import UUID
+
+import redis.asyncio as aioredis
+
+from db.engine import Connection, Database
+from db.queries import churches as churches_q
+from db.queries import conversations as conv_q
+from db.queries import inbound as q
+from db.queries import numbers as numbers_q
+from server.events import append_event, publish_events
+from server.segments import segment_info
+from server.services import members, optout
+from server.settings import Settings
+
+log = logging.getLogger("ywm.inbound")
+
+# Process-local counters (exported by whoever collects metrics; read in tests).
+COUNTERS: collections.Counter[str] = collections.Counter()
+
+OurStatus = Literal["sent", "delivered", "failed"]
+# Forward-only moves: a status may only replace the ones listed (never a later one).
+CONVERSATION_FROM: dict[str, tuple[str, ...]] = {
+    "sent": ("queued", "sending", "retrying"),
+    "delivered": ("queued", "sending", "retrying", "sent"),
+    "failed": ("queued", "sending", "retrying", "sent"),
+}
+RECIPIENT_FROM = CONVERSATION_FROM
+# Delivery errors that mean "the recipient opted out" (CARRIERS.md §4.4).
+OPTED_OUT_CODES = frozenset(("40300", "21610"))
+
+
+@dataclass(frozen=True)
+class InboundText:
+    provider: str
+    event_id: str          # dedupe key: Telnyx event id, Twilio MessageSid
+    message_id: str
+    from_number: str       # the handset
+    to_number: str         # our number
+    body: str
+    media_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StatusReceipt:
+    provider: str
+    event_id: str          # dedupe key: Telnyx event id, Twilio MessageSid:MessageStatus
+    message_id: str
+    our_number: str
+    status: OurStatus
+    error_code: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class InboundResult:
+    outcome: str           # stored | duplicate | unknown_number | unmatched
+    church_id: UUID | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    replies: list[dict[str, Any]] = field(default_factory=list)  # queued rows to enqueue
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def message_view(row: dict[str, Any]) -> dict[str, Any]:
+    """API.md §6 conversation message."""
+    return {"id": str(row["id"]), "conversation_id": str(row["conversation_id"]),
+            "direction": row["direction"], "body": row["body"],
+            "media_urls": list(row["media_urls"] or []), "status": row["status"],
+            "error": row["error"], "created_at": _iso(row["created_at"])}
+
+
+def conversation_view(row: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:
+    """API.md §6 conversation summary."""
+    return {"id": str(row["id"]),
+            "member": {k: member[k] for k in ("id", "first_name", "last_name", "phone")},
+            "status": row["status"], "unread_count": row["unread_count"],
+            "assigned_to": str(row["assigned_to"]) if row["assigned_to"] else None,
+            "last_message": {"body": row["last_message_body"],
+                             "direction": row["last_message_direction"],
+                             "created_at": _iso(row["last_message_at"])},
+            "last_message_at": _iso(row["last_message_at"])}
+
+
+async def _route(conn: Connection, provider: str, our_number: str, event_id: str
+                 ) -> tuple[dict[str, Any] | None, str | None]:
+    """(number row, None) for a new event to store; (None, outcome) otherwise."""
+    number = await numbers_q.get_number_by_phone(conn, our_number)
+    if number is None:
+        COUNTERS["unknown_number"] += 1
+        log.warning("inbound for a number no church owns", extra={"provider": provider})
+        return None, "unknown_number"
+    if not await q.insert_dedupe(conn, provider, event_id, number["church_id"]):
+        COUNTERS["duplicate"] += 1
+        return None, "duplicate"
+    return number, None
+
+
+async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings,
+                         text: InboundText) -> InboundResult:
+    """Store one inbound text; returns the queued confirmation replies to enqueue."""
+    group_ids: list[UUID] = []
+    async with db.transaction() as conn:
+        number, skipped = await _route(conn, text.provider, text.to_number, text.event_id)
+        if number is None:
+            return InboundResult(outcome=skipped or "duplicate")
+        result = InboundResult(outcome="stored", church_id=number["church_id"])
+        church = await churches_q.get_church(conn, number["church_id"])
+        assert church is not None  # numbers cascade with their church
+        member = await members.find_or_create_member_by_phone(
+            conn, settings, church["id"], text.from_number, church["unknown_sender_opt_in"])
+        member_id = UUID(str(member["id"]))
+        conversation = await conv_q.upsert_inbound_conversation(
+            conn, church["id"], member_id, number["id"], text.body)
+        message = await conv_q.insert_conversation_message(conn, {
+            "church_id": church["id"], "conversation_id": conversation["id"],
+            "direction": "inbound", "body": text.body, "media_urls": list(text.media_urls),
+            "status": "received", "number_id": number["id"], "provider": text.provider,
+            "provider_message_id": text.message_id,
+            "segments": max(1, segment_info(text.body).segments), "next_attempt_at": None})
+        result.events.append(await append_event(conn, church["id"], "message.received", {
+            "message": message_view(message),
+            "conversation": conversation_view(conversation, member)}))
+        consent = await optout.apply_keyword(conn, church, number, member_id, text.body)
+        result.events.extend(consent.events)
+        group_ids = consent.group_ids
+        if consent.reply:
+            result.replies.append(await _queue_reply(conn, church["id"], conversation,
+                                                     number, member, consent.reply, result))
+    COUNTERS["stored"] += 1
+    await publish_events(redis, result.events)
+    if group_ids:
+        await members.invalidate_member_groups(redis, church["id"], group_ids)
+    return result
+
+
+async def _queue_reply(conn: Connection, church_id: UUID, conversation: dict[str, Any],
+                       number: dict[str, Any], member: dict[str, Any], body: str,
+                       result: InboundResult) -> dict[str, Any]:
+    """The confirmation as an outbound `queued` message (sent_by NULL: the system)."""
+    row = await conv_q.insert_conversation_message(conn, {
+        "church_id": church_id, "conversation_id": conversation["id"],
+        "direction": "outbound", "body": body, "media_urls": [], "status": "queued",
+        "number_id": number["id"], "provider": number["provider"],
+        "provider_message_id": None, "segments": max(1, segment_info(body).segments),
+        "next_attempt_at": None})
+    touched = await conv_q.touch_conversation_outbound(conn, church_id, conversation["id"],
+                                                       body)
+    result.events.append(await append_event(conn, church_id, "conversation.updated",
+                                            conversation_view(touched or conversation,
+                                                              member)))
+    return {"church_id": str(church_id), "conversation_message_id": str(row["id"]),
+            "created_at": _iso(row["created_at"]), "conversation_id": str(row["conversation_id"]),
+            "member_id": str(member["id"]), "number_id": str(number["id"]), "body": body}
+
+
+async def record_status(db: Database, redis: aioredis.Redis, settings: Settings,
+                        receipt: StatusReceipt) -> InboundResult:
+    """Move the conversation message / broadcast recipient forward; never backwards."""
+    async with db.transaction() as conn:
+        number, skipped = await _route(conn, receipt.provider, receipt.our_number,
+                                       receipt.event_id)
+        if number is None:
+            return InboundResult(outcome=skipped or "duplicate")
+        church_id = number["church_id"]
+        result = InboundResult(outcome="stored", church_id=church_id)
+        error = _error_text(receipt)
+        moved = await conv_q.update_message_status(
+            conn, church_id, receipt.message_id, receipt.status, error,
+            CONVERSATION_FROM[receipt.status])
+        for row in moved:
+            result.events.append(await append_event(conn, church_id, "message.status", {
+                "message_id": row["id"], "conversation_id": row["conversation_id"],
+                "status": row["status"], "error": row["error"]}))
+        recipients = await q.update_recipient_status(
+            conn, church_id, receipt.message_id, receipt.status, error,
+            RECIPIENT_FROM[receipt.status])
+        if not moved and not recipients:
+            COUNTERS["unmatched_status"] += 1
+            result.outcome = "unmatched"
+        if receipt.error_code in OPTED_OUT_CODES:
+            await _carrier_opt_out(conn, church_id, number, moved, recipients, receipt, result)
+    await publish_events(redis, result.events)
+    return result
+
+
+def _error_text(receipt: StatusReceipt) -> str | None:
+    if receipt.status != "failed":
+        return None
+    parts = [p for p in (receipt.error_code, receipt.error) if p]
+    return ": ".join(parts) or "delivery failed"
+
+
+async def _carrier_opt_out(conn: Connection, church_id: UUID, number: dict[str, Any],
+                           moved: list[dict[str, Any]], recipients: list[dict[str, Any]],
+                           receipt: StatusReceipt, result: InboundResult) -> None:
+    church = await churches_q.get_church(conn, church_id)
+    assert church is not None
+    member_ids = {row["member_id"] for row in recipients}
+    for row in moved:
+        owner = await conv_q.get_conversation_member(conn, church_id, row["conversation_id"])
+        if owner is not None:
+            member_ids.add(owner["member_id"])
+    for member_id in member_ids:
+        consent = await optout.record_carrier_opt_out(conn, church, number["id"], member_id,
+                                                      receipt.error_code or "")
+        result.events.extend(consent.events)
