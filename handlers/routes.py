@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import auth, church, docs, health, metrics, stream, users, webapp
+from handlers import auth, church, docs, health, messages, metrics, stream, users, webapp
 from handlers import telnyx, twilio
+from handlers import admin_cache, groups, members, numbers
 
 API = r"/api/v1"
 
@@ -27,6 +28,19 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         (API + r"/church", church.ChurchHandler),
         (API + r"/users", users.UsersHandler),
         (API + r"/users/([^/]+)", users.UserHandler),
+        (API + r"/members", members.MembersHandler),
+        (API + r"/members/import", members.MemberImportHandler),
+        (API + r"/members/([^/]+)", members.MemberHandler),
+        (API + r"/groups", groups.GroupsHandler),
+        (API + r"/groups/([^/]+)", groups.GroupHandler),
+        (API + r"/groups/([^/]+)/members", groups.GroupMembersHandler),
+        (API + r"/numbers", numbers.NumbersHandler),
+        (API + r"/numbers/([^/]+)", numbers.NumberHandler),
+        (API + r"/admin/cache", admin_cache.AdminCacheHandler),
+        (API + r"/messages", messages.MessagesHandler),
+        (API + r"/messages/([^/]+)", messages.MessageHandler),
+        (API + r"/messages/([^/]+)/recipients", messages.MessageRecipientsHandler),
+        (API + r"/messages/([^/]+)/cancel", messages.MessageCancelHandler),
         (API + r"/openapi.json", docs.OpenApiHandler),
         (API + r"/docs/?", docs.DocsHandler),
         (API + r"/docs/init.js", docs.DocsInitHandler),
