@@ -4,6 +4,10 @@
 
 /** h("button.primary", {type: "button", onclick: fn}, "Send") → element. */
 export function h(tag, attrs = {}, ...children) {
+  if (attrs === null || typeof attrs !== "object" || attrs instanceof Node || Array.isArray(attrs)) {
+    children.unshift(attrs);  // h("p", "text") and h("div", child, …) need no empty {}
+    attrs = {};
+  }
   const [name, ...classes] = tag.split(".");
   const el = document.createElement(name || "div");
   if (classes.length) el.className = classes.join(" ");

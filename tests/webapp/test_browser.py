@@ -1,0 +1,102 @@
+"""The staff web app in a real headless chromium: sign in, live state, the inbox, phones.
+
+Kept short on purpose (one browser for the session, a few page loads per test): the whole
+file runs in well under a minute.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Iterator
+
+import pytest
+
+from server.segments import segment_info
+from tests.factories import register
+from tests.webapp.browser import PHONE, DESKTOP, Browser, ensure_installed, launch
+
+
+@pytest.fixture(scope="session")
+def chrome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    ensure_installed()
+    driver = launch(tmp_path_factory.mktemp("chromium-profile"))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser(chrome: Any, api: Any, base_url: str, tmp_path: pathlib.Path) -> Browser:
+    shots = pathlib.Path(os.environ.get("YWM_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    chrome.delete_all_cookies()  # cookies ignore ports: a previous test's server set them
+    chrome.set_window_size(*DESKTOP)
+    chrome.get_log("browser")  # drop what earlier tests logged
+    return Browser(chrome, base_url, shots)
+
+
+def severe(entries: list[dict[str, Any]]) -> list[str]:
+    """Script errors and CSP refusals; an HTTP error status is the API answering, not a bug."""
+    return [e["message"] for e in entries
+            if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
+
+
+async def sign_in(browser: Browser, email: str, password: str) -> None:
+    await browser.open("/")
+    await browser.wait("return document.querySelector('#signin-email')", what="sign-in form")
+    await browser.type("#signin-email", email)
+    await browser.type("#signin-password", password)
+    await browser.click("form button[type=submit]")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_sign_in_shows_plain_errors_then_the_live_inbox(browser: Browser, api: Any) -> None:
+    owner = await register(api, church_name="Grace Chapel", name="Pat Jones")
+    await sign_in(browser, owner["email"], "wrong password")
+    error = await browser.wait("const e = document.querySelector('.error-text');"
+                               "return e && !e.hidden && e.innerText", what="sign-in error")
+    assert "{" not in error and "error" not in error.lower().split()[:1]
+    assert len(error) > 10  # the API's sentence, not a code
+
+    await browser.type("#signin-password", owner["password"])
+    await browser.click("form button[type=submit]")
+    await browser.wait("return document.querySelector('.conn[data-state=live]')",
+                       what="the stream to go live")
+    assert await browser.text(".topbar .church") == "Grace Chapel"
+    assert "Pat Jones" in await browser.text(".topbar .user")
+    assert await browser.js("return document.title") == "Inbox · YWMessaging"
+    await browser.screenshot("inbox-desktop")
+    await browser.size(*PHONE)
+    # At phone width the page must not scroll sideways.
+    assert await browser.js("return document.documentElement.scrollWidth") <= PHONE[0]
+    await browser.screenshot("inbox-phone")
+    assert severe(await browser.console()) == []
+
+    await browser.click(".topbar .user button")
+    await browser.wait("return document.querySelector('#signin-email')", what="signed out")
+    status = await browser.js_async(
+        "const done = arguments[0];"
+        "fetch('/api/v1/auth/me', {credentials: 'same-origin'}).then((r) => done(r.status));")
+    assert status == 401  # sign out ended the session, not just the page
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_segment_counter_matches_the_server(browser: Browser) -> None:
+    await browser.open("/")
+    texts = ["", "Hello", "a" * 160, "a" * 161, "[" * 81, "a" * 152 + "€" + "a" * 10,
+             "\U0001F600" * 35, "\U0001F600" * 36, "a" * 70 + "\u2019", "\U0001F600" * 67,
+             "e\u0301" * 40, "\U0001F1FA\U0001F1F8" * 20, "Grüße aus Åland ¿Ñ?"]
+    counted = await browser.js_async(
+        "const [texts, done] = arguments;"
+        "const url = document.querySelector('script[type=module]').src"
+        "  .replace(/app\\.js$/, 'segments.js');"
+        "import(url).then((m) => done(texts.map((t) => {"
+        "  const i = m.segmentInfo(t); return [i.encoding, i.segments]; })));", texts)
+    assert [tuple(c) for c in counted] == [tuple(segment_info(t)) for t in texts]
+    label = await browser.js_async(
+        "const done = arguments[0];"
+        "const url = document.querySelector('script[type=module]').src"
+        "  .replace(/app\\.js$/, 'segments.js');"
+        "import(url).then((m) => done([m.counterText('a'.repeat(143)),"
+        "  m.counterText('Hi \\u{1F600}')]));")
+    assert label[0] == "143 / 160 · 1 segment"
+    assert label[1].startswith("UCS-2 · 70 per segment")
