@@ -81,7 +81,7 @@ class SwaggerStaticHandler(tornado.web.StaticFileHandler):
     """Swagger UI's own files, straight from the installed package."""
 
     def initialize(self, deps: Deps) -> None:  # type: ignore[override]
-        super().initialize(path=swagger_ui_bundle.swagger_ui_path)
+        super().initialize(path=str(swagger_ui_bundle.swagger_ui_path))
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")

@@ -1,5 +1,7 @@
 """The OpenAPI document and the interactive docs page, served locally (no CDN)."""
+import asyncio
 import re
+import shutil
 
 import pytest
 import ujson
@@ -56,3 +58,23 @@ async def test_docs_static_does_not_escape_its_directory(api):
     for path in ("..%2F..%2F__init__.py", "nope.js"):
         status, body, _ = await api.get(f"{API}/docs/static/{path}")
         assert status == 404 and body["error"]["code"] == "not_found"
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
+                    "(deploy/local/browser.sh installs it)")
+@pytest.mark.gen_test(timeout=120)
+async def test_docs_page_renders_every_operation_in_a_real_browser(api):
+    # Headless Chromium enforces our CSP: if Swagger UI needed anything the policy
+    # blocks (inline script, eval, a CDN), no operation would render.
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+        "--virtual-time-budget=10000", "--dump-dom", f"{api.base_url}{API}/docs",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    dom, _ = await asyncio.wait_for(proc.communicate(), 100)
+    html = dom.decode()
+    assert "Unable to render" not in html
+    rendered = set(re.findall(r'data-path="([^"]+)"', html))
+    assert {"/auth/login", "/auth/register", "/users/{id}", "/church"} <= rendered
