@@ -143,7 +143,9 @@ class Api:
         url = self.base_url + path + (("?" + urlencode(params)) if params else "")
         response = await self.http.fetch(url, method=method, body=body, headers=full_headers,
                                          raise_error=False, follow_redirects=False,
-                                         request_timeout=60)
+                                         request_timeout=60,
+                                         # DELETE /groups/{id}/members carries a body
+                                         allow_nonstandard_methods=method == "DELETE")
         raw = response.body or b""
         data = ujson.loads(raw) if raw and response.headers.get(
             "Content-Type", "").startswith("application/json") else raw
