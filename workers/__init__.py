@@ -4,6 +4,6 @@ Importing this package imports the Huey instance and every task module, so the c
 knows every task name (huey docs/imports.rst). Add new task modules to the list below.
 """
 from server.queue import huey
-from workers import ops, runtime  # noqa: F401  (registers tasks and worker hooks)
+from workers import ops, reconcile, recurring, runtime, sends  # noqa: F401  (registers tasks, hooks)
 
 __all__ = ["huey"]

@@ -100,3 +100,85 @@ async def test_segment_counter_matches_the_server(browser: Browser) -> None:
         "  m.counterText('Hi \\u{1F600}')]));")
     assert label[0] == "143 / 160 · 1 segment"
     assert label[1].startswith("UCS-2 · 70 per segment")
+
+
+async def seed_church(api: Any) -> dict[str, Any]:
+    """A church with a number, two groups and three members (one opted out)."""
+    owner = await register(api, church_name="Hope Church", name="Sam Lee")
+    api.token = owner["access_token"]
+    status, body, _ = await api.post("/api/v1/numbers", json={
+        "phone": "+12025550100", "provider": "telnyx", "mps": 5})
+    assert status == 201, body
+    groups = {}
+    for name in ("Choir", "Youth"):
+        status, body, _ = await api.post("/api/v1/groups", json={"name": name})
+        assert status == 201, body
+        groups[name] = body["data"]["id"]
+    people = [("Ada", "Moss", "+12025550101", True), ("Ben", "Oaks", "+12025550102", True),
+              ("Cy", "Pine", "+12025550103", False)]
+    ids = []
+    for first, last, phone, opted_in in people:
+        status, body, _ = await api.post("/api/v1/members", json={
+            "first_name": first, "last_name": last, "phone": phone, "opt_in_sms": opted_in})
+        assert status == 201, body
+        ids.append(body["data"]["id"])
+    status, body, _ = await api.post(f"/api/v1/groups/{groups['Choir']}/members",
+                                     json={"member_ids": ids})
+    assert status in (200, 201, 204), body
+    api.token = None
+    return owner
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_members_groups_send_and_settings_screens(browser: Browser, api: Any) -> None:
+    owner = await seed_church(api)
+    await sign_in(browser, owner["email"], owner["password"])
+    await browser.wait("return document.querySelector('.conn[data-state=live]')", what="live")
+
+    await browser.open("/#/members")
+    rows = await browser.wait("const r = document.querySelectorAll('main tbody tr');"
+                              "return r.length === 3 && [...r].map((x) => x.innerText)",
+                              what="three member rows")
+    assert any("(202) 555-0103" in r and "Opted out" in r for r in rows)
+    await browser.screenshot("members-desktop")
+
+    await browser.open("/#/groups")
+    groups = await browser.wait("const r = document.querySelectorAll('main tbody tr');"
+                                "return r.length === 2 && [...r].map((x) => x.innerText)",
+                                what="two group rows")
+    assert any(r.startswith("Choir") and "\t3\t" in r for r in groups)
+
+    await browser.open("/#/send")
+    await browser.wait("return document.querySelectorAll('.group-pick input').length === 2",
+                       what="group checkboxes")
+    assert "3 members" in await browser.text(".group-pick")
+    await browser.js("[...document.querySelectorAll('.group-pick label')]"
+                     ".find((l) => l.innerText.startsWith('Choir')).querySelector('input').click()")
+    await browser.type("form.card textarea", "Choir practice moved to 7pm 🎶")
+    preview = await browser.wait(
+        "const t = document.querySelector('.preview-line').innerText;"
+        "return t.includes('1 opted out') && t", what="the preview with opt-outs")
+    assert preview.startswith("2 recipients (1 opted out are skipped) · 1 segment each · ≈ $")
+    assert "UCS-2 · 70 per segment" in await browser.text(".counter")
+    await browser.screenshot("send-desktop")
+    await browser.click("form.card button[type=submit]")
+    dialog = await browser.wait("const d = document.querySelector('dialog[open]');"
+                                "return d && d.innerText", what="the confirm dialog")
+    assert "2 recipients" in dialog and "Choir" in dialog
+    await browser.js("[...document.querySelectorAll('dialog[open] button')]"
+                     ".find((b) => b.innerText.startsWith('Send to')).click()")
+    await browser.wait("return location.hash.startsWith('#/send/') &&"
+                       " document.querySelector('[data-count=queued]')", what="the progress view")
+    assert (await browser.text("main h1")) in ("Sending to a group", "Scheduled send")
+    await browser.screenshot("send-progress")
+
+    await browser.open("/#/settings")
+    await browser.wait("return [...document.querySelectorAll('main input')]"
+                       ".some((i) => i.value === 'Hope Church')", what="church settings")
+    assert "(202) 555-0100" in await browser.text("main")
+    assert "Sam Lee" in await browser.text("main table")
+    await browser.screenshot("settings-desktop")
+    await browser.size(*PHONE)
+    assert await browser.js("return document.documentElement.scrollWidth") <= PHONE[0]
+    await browser.screenshot("settings-phone")
+    assert severe(await browser.console()) == []
