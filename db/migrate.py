@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import pathlib
+from urllib.parse import urlsplit, urlunsplit
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import CommandLine, Config
 
@@ -25,6 +27,25 @@ def alembic_config(database_url: str) -> Config:
     # Alembic 1.20 logs every plugin it loads at INFO: noise in `ywm migrate` output.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     return config
+
+
+def ensure_database(database_url: str) -> bool:
+    """Create the URL's database if it does not exist (development); True if created."""
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    # CREATE DATABASE cannot run inside a transaction.
+    engine = sa.create_engine(admin.replace("postgresql://", "postgresql+psycopg2://", 1),
+                              isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                            {"name": name}).first():
+                return False
+            conn.execute(sa.text('CREATE DATABASE "%s"' % name.replace('"', '""')))
+            return True
+    finally:
+        engine.dispose()
 
 
 def upgrade(database_url: str) -> list[str]:

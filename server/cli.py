@@ -18,7 +18,9 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from db.migrate import upgrade
+    from db.migrate import ensure_database, upgrade
+    if not settings.production:  # production databases are provisioned, not guessed
+        ensure_database(settings.database_url)
     created = upgrade(settings.database_url)
     print(f"ywm migrate: schema at head; {len(created)} partitions created")
     return 0
@@ -51,6 +53,19 @@ def _carrier_sim(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from server.dev import seed
+    login = asyncio.run(seed(settings))
+    state = "created" if login.created else "already there"
+    print(f"ywm seed-demo: demo church {state}; sign in as {login.email} / {login.password}")
+    return 0
+
+
+def _dev(args: argparse.Namespace, settings: Settings) -> int:
+    from server.dev import run_dev
+    return run_dev(settings, args.port, args.sim_port, args.var_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ywm", description="YWMessaging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--rate-5xx", type=float, default=0.0)
     sim.add_argument("--latency-ms", type=float, default=0.0)
     sim.set_defaults(run=_carrier_sim)
+    seed = commands.add_parser("seed-demo", help="create the demo church (idempotent)")
+    seed.set_defaults(run=_seed_demo)
+    dev = commands.add_parser("dev", help="`make run`: migrate, seed, run everything")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--sim-port", type=int, default=8900)
+    dev.add_argument("--var-dir", default="", help="runtime files (default: var/)")
+    dev.set_defaults(run=_dev)
     db = commands.add_parser("db", help="any Alembic command, e.g. `ywm db check`")
     db.add_argument("alembic_args", nargs=argparse.REMAINDER)
     db.set_defaults(run=_db)
