@@ -6,6 +6,7 @@ from typing import Any
 from handlers import auth, church, docs, health, messages, metrics, stream, users, webapp
 from handlers import telnyx, twilio
 from handlers import admin_cache, groups, members, numbers
+from handlers import conversations
 
 API = r"/api/v1"
 
@@ -25,6 +26,10 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         (API + r"/auth/me", auth.MeHandler),
         (API + r"/stream/ticket", auth.StreamTicketHandler),
         (API + r"/stream", stream.StreamSocketHandler),
+        (API + r"/conversations", conversations.ConversationListHandler),
+        (API + r"/conversations/([^/]+)", conversations.ConversationHandler),
+        (API + r"/conversations/([^/]+)/messages", conversations.ConversationMessagesHandler),
+        (API + r"/conversations/([^/]+)/read", conversations.ConversationReadHandler),
         (API + r"/church", church.ChurchHandler),
         (API + r"/users", users.UsersHandler),
         (API + r"/users/([^/]+)", users.UserHandler),

@@ -1,0 +1,76 @@
+"""Conversations (API.md §6): the staff inbox's REST side."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from handlers.base import ApiHandler
+from server.services import conversations
+from server.services.member_views import parse_limit
+
+log = logging.getLogger("ywm.conversations")
+
+
+class ConversationListHandler(ApiHandler):
+    async def get(self) -> None:
+        items, next_cursor = await conversations.list_conversations(
+            self.deps.db, self.deps.settings, self.require_actor(),
+            limit=parse_limit(self.query_arg("limit")), status=self.query_arg("status"),
+            unread=self.query_arg("unread"), assigned_to=self.query_arg("assigned_to"),
+            cursor=self.query_arg("cursor"))
+        self.write_data(items, {"next_cursor": next_cursor})
+
+
+class ConversationHandler(ApiHandler):
+    async def get(self, conversation_id: str) -> None:
+        self.write_data(await conversations.get_conversation(
+            self.deps.db, self.deps.settings, self.require_actor(), conversation_id))
+
+    async def patch(self, conversation_id: str) -> None:
+        patch = self.json_body("ConversationPatch")
+        self.write_data(await conversations.update_conversation(
+            self.deps.db, self.deps.redis, self.deps.settings, self.require_actor(),
+            conversation_id, patch))
+
+
+class ConversationMessagesHandler(ApiHandler):
+    async def get(self, conversation_id: str) -> None:
+        items, next_cursor = await conversations.list_messages(
+            self.deps.db, self.require_actor(), conversation_id,
+            limit=parse_limit(self.query_arg("limit")), cursor=self.query_arg("cursor"))
+        self.write_data(items, {"next_cursor": next_cursor})
+
+    async def post(self, conversation_id: str) -> None:
+        payload = self.json_body("ReplyCreate")
+        accepted = await conversations.send_reply(
+            self.deps.db, self.deps.redis, self.deps.settings, self.require_actor(),
+            conversation_id, payload, self.request.headers.get("Idempotency-Key"))
+        await enqueue_replies(accepted.replies)
+        self.write_json(accepted.body, accepted.status)
+
+
+class ConversationReadHandler(ApiHandler):
+    async def post(self, conversation_id: str) -> None:
+        self.write_data(await conversations.mark_read(
+            self.deps.db, self.deps.redis, self.deps.settings, self.require_actor(),
+            conversation_id))
+
+
+async def enqueue_replies(replies: list[dict[str, Any]]) -> None:
+    """Hand queued replies to the dispatcher's task, when the worker side provides one.
+
+    The rows are already `queued` with `next_attempt_at` set, so a lost enqueue only
+    delays a reply until the reconciler finds it.
+    """
+    if not replies:
+        return
+    from workers import sends  # handlers may import task functions solely to enqueue
+    task = getattr(sends, "send_reply", None)
+    if task is None:
+        return
+    from server.queue import enqueue
+    for reply in replies:
+        try:
+            await enqueue(task, reply["church_id"], reply["conversation_message_id"])
+        except Exception:  # noqa: BLE001 - the row is durable; the reconciler retries it
+            log.warning("reply enqueue failed", exc_info=True)

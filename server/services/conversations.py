@@ -1,0 +1,230 @@
+"""The staff inbox (API.md §6): list, read, update, mark read, page messages, reply.
+
+Each state change writes its stream event in the same transaction and publishes it after
+the commit (server/events.py). A reply is written `queued` and handed back to the caller
+to enqueue; the carrier send, and the status moves after it, belong to the dispatcher.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import redis.asyncio as aioredis
+import ujson
+
+from db.engine import Connection, Database
+from db.queries import broadcasts as idempotency_q
+from db.queries import conversations as conv_q
+from db.queries import inbox as q
+from server import crypto
+from server.auth import Actor
+from server.errors import Conflict, NotFound, RecipientOptedOut, ValidationFailed
+from server.events import append_event, publish_events
+from server.segments import segment_info
+from server.services.inbound import conversation_view, message_view
+from server.services.member_views import decode_cursor, iso, page, parse_uuid
+from server.settings import Settings
+
+IDEMPOTENCY_SCOPE = "conversation_replies"
+STATUSES = ("open", "closed")
+
+
+@dataclass
+class Accepted:
+    """A reply's answer: the HTTP status and body, and the queued sends to enqueue."""
+    status: int
+    body: dict[str, Any]
+    replies: list[dict[str, Any]] = field(default_factory=list)
+
+
+def public_conversation(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
+    member = {"id": str(row["member_id"]), "first_name": row["first_name"],
+              "last_name": row["last_name"], "phone": crypto.decrypt(settings, row["phone_enc"])}
+    return conversation_view(row, member)
+
+
+async def access_conversation(conn: Connection, actor: Actor, conversation_id: str
+                              ) -> dict[str, Any]:
+    """The caller's church's conversation, or NotFound (also for another church's id)."""
+    parsed = parse_uuid(conversation_id)
+    row = await q.get_conversation(conn, actor.church_id, parsed) if parsed else None
+    if row is None:
+        raise NotFound("No such conversation.")
+    return row
+
+
+def _assignee_filter(actor: Actor, raw: str | None) -> tuple[UUID | None, bool]:
+    """`?assigned_to=<user id>|me|none` → (user id, unassigned only)."""
+    if raw is None or raw == "":
+        return None, False
+    if raw == "none":
+        return None, True
+    if raw == "me" and actor.user_id is not None:
+        return actor.user_id, False
+    parsed = parse_uuid(raw)
+    if parsed is None:
+        raise ValidationFailed.field("assigned_to", "Must be a user id, `me` or `none`.")
+    return parsed, False
+
+
+async def list_conversations(db: Database, settings: Settings, actor: Actor, *, limit: int,
+                             status: str | None, unread: str | None,
+                             assigned_to: str | None, cursor: str | None
+                             ) -> tuple[list[dict[str, Any]], str | None]:
+    if status not in (None, "", *STATUSES):
+        raise ValidationFailed.field("status", "Must be `open` or `closed`.")
+    if unread not in (None, "", "true", "false"):
+        raise ValidationFailed.field("unread", "Must be `true` or `false`.")
+    assignee, unassigned = _assignee_filter(actor, assigned_to)
+    async with db.acquire() as conn:
+        rows = await q.list_conversations(
+            conn, actor.church_id, limit=limit + 1, status=status or None,
+            unread=unread == "true", assigned_to=assignee, unassigned=unassigned,
+            before=decode_cursor(cursor))
+    rows, next_cursor = page(rows, limit, at_key="last_message_at")
+    return [public_conversation(settings, r) for r in rows], next_cursor
+
+
+async def get_conversation(db: Database, settings: Settings, actor: Actor,
+                           conversation_id: str) -> dict[str, Any]:
+    async with db.acquire() as conn:
+        return public_conversation(settings, await access_conversation(conn, actor,
+                                                                       conversation_id))
+
+
+async def update_conversation(db: Database, redis: aioredis.Redis, settings: Settings,
+                              actor: Actor, conversation_id: str, patch: dict[str, Any]
+                              ) -> dict[str, Any]:
+    """PATCH {status?, assigned_to?}; the assignee must be a user of the same church."""
+    changes = dict(patch)
+    if changes.get("assigned_to") is not None:
+        assignee = parse_uuid(changes["assigned_to"])
+        changes["assigned_to"] = assignee
+    async with db.transaction() as conn:
+        row = await access_conversation(conn, actor, conversation_id)
+        if changes.get("assigned_to") is not None and not await q.user_exists(
+                conn, actor.church_id, changes["assigned_to"]):
+            raise ValidationFailed.field("assigned_to", "No such user in this church.")
+        await q.update_conversation(conn, actor.church_id, row["id"], changes)
+        view = public_conversation(settings, await q.get_conversation(
+            conn, actor.church_id, row["id"]) or row)
+        event = await append_event(conn, actor.church_id, "conversation.updated", view)
+    await publish_events(redis, [event])
+    return view
+
+
+async def mark_read(db: Database, redis: aioredis.Redis, settings: Settings, actor: Actor,
+                    conversation_id: str) -> dict[str, Any]:
+    """Unread count to 0; an event only when it changed (reading twice is quiet)."""
+    events = []
+    async with db.transaction() as conn:
+        row = await access_conversation(conn, actor, conversation_id)
+        changed = await q.mark_read(conn, actor.church_id, row["id"])
+        if changed:
+            row = await q.get_conversation(conn, actor.church_id, row["id"]) or row
+        view = public_conversation(settings, row)
+        if changed:
+            events.append(await append_event(conn, actor.church_id, "conversation.updated",
+                                             view))
+    await publish_events(redis, events)
+    return view
+
+
+async def list_messages(db: Database, actor: Actor, conversation_id: str, *, limit: int,
+                        cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of messages, oldest → newest; the cursor goes further back in time."""
+    async with db.acquire() as conn:
+        row = await access_conversation(conn, actor, conversation_id)
+        rows = await q.list_messages(conn, actor.church_id, row["id"], limit=limit + 1,
+                                     before=decode_cursor(cursor))
+    rows, next_cursor = page(rows, limit)
+    return [message_view(r) for r in reversed(rows)], next_cursor
+
+
+def reply_hash(conversation_id: str, payload: dict[str, Any]) -> bytes:
+    canonical = ujson.dumps({"conversation_id": conversation_id, **payload}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+async def _send_reply(db: Database, redis: aioredis.Redis, settings: Settings, actor: Actor,
+                      conversation_id: str, payload: dict[str, Any],
+                      idempotency_key: str | None) -> Accepted:
+    body = payload["body"]
+    if not body.strip():
+        raise ValidationFailed.field("$.body", "The reply is empty.")
+    digest = reply_hash(conversation_id, payload)
+    if idempotency_key:
+        earlier = await _replayed(db, actor, idempotency_key, digest)
+        if earlier:
+            return earlier
+    async with db.transaction() as conn:
+        row = await access_conversation(conn, actor, conversation_id)
+        if not row["opt_in_sms"]:
+            raise RecipientOptedOut("This member has opted out of texts; they cannot be "
+                                    "sent a reply until they text START.")
+        message, event, handoff = await _write_reply(conn, settings, actor, row, body)
+        accepted = Accepted(202, {"data": message_view(message), "meta": {}}, [handoff])
+        if idempotency_key and not await idempotency_q.put_idempotent(
+                conn, actor.church_id, IDEMPOTENCY_SCOPE, idempotency_key, digest, 202,
+                ujson.dumps(accepted.body)):
+            raise _Replay()
+    await publish_events(redis, [event])
+    return accepted
+
+
+class _Replay(Exception):
+    """A concurrent request with the same key won: roll back and answer its response."""
+
+
+async def send_reply(db: Database, redis: aioredis.Redis, settings: Settings, actor: Actor,
+                     conversation_id: str, payload: dict[str, Any],
+                     idempotency_key: str | None) -> Accepted:
+    """POST /conversations/{id}/messages: write the reply `queued` with its event.
+
+    Returns the 202 body and `replies` (hand-off dicts, the same shape inbound
+    confirmations use) for the caller to enqueue. With an Idempotency-Key, a repeat
+    within 24 h answers the first response and writes nothing; another body is 409.
+    """
+    try:
+        return await _send_reply(db, redis, settings, actor, conversation_id, payload,
+                                idempotency_key)
+    except _Replay:
+        earlier = await _replayed(db, actor, idempotency_key or "",
+                                  reply_hash(conversation_id, payload))
+        if earlier is None:
+            raise Conflict("This Idempotency-Key is in use; retry shortly.") from None
+        return earlier
+
+
+async def _write_reply(conn: Connection, settings: Settings, actor: Actor,
+                       row: dict[str, Any], body: str
+                       ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    number = await q.get_number(conn, actor.church_id, row["number_id"])
+    message = await q.insert_reply(conn, {
+        "church_id": actor.church_id, "conversation_id": row["id"], "body": body,
+        "number_id": row["number_id"], "provider": number["provider"] if number else None,
+        "segments": max(1, segment_info(body).segments), "sent_by": actor.user_id})
+    await conv_q.touch_conversation_outbound(conn, actor.church_id, row["id"], body)
+    conversation = public_conversation(
+        settings, await q.get_conversation(conn, actor.church_id, row["id"]) or row)
+    # The reply is a new message of the thread: same event as an inbound text, so every
+    # open screen adds it (message + conversation summary, API.md §7).
+    event = await append_event(conn, actor.church_id, "message.received", {
+        "message": message_view(message), "conversation": conversation})
+    handoff = {"church_id": str(actor.church_id), "conversation_message_id": str(message["id"]),
+               "created_at": iso(message["created_at"]),
+               "conversation_id": str(row["id"]), "member_id": str(row["member_id"]),
+               "number_id": str(row["number_id"]), "body": body}
+    return message, event, handoff
+
+
+async def _replayed(db: Database, actor: Actor, key: str, digest: bytes) -> Accepted | None:
+    async with db.acquire() as conn:
+        row = await idempotency_q.get_idempotent(conn, actor.church_id, IDEMPOTENCY_SCOPE, key)
+    if row is None:
+        return None
+    if bytes(row["request_hash"]) != digest:
+        raise Conflict("This Idempotency-Key was used with a different request body.")
+    return Accepted(int(row["status_code"]), row["response"])
