@@ -93,7 +93,7 @@ def make_sim_app(sim: Simulator) -> tornado.web.Application:
 async def start_simulator(settings: Settings, port: int = 0, address: str = "127.0.0.1",
                           **config: Any) -> Simulator:
     """Listen on `port` (0 = any free port) and return the running simulator."""
-    values = {"callback_base": settings.public_url}
+    values: dict[str, Any] = {"callback_base": settings.public_url}
     values.update(config)
     sim = Simulator(settings, SimConfig(**values))
     sockets = tornado.netutil.bind_sockets(port, address)

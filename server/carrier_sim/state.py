@@ -88,8 +88,8 @@ class SimState:
         self.counters["accepted"] += 1
 
     def summary(self, limit: int | None = None) -> dict[str, Any]:
-        duplicates = [{"from": f, "to": t, "text": x, "count": n}
-                      for (f, t, x), n in self.bodies.items() if n > 1]
+        duplicates: list[dict[str, Any]] = [{"from": f, "to": t, "text": x, "count": n}
+                                            for (f, t, x), n in self.bodies.items() if n > 1]
         shown = self.messages if limit is None else self.messages[-limit:] if limit else []
         return {
             "count": len(self.messages),

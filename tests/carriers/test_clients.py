@@ -42,8 +42,8 @@ async def test_sent_with_provider_id(sim: Simulator, provider: str) -> None:
 
 @pytest.mark.parametrize("provider, retry_after", [("telnyx", 3.0), ("twilio", 2.5)])
 @pytest.mark.gen_test
-async def test_429_is_retryable_with_rate_limit_headers(sim: Simulator, provider: str,
-                                                         retry_after: float) -> None:
+async def test_429_is_retryable_with_rate_limit_headers(
+        sim: Simulator, provider: str, retry_after: float) -> None:
     sim.config.update({"rate_429": 1.0, "retry_after": retry_after})
     client = make_client(sim, provider)
     result = await client.send(from_number=OURS, to=HANDSET, body="Hello")
@@ -142,3 +142,31 @@ async def test_duplicate_sends_are_counted(sim: Simulator) -> None:
     await client.close()
     duplicates = sim.state.summary()["duplicates"]
     assert duplicates["count"] == 2 and duplicates["items"][0]["count"] == 3
+
+
+@pytest.mark.gen_test
+async def test_control_api(sim: Simulator, http_client: Any) -> None:
+    import ujson
+
+    async def call(method: str, path: str, body: Any = None) -> Any:
+        response = await http_client.fetch(
+            sim.url + path, method=method, raise_error=False,
+            body=ujson.dumps(body) if body is not None else None)
+        return response.code, ujson.loads(response.body)
+
+    code, config = await call("POST", "/control/config", {
+        "callback_base": "http://127.0.0.1:9", "webhook_attempts": 2,
+        "webhook_retry_delay_ms": 1})
+    assert code == 200 and config["webhook_attempts"] == 2
+    assert (await call("POST", "/control/config", {"nope": 1}))[0] == 400
+    code, result = await call("POST", "/control/inbound", {
+        "provider": "telnyx", "from": HANDSET, "to": OURS, "text": "STOP"})
+    assert code == 200 and result["delivered"] is False and result["attempts"] == 2
+    code, received = await call("GET", "/control/received")
+    assert received["blocked"] == [[OURS, HANDSET]]
+    assert received["auto_replies"][0]["type"] == "stop"
+    assert (await call("POST", "/control/inbound", {"provider": "x"}))[0] == 400
+    assert (await call("POST", "/control/reset", {}))[0] == 200
+    code, received = await call("GET", "/control/received")
+    assert received["blocked"] == [] and received["counters"] == {}
+    assert (await call("GET", "/control/config"))[1]["webhook_attempts"] == 3

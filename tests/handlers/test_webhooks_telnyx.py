@@ -132,8 +132,8 @@ async def test_start_after_stop_opts_back_in(api: Any, deps: Any) -> None:
         await post(api, body, telnyx_headers(body))
     rows = await snapshot(deps, setup["church_id"])
     # The second STOP changes nothing: no ledger row, no second confirmation.
-    assert [(r["action"], r["keyword"]) for r in rows["ledger"]] == [("opt_out", "stop"),
-                                                                      ("opt_in", "start")]
+    ledger = [(r["action"], r["keyword"]) for r in rows["ledger"]]
+    assert ledger == [("opt_out", "stop"), ("opt_in", "start")]
     assert [m["direction"] for m in rows["messages"]] == [
         "inbound", "outbound", "inbound", "inbound", "outbound"]
     assert rows["members"][0]["opt_in_sms"] is True
