@@ -43,7 +43,7 @@ export function open(pane, ctx, id, hooks) {
       h("a.back.btn", {href: "#/inbox", "aria-label": "Back to conversations"}, "← Back"),
       h("div.grow",
         h("h2", {}, name),
-        h("span.muted.small", {}, formatPhone(conv.member.phone)), " ",
+        name !== formatPhone(conv.member.phone) ? h("span.muted.small", {}, formatPhone(conv.member.phone), " ") : null,
         view.optedOut ? h("span.badge.optout", {}, "Opted out") : null, " ",
         isClosed ? h("span.badge.closed", {}, "Closed") : null),
       h("div.actions",

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 from server.segments import segment_info
+from tests.carriers.webhook_kit import HANDSET, OURS
 from tests.factories import register
 from tests.webapp.browser import PHONE, DESKTOP, Browser, ensure_installed, launch
 
@@ -181,4 +182,78 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
     await browser.size(*PHONE)
     assert await browser.js("return document.documentElement.scrollWidth") <= PHONE[0]
     await browser.screenshot("settings-phone")
+    assert severe(await browser.console()) == []
+
+
+@pytest.fixture
+def sim(io_loop: Any, deps: Any, http_server: Any, base_url: str) -> Iterator[Any]:
+    """The carrier simulator in-process, posting signed webhooks to the test server."""
+    from server.carrier_sim import start_simulator
+    value = io_loop.run_sync(lambda: start_simulator(
+        deps.settings, callback_base=base_url, public_base=deps.settings.public_url,
+        status_delay_ms=100, webhook_retry_delay_ms=10, seed=11))
+    yield value
+    io_loop.run_sync(value.stop)
+
+
+async def inject(sim: Any, text: str) -> None:
+    from server.carrier_sim.carriers import inject_inbound
+    result = await inject_inbound(sim, "telnyx", HANDSET, OURS, text, [])
+    assert result["status"] == 200, result
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_inbound_text_arrives_live_and_the_reply_is_tracked(
+        browser: Browser, api: Any, sim: Any) -> None:
+    owner = await register(api, church_name="Grace Chapel", name="Pat Jones")
+    status, body, _ = await api.post("/api/v1/numbers", json={
+        "phone": OURS, "provider": "telnyx", "mps": 10}, token=owner["access_token"])
+    assert status == 201, body
+    await sign_in(browser, owner["email"], owner["password"])
+    await browser.wait("return document.querySelector('.conn[data-state=live]')", what="live")
+
+    await inject(sim, "Is choir on tonight?")
+    row = await browser.wait(
+        "const r = document.querySelector('.conv-row');"
+        "return r && r.innerText.includes('Is choir on tonight?') && r.innerText",
+        what="the new conversation row")
+    assert "(415) 555-2671" in row and "1" in row.split()
+    assert await browser.js("return document.title") == "(1) Inbox · YWMessaging"
+    assert "New text from" in await browser.wait(
+        "return document.getElementById('announcer').textContent", what="announcement")
+
+    await browser.click(".conv-row")
+    await browser.wait("return document.querySelector('.bubble.inbound')", what="the thread")
+    await browser.wait("return document.title === 'Inbox · YWMessaging'", what="read")
+    await browser.type(".compose textarea", "Yes, 7pm in the chapel")
+    assert await browser.text(".compose .counter") == "22 / 160 · 1 segment"
+    await browser.keys(".compose textarea", "\ue007")  # Enter sends
+    await browser.wait("return document.querySelector('.bubble.outbound')", what="the reply")
+    first = await browser.wait("const s = document.querySelector('.meta.outbound [data-status]');"
+                               "return s && s.dataset.status", what="a delivery state")
+    assert first in ("queued", "sending", "sent", "delivered")
+    assert await browser.js("return document.querySelector('.compose textarea').value") == ""
+    await browser.screenshot("conversation-desktop")
+
+    # Offline for a moment: texts that arrive meanwhile are replayed on resume.
+    await browser.js("window.ywm.stream.stop()")
+    await inject(sim, "Thanks!")
+    await browser.js("window.ywm.stream.start()")
+    caught = await browser.wait("const c = document.querySelector('.conn');"
+                                "return c.dataset.state === 'caught_up' && c.innerText",
+                                what="caught up")
+    assert "Caught up · 1 new text" in caught
+    bubbles = await browser.js("return [...document.querySelectorAll('.bubble')]"
+                               ".map((b) => b.textContent)")
+    assert bubbles == ["(415) 555-2671: Is choir on tonight?", "You: Yes, 7pm in the chapel",
+                       "(415) 555-2671: Thanks!"]  # each once, in order
+
+    await browser.size(*PHONE)
+    assert await browser.js("return getComputedStyle(document.querySelector('.list-pane'))"
+                            ".display") == "none"
+    await browser.screenshot("conversation-phone")
+    await browser.click(".conv-head a.back")
+    await browser.wait("return getComputedStyle(document.querySelector('.list-pane'))"
+                       ".display !== 'none'", what="the list view on a phone")
+    await browser.screenshot("inbox-phone-list")
     assert severe(await browser.console()) == []
