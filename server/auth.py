@@ -14,7 +14,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 from uuid import UUID
 
 import jwt
@@ -209,43 +209,46 @@ return 1
 """
 
 
-async def rotate_refresh_token(redis: aioredis.Redis, settings: Settings,
-                               refresh_token: str) -> tuple[TokenPair, UUID, UUID]:
-    """Swap a refresh token for a new pair; the old refresh token stops working."""
-    church_id, sid, secret = _parse_refresh(refresh_token)
-    key = keys.session_key(church_id, sid)
-    session = await redis.hgetall(key)
-    if not session:
-        raise Unauthorized("The session has ended; sign in again.")
+async def _read_session(redis: aioredis.Redis, key: str) -> dict[str, str]:
+    # The client decodes responses (server/redis.py); the cast is for the type checker.
+    return cast(dict[str, str], await redis.hgetall(key))
+
+
+async def _swap_refresh(redis: aioredis.Redis, settings: Settings, church_id: UUID, sid: str,
+                        session: dict[str, str], expected_hash: str) -> tuple[TokenPair, UUID]:
     new_secret = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
-    swapped = await redis.eval(_ROTATE_SCRIPT, 1, key, _secret_hash(secret),
-                               _secret_hash(new_secret), settings.session_ttl, csrf)
+    swapped = await redis.eval(_ROTATE_SCRIPT, 1, keys.session_key(church_id, sid),
+                               expected_hash, _secret_hash(new_secret), settings.session_ttl,
+                               csrf)
     if not swapped:
         raise Unauthorized("The refresh token has already been used or is invalid.")
     user_id = UUID(session["user_id"])
     pair = TokenPair(_access_token(settings, church_id, user_id, session["role"], sid),
                      f"{church_id}.{sid}.{new_secret}", sid, csrf, settings.access_token_ttl)
+    return pair, user_id
+
+
+async def rotate_refresh_token(redis: aioredis.Redis, settings: Settings,
+                               refresh_token: str) -> tuple[TokenPair, UUID, UUID]:
+    """Swap a refresh token for a new pair; the old refresh token stops working."""
+    church_id, sid, secret = _parse_refresh(refresh_token)
+    session = await _read_session(redis, keys.session_key(church_id, sid))
+    if not session:
+        raise Unauthorized("The session has ended; sign in again.")
+    pair, user_id = await _swap_refresh(redis, settings, church_id, sid, session,
+                                        _secret_hash(secret))
     return pair, church_id, user_id
 
 
 async def renew_session(redis: aioredis.Redis, settings: Settings, church_id: UUID,
                         sid: str) -> tuple[TokenPair, UUID]:
     """New pair for a session proven by its (signed) cookie; the old refresh token dies."""
-    key = keys.session_key(church_id, sid)
-    session = await redis.hgetall(key)
+    session = await _read_session(redis, keys.session_key(church_id, sid))
     if not session or "refresh_hash" not in session:
         raise Unauthorized("The session has ended; sign in again.")
-    new_secret = secrets.token_urlsafe(32)
-    csrf = secrets.token_urlsafe(24)
-    swapped = await redis.eval(_ROTATE_SCRIPT, 1, key, session["refresh_hash"],
-                               _secret_hash(new_secret), settings.session_ttl, csrf)
-    if not swapped:
-        raise Unauthorized("The session was refreshed concurrently; sign in again.")
-    user_id = UUID(session["user_id"])
-    pair = TokenPair(_access_token(settings, church_id, user_id, session["role"], sid),
-                     f"{church_id}.{sid}.{new_secret}", sid, csrf, settings.access_token_ttl)
-    return pair, user_id
+    return await _swap_refresh(redis, settings, church_id, sid, session,
+                               session["refresh_hash"])
 
 
 async def end_session(redis: aioredis.Redis, church_id: UUID, sid: str) -> None:
@@ -253,7 +256,7 @@ async def end_session(redis: aioredis.Redis, church_id: UUID, sid: str) -> None:
     user_id = await redis.hget(key, "user_id")
     await redis.delete(key)
     if user_id:
-        await redis.srem(keys.user_sessions_key(church_id, user_id), sid)
+        await redis.srem(keys.user_sessions_key(church_id, str(user_id)), sid)
 
 
 async def end_user_sessions(redis: aioredis.Redis, church_id: UUID, user_id: UUID) -> None:
@@ -261,7 +264,7 @@ async def end_user_sessions(redis: aioredis.Redis, church_id: UUID, user_id: UUI
     set_key = keys.user_sessions_key(church_id, user_id)
     sids = await redis.smembers(set_key)
     if sids:
-        await redis.delete(*(keys.session_key(church_id, s) for s in sids))
+        await redis.delete(*(keys.session_key(church_id, str(s)) for s in sids))
     await redis.delete(set_key)
 
 
@@ -281,7 +284,7 @@ async def redeem_stream_ticket(redis: aioredis.Redis, ticket: str) -> Actor:
     value = await redis.getdel(keys.stream_ticket_key(church_id, ticket))
     if not value:
         raise Unauthorized("The stream ticket is invalid or has expired.")
-    user_id, role, sid = value.split("|")
+    user_id, role, sid = str(value).split("|")
     return Actor(church_id=church_id, role=role, user_id=UUID(user_id), session_id=sid)
 
 
