@@ -69,8 +69,9 @@ async def seed(settings: Settings) -> Any:
         await close_deps(deps)
 
 
-def write_config(var: pathlib.Path) -> pathlib.Path:
-    includes = " ".join(str(ROOT / "supervisor" / name) for name in PROGRAM_FILES)
+def write_config(var: pathlib.Path, programs: tuple[str, ...] = PROGRAM_FILES
+                 ) -> pathlib.Path:
+    includes = " ".join(str(ROOT / "supervisor" / name) for name in programs)
     path = var / "supervisord.conf"
     path.write_text(SUPERVISORD_CONF.format(var=var, includes=includes))
     return path
