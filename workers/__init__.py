@@ -5,5 +5,6 @@ knows every task name (huey docs/imports.rst). Add new task modules to the list 
 """
 from server.queue import huey
 from workers import ops, reconcile, recurring, runtime, sends  # noqa: F401  (registers tasks, hooks)
+from workers import events  # noqa: F401  (stream event-log pruning)
 
 __all__ = ["huey"]

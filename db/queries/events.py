@@ -40,17 +40,20 @@ _OLDEST = (
 
 _LAST_ID = sa.select(churches.c.last_event_id).where(churches.c.id == sa.bindparam("church_id"))
 
-# Prune one church: rows older than the cutoff AND below the church's last 10,000 ids.
-_PRUNE = sa.text("""
-    DELETE FROM events
-     WHERE church_id = :church_id
-       AND created_at < :cutoff
-       AND id <= (SELECT last_event_id FROM churches WHERE id = :church_id) - :keep
+# Retention: a row goes only when it is older than the cutoff AND below the church's
+# newest `keep` ids. Deleted in batches so no statement holds locks for long.
+_PRUNE_BATCH = sa.text("""
+DELETE FROM events
+ WHERE church_id = :church_id
+   AND (id, created_at) IN (
+       SELECT id, created_at FROM events
+        WHERE church_id = :church_id AND created_at < :cutoff AND id <= :max_id
+        LIMIT :batch)
 """)
 
-_CHURCHES_WITH_OLD = sa.text("""
-    SELECT DISTINCT church_id FROM events WHERE created_at < :cutoff
-""")
+# Only churches that have more than `keep` events can have anything to prune.
+_PRUNABLE_CHURCHES = sa.select(churches.c.id, churches.c.last_event_id).where(
+    churches.c.last_event_id > sa.bindparam("keep"))
 
 
 async def next_event_id(conn: Connection, church_id: UUID | str) -> int:
@@ -84,12 +87,14 @@ async def last_event_id(conn: Connection, church_id: UUID | str) -> int:
     return int(value or 0)
 
 
-async def churches_with_events_before(conn: Connection, cutoff: Any) -> list[UUID]:
-    rows = await conn.fetch_all(_CHURCHES_WITH_OLD, {"cutoff": cutoff})
-    return [r["church_id"] for r in rows]
+async def prunable_churches(conn: Connection, keep: int) -> list[Row]:
+    """`{id, last_event_id}` of churches with more than `keep` events ever written."""
+    return await conn.fetch_all(_PRUNABLE_CHURCHES, {"keep": keep})
 
 
-async def prune_church(conn: Connection, church_id: UUID | str, cutoff: Any,
-                       keep: int) -> int:
-    return await conn.execute(_PRUNE, {"church_id": church_id, "cutoff": cutoff,
-                                       "keep": keep})
+async def prune_church(conn: Connection, church_id: UUID | str, cutoff: Any, keep: int,
+                       batch: int = 5000) -> int:
+    """Delete one batch of the church's rows past retention; returns how many went."""
+    head = await last_event_id(conn, church_id)
+    return await conn.execute(_PRUNE_BATCH, {"church_id": church_id, "cutoff": cutoff,
+                                             "max_id": head - keep, "batch": batch})

@@ -87,3 +87,48 @@ async def test_unknown_event_type_is_refused(deps: Any) -> None:
     async with deps.db.transaction() as conn:
         with pytest.raises(ValueError):
             await append_event(conn, church, "nope", {})
+
+
+async def _age(deps: Any, church: Any, up_to_id: int, days: int) -> None:
+    async with deps.db.transaction() as conn:
+        await conn.execute(
+            "UPDATE events SET created_at = now() - make_interval(days => %(days)s) "
+            "WHERE church_id = %(church_id)s AND id <= %(id)s",
+            {"days": days, "church_id": church, "id": up_to_id})
+
+
+@pytest.mark.gen_test
+async def test_prune_keeps_the_last_n_and_the_last_day(deps: Any) -> None:
+    from server.services.events import prune_events
+    church, other = await new_church(deps, "A"), await new_church(deps, "B")
+    async with deps.db.transaction() as conn:
+        for n in range(12):
+            await append_event(conn, church, "conversation.updated", {"n": n})
+        for n in range(3):
+            await append_event(conn, other, "conversation.updated", {"n": n})
+    await _age(deps, church, 10, days=2)  # ids 1-10 are old, 11-12 recent
+    await _age(deps, other, 3, days=2)
+    result = await prune_events(deps.db, keep=5, batch=2)  # small batches: loop works
+    assert result.deleted == 7
+    async with deps.db.acquire() as conn:
+        kept = [r["id"] for r in await q.events_after(conn, church, 0, 100)]
+        kept_other = [r["id"] for r in await q.events_after(conn, other, 0, 100)]
+    assert kept == [8, 9, 10, 11, 12]  # old but among the last 5, or recent
+    assert kept_other == [1, 2, 3]  # under `keep`: untouched however old
+    # Recent rows are never pruned, whatever their number; old ones go down to `keep`.
+    assert (await prune_events(deps.db, keep=1)).deleted == 5  # A: 8-10; B: 1-2
+    async with deps.db.acquire() as conn:
+        assert [r["id"] for r in await q.events_after(conn, church, 0, 100)] == [11, 12]
+        assert [r["id"] for r in await q.events_after(conn, other, 0, 100)] == [3]
+
+
+@pytest.mark.gen_test
+async def test_default_retention_keeps_ten_thousand(deps: Any) -> None:
+    from server.services.events import KEEP_EVENTS, prune_events
+    church = await new_church(deps)
+    async with deps.db.transaction() as conn:
+        for n in range(3):
+            await append_event(conn, church, "conversation.updated", {"n": n})
+    await _age(deps, church, 3, days=30)
+    assert KEEP_EVENTS == 10_000
+    assert (await prune_events(deps.db)).deleted == 0
