@@ -77,6 +77,13 @@ function trackUnread(event) {
 
 function showState(state, info = {}) {
   if (!app.conn) return;
+  if (state === "live" && !app.wasLive) {
+    // The screen loaded by REST while the socket was opening; anything committed in
+    // between is in neither, so load once more now that events flow.
+    app.wasLive = true;
+    if (app.screen && app.screen.refresh) app.screen.refresh();
+    loadUnread();
+  }
   const text = state === "caught_up"
     ? `Caught up · ${plural(info.texts || 0, "new text")}` : STATE_TEXT[state] || state;
   app.conn.className = `conn ${state}`;
@@ -167,6 +174,7 @@ async function start() {
     return undefined;
   }
   app.me = me;
+  app.wasLive = false;
   renderShell();
   app.stream = new Stream({onEvent, onState: showState, onResync: () => {}});
   app.stream.start();

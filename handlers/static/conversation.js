@@ -134,6 +134,22 @@ export function open(pane, ctx, id, hooks) {
     }
   }
 
+  function newestAt() {
+    let newest = "";
+    for (const msg of view.messages.values()) if (msg.created_at > newest) newest = msg.created_at;
+    return newest;
+  }
+
+  async function fetchLatest() {
+    // A text we had no message event for (another staff member's reply, a STOP
+    // confirmation): merge the newest page.
+    try {
+      const page = await api.get(`/conversations/${id}/messages`, {limit: PAGE});
+      if (view.closed) return;
+      for (const msg of page.data) addMessage(msg, {live: true});
+    } catch (_err) { /* the next event or a reload catches up */ }
+  }
+
   async function loadEarlier() {
     try {
       const page = await api.get(`/conversations/${id}/messages`, {limit: PAGE, cursor: view.cursor});
@@ -270,6 +286,7 @@ export function open(pane, ctx, id, hooks) {
       if (data.status === "failed") announce(`Reply failed: ${data.error || "not delivered"}.`);
     } else if (event.type === "conversation.updated" && data.id === id) {
       setConversation({...view.conversation, ...data});
+      if (data.last_message_at && data.last_message_at > newestAt()) fetchLatest();
     } else if ((event.type === "member.opted_out" || event.type === "member.opted_in") && view.conversation) {
       const memberId = data.member_id || data.id || (data.member && data.member.id);
       if (memberId === view.conversation.member.id) setOptedOut(event.type === "member.opted_out");
