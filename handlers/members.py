@@ -17,6 +17,10 @@ def consent_source(actor: Actor) -> str:
 
 
 class MembersHandler(ApiHandler):
+    def _request_summary(self) -> str:
+        # Tornado's access log would print the query string, and `?q=` may hold a phone.
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+
     async def get(self) -> None:
         actor = self.require_role("staff")
         items, next_cursor = await members.list_members(

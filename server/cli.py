@@ -66,6 +66,22 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     return run_dev(settings, args.port, args.sim_port, args.var_dir)
 
 
+def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from db.engine import Database
+    from server.services.key_rotation import rotate_keys
+
+    async def run() -> dict[str, object]:
+        db = await Database.connect(settings.database_url, maxsize=2)
+        try:
+            return await rotate_keys(db, settings, args.batch_size)
+        finally:
+            await db.close()
+    result = asyncio.run(run())
+    print(f"ywm rotate-keys: {result['rotated']} member rows re-encrypted under key "
+          f"{result['key_id']}; {result['remaining']} still under older keys")
+    return 0 if result["remaining"] == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ywm", description="YWMessaging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="any Alembic command, e.g. `ywm db check`")
     db.add_argument("alembic_args", nargs=argparse.REMAINDER)
     db.set_defaults(run=_db)
+    rotate = commands.add_parser("rotate-keys",
+                                 help="re-encrypt member fields under the newest field key")
+    rotate.add_argument("--batch-size", type=int, default=500)
+    rotate.set_defaults(run=_rotate_keys)
     return parser
 
 

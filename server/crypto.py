@@ -57,6 +57,12 @@ def newest_key_id(settings: Settings) -> str:
     return _parse_keys(settings.field_keys)[0][0]
 
 
+def key_header(settings: Settings) -> bytes:
+    """The bytes every ciphertext under the newest key starts with."""
+    key_id = newest_key_id(settings)
+    return bytes([len(key_id)]) + key_id.encode()
+
+
 def key_ids(settings: Settings) -> list[str]:
     return [key_id for key_id, _ in _parse_keys(settings.field_keys)]
 

@@ -1,0 +1,35 @@
+"""E.164 normalisation: the US formats CARRIERS.md §6 lists, and what is refused."""
+from __future__ import annotations
+
+import pytest
+
+from server import phones
+
+ACCEPTED = [
+    ("(415) 555-2671", "+14155552671"), ("415-555-2671", "+14155552671"),
+    ("415.555.2671", "+14155552671"), ("4155552671", "+14155552671"),
+    ("1 415 555 2671", "+14155552671"), ("+1 (415) 555-2671", "+14155552671"),
+    ("+14155552671", "+14155552671"), ("  415 555 2671 ", "+14155552671"),
+    ("+44 20 7946 0958", "+442079460958"), ("1-888-555-0100", "+18885550100"),
+]
+REFUSED = ["", "   ", "555-1234", "12345", "1-800-FLOWERS", "415 555 2671 x12",
+           "415-555-2671 ext 3", "415#555#2671", "+1 415 555 26711", "011 44 20 7946 0958x",
+           "+0 415 555 2671", "4155552671" * 5, "tel:4155552671"]
+
+
+@pytest.mark.parametrize("raw,expected", ACCEPTED)
+def test_accepted(raw: str, expected: str) -> None:
+    assert phones.normalize(raw) == expected
+
+
+@pytest.mark.parametrize("raw", REFUSED)
+def test_refused(raw: str) -> None:
+    with pytest.raises(phones.InvalidPhone):
+        phones.normalize(raw)
+    assert phones.try_normalize(raw) is None
+
+
+def test_toll_free() -> None:
+    assert phones.is_toll_free("+18885550100")
+    assert not phones.is_toll_free("+14155552671")
+    assert not phones.is_toll_free("+442079460958")
