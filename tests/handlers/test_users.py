@@ -1,4 +1,5 @@
 """Staff users: owner-only management, roles, last owner, tenant isolation."""
+import asyncio
 import uuid
 
 import pytest
@@ -141,3 +142,23 @@ async def test_unknown_or_malformed_user_id_is_not_found(api):
         status, body, _ = await api.patch(f"{API}/users/{target}",
                                           token=owner["access_token"], json={"name": "Z"})
         assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+@pytest.mark.gen_test
+async def test_two_owners_demoting_each_other_at_once_leave_one_owner(api):
+    first = await register(api)
+    second = await add_user(api, first["access_token"], "owner")
+    results = await asyncio.gather(
+        api.patch(f"{API}/users/{second['user_id']}", token=first["access_token"],
+                  json={"role": "admin"}),
+        api.patch(f"{API}/users/{first['user_id']}", token=second["access_token"],
+                  json={"role": "admin"}))
+    # The owner rows are locked while checked: one demotion wins, the other is refused
+    # (409 as the last owner, or 401 because the winner's change ended that session).
+    assert sorted(status for status, _, _ in results)[0] == 200
+    assert sorted(status for status, _, _ in results)[1] in (401, 409)
+    owners = 0
+    for who in (first, second):
+        relogin = await login(api, who["email"])
+        owners += relogin["role"] == "owner"
+    assert owners == 1
