@@ -10,6 +10,7 @@ import pytest
 import tornado.httpclient
 
 from server.redis import connect_async
+from tests.carriers.webhook_kit import church_with_number, telnyx_headers, telnyx_inbound
 from tests.factories import create_church
 from tests.server.ops_support import (PrivateRedis, answers, free_port, start_web,
                                       wait_until, web_env)
@@ -67,6 +68,28 @@ async def test_an_event_reaches_sockets_on_both_processes(webs: list[int], deps:
     # Church isolation holds across processes too: the bystander saw nothing.
     await commit_events(deps.db, deps.redis, other["church_id"], 1)
     assert (await read_frame(bystander, 15))["id"] == "1"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_webhook_on_either_process_reaches_sockets_on_both(webs: list[int],
+                                                                   deps: Any) -> None:
+    setup = await church_with_number(deps, "telnyx")
+    token = setup["owner"]["access_token"]
+    sockets = [await _socket(port, token) for port in webs]
+    for ws in sockets:
+        assert (await read_frame(ws, 15))["type"] == "hello"
+    http = tornado.httpclient.AsyncHTTPClient()
+    for port, text in zip(webs, ("via the first process", "via the second process")):
+        body = telnyx_inbound(text)
+        response = await http.fetch(f"http://127.0.0.1:{port}/webhooks/telnyx", method="POST",
+                                    body=body, headers=telnyx_headers(body))
+        assert response.code == 200
+    for ws in sockets:
+        frames = [await read_frame(ws, 15) for _ in range(2)]
+        assert [f["type"] for f in frames] == ["message.received"] * 2
+        assert [f["data"]["message"]["body"] for f in frames] == [
+            "via the first process", "via the second process"]
+        assert [f["id"] for f in frames] == ["1", "2"]
 
 
 @pytest.fixture
