@@ -7,8 +7,13 @@ docs/shared_resources.rst) and `run(fn)` runs `fn(deps)` to completion on that l
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import logging
 import threading
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
+
+from huey.api import Task
+from huey.signals import SIGNAL_INTERRUPTED
 
 from db.engine import Database
 from server import queue
@@ -18,6 +23,11 @@ from server.redis import connect_async
 from server.settings import Settings
 
 T = TypeVar("T")
+log = logging.getLogger("ywm.workers")
+# A task cut off by shutdown runs again this long after: on another consumer, or on this
+# one once restarted (scheduled, not enqueued: an idle thread of the dying consumer could
+# take an enqueued task and lose it again, LIBRARIES.md §4d).
+INTERRUPTED_RETRY_SECONDS = 5
 WORKER_DB_POOL_MAX = 4  # a task uses one connection at a time; a few spare for fan-out
 
 _local = threading.local()
@@ -44,6 +54,16 @@ def close_runtime() -> None:
     loop.run_until_complete(deps.redis.aclose())
     loop.close()
     _local.deps = _local.loop = None
+
+
+@huey.signal(SIGNAL_INTERRUPTED)
+def reschedule_interrupted(signal: str, task: Task, *args: Any, **kwargs: Any) -> None:
+    """Tasks are idempotent, so a task interrupted by a stop simply runs again."""
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # huey's naive UTC
+    task.eta = now + dt.timedelta(seconds=INTERRUPTED_RETRY_SECONDS)
+    huey.add_schedule(task)
+    log.warning("task %s (%s) interrupted by shutdown; runs again in %ss",
+                task.name, task.id, INTERRUPTED_RETRY_SECONDS)
 
 
 def run(fn: Callable[[Deps], Awaitable[T]]) -> T:

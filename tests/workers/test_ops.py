@@ -77,3 +77,13 @@ def _sql(url: str, statement: str) -> None:
     with conn.cursor() as cur:
         cur.execute(statement)
     conn.close()
+
+
+def test_a_task_interrupted_by_shutdown_is_scheduled_again(test_queue):
+    from workers import ops
+    from workers.runtime import reschedule_interrupted
+    task = ops.ping.s("again")
+    reschedule_interrupted("interrupted", task)
+    scheduled = test_queue.scheduled()
+    assert [t.id for t in scheduled] == [task.id]
+    assert scheduled[0].name == task.name and scheduled[0].args == ("again",)
