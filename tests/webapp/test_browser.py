@@ -35,10 +35,28 @@ def browser(chrome: Any, api: Any, base_url: str, tmp_path: pathlib.Path) -> Bro
     return Browser(chrome, base_url, shots)
 
 
+def shots_dir(browser: Browser) -> pathlib.Path:
+    return browser.shots
+
+
 def severe(entries: list[dict[str, Any]]) -> list[str]:
     """Script errors and CSP refusals; an HTTP error status is the API answering, not a bug."""
     return [e["message"] for e in entries
             if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
+
+
+UNLABELLED = """
+return [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((el) => el.type !== 'hidden' && el.checkVisibility())
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                  && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+  .map((el) => el.outerHTML.slice(0, 120));
+"""
+
+
+async def assert_labelled(browser: Browser) -> None:
+    """Every visible control has a label a screen reader can read."""
+    assert await browser.js(UNLABELLED) == []
 
 
 async def sign_in(browser: Browser, email: str, password: str) -> None:
@@ -141,7 +159,41 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
                               "return r.length === 3 && [...r].map((x) => x.innerText)",
                               what="three member rows")
     assert any("(202) 555-0103" in r and "Opted out" in r for r in rows)
+    await assert_labelled(browser)
     await browser.screenshot("members-desktop")
+
+    # Add a member through the dialog: a bad phone shows the API's sentence, not JSON.
+    await browser.js("[...document.querySelectorAll('main button')]"
+                     ".find((b) => b.innerText === 'Add member').click()")
+    await browser.wait("return document.querySelector('dialog[open] input')", what="dialog")
+    await assert_labelled(browser)
+    await browser.type("dialog[open] input[type=tel]", "12")
+    await browser.js("const i = document.querySelectorAll('dialog[open] input');"
+                     "i[0].value = 'Dee'; i[1].value = 'Ray';"
+                     "document.querySelector('dialog[open] button[type=submit]').click()")
+    problem = await browser.wait("const e = document.querySelector('dialog[open] .error-text');"
+                                 "return e && !e.hidden && e.innerText", what="phone error")
+    assert problem == "Phone: This is not a valid phone number."
+    await browser.type("dialog[open] input[type=tel]", "(202) 555-0104")
+    await browser.click("dialog[open] button[type=submit]")
+    await browser.wait("return !document.querySelector('dialog[open]') &&"
+                       " document.querySelectorAll('main tbody tr').length === 4",
+                       what="the new member in the table")
+
+    # CSV import: the summary counts rows and names the bad row by number.
+    csv = shots_dir(browser) / "members.csv"
+    csv.write_text("first_name,last_name,phone\nEve,Stone,2025550105\n"
+                   "Fay,Wood,+12025550106\nGus,Bad,12\n")
+    await browser.js("document.querySelector('details.card').open = true")
+    await browser.keys("input[type=file]", str(csv))
+    await browser.js("document.querySelector('input[type=file]').form"
+                     ".querySelector('button[type=submit]').click()")
+    summary = await browser.wait("const n = document.querySelector('details.card .notice');"
+                                 "return n && n.parentElement.innerText", what="import summary")
+    assert summary.startswith("2 members created · 0 updated · 1 skipped · 1 error")
+    assert "\n4\tphone\t" in summary  # the header is row 1
+    await browser.wait("return document.querySelectorAll('main .table-wrap')[1]"
+                       ".querySelectorAll('tbody tr').length === 6", what="table reloaded")
 
     await browser.open("/#/groups")
     groups = await browser.wait("const r = document.querySelectorAll('main tbody tr');"
@@ -161,6 +213,7 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
         "return t.includes('1 opted out') && t", what="the preview with opt-outs")
     assert preview.startswith("2 recipients (1 opted out are skipped) · 1 segment each · ≈ $")
     assert "UCS-2 · 70 per segment" in await browser.text(".counter")
+    await assert_labelled(browser)
     await browser.screenshot("send-desktop")
     await browser.click("form.card button[type=submit]")
     dialog = await browser.wait("const d = document.querySelector('dialog[open]');"
@@ -178,6 +231,7 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
                        ".some((i) => i.value === 'Hope Church')", what="church settings")
     assert "(202) 555-0100" in await browser.text("main")
     assert "Sam Lee" in await browser.text("main table")
+    await assert_labelled(browser)
     await browser.screenshot("settings-desktop")
     await browser.size(*PHONE)
     assert await browser.js("return document.documentElement.scrollWidth") <= PHONE[0]
@@ -233,6 +287,7 @@ async def test_inbound_text_arrives_live_and_the_reply_is_tracked(
                                "return s && s.dataset.status", what="a delivery state")
     assert first in ("queued", "sending", "sent", "delivered")
     assert await browser.js("return document.querySelector('.compose textarea').value") == ""
+    await assert_labelled(browser)
     await browser.screenshot("conversation-desktop")
 
     # Offline for a moment: texts that arrive meanwhile are replayed on resume.
