@@ -11,17 +11,24 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import Connection, Row
-from db.tables import inbound_dedupe
 
-_DEDUPE = (pg_insert(inbound_dedupe)
-           .values(provider=sa.bindparam("provider"),
-                   provider_event_id=sa.bindparam("event_id"),
-                   church_id=sa.bindparam("church_id"))
-           .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-           .returning(inbound_dedupe.c.received_at))
+# Number → church and the dedupe insert in one round trip (the hot path of every webhook):
+# no row = no church owns the number; fresh = false = a repeat of a seen event.
+_ROUTE = sa.text("""
+WITH n AS (
+  SELECT nb.id, nb.church_id, nb.phone, nb.provider, nb.provider_handles_opt_out,
+         c.name AS church_name, c.help_text, c.unknown_sender_opt_in
+    FROM numbers nb JOIN churches c ON c.id = nb.church_id
+   WHERE nb.phone = :phone),
+d AS (
+  INSERT INTO inbound_dedupe (provider, provider_event_id, church_id)
+  SELECT :provider, :event_id, n.church_id FROM n
+  ON CONFLICT (provider, provider_event_id) DO NOTHING
+  RETURNING 1)
+SELECT n.*, EXISTS (SELECT 1 FROM d) AS fresh FROM n
+""")
 
 _PRUNE_DEDUPE = sa.text("""
 DELETE FROM inbound_dedupe WHERE received_at < now() - make_interval(hours => :hours)
@@ -40,12 +47,13 @@ RETURNING message_id, member_id, status
 """)
 
 
-async def insert_dedupe(conn: Connection, provider: str, event_id: str,
-                        church_id: UUID | None) -> bool:
-    """True the first time this event is seen; False for a repeat."""
-    row = await conn.fetch_one(_DEDUPE, {"provider": provider, "event_id": event_id,
-                                         "church_id": church_id})
-    return row is not None
+async def route_event(conn: Connection, provider: str, event_id: str, our_number: str
+                      ) -> Row | None:
+    """The number (with its church's name, help_text, unknown_sender_opt_in) and `fresh`:
+    whether this event was new and is now recorded. None when no church owns the number
+    (and then nothing is recorded)."""
+    return await conn.fetch_one(_ROUTE, {"provider": provider, "event_id": event_id,
+                                         "phone": our_number})
 
 
 async def delete_old_dedupe(conn: Connection, older_than_hours: int = 72) -> int:

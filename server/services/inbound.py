@@ -18,10 +18,8 @@ from uuid import UUID
 import redis.asyncio as aioredis
 
 from db.engine import Connection, Database
-from db.queries import churches as churches_q
 from db.queries import conversations as conv_q
 from db.queries import inbound as q
-from db.queries import numbers as numbers_q
 from server.events import append_event, publish_events
 from server.segments import segment_info
 from server.services import members, optout
@@ -101,15 +99,21 @@ def conversation_view(row: dict[str, Any], member: dict[str, Any]) -> dict[str, 
 async def _route(conn: Connection, provider: str, our_number: str, event_id: str
                  ) -> tuple[dict[str, Any] | None, str | None]:
     """(number row, None) for a new event to store; (None, outcome) otherwise."""
-    number = await numbers_q.get_number_by_phone(conn, our_number)
+    number = await q.route_event(conn, provider, event_id, our_number)
     if number is None:
         COUNTERS["unknown_number"] += 1
         log.warning("inbound for a number no church owns", extra={"provider": provider})
         return None, "unknown_number"
-    if not await q.insert_dedupe(conn, provider, event_id, number["church_id"]):
+    if not number["fresh"]:
         COUNTERS["duplicate"] += 1
         return None, "duplicate"
     return number, None
+
+
+def _church(number: dict[str, Any]) -> dict[str, Any]:
+    return {"id": number["church_id"], "name": number["church_name"],
+            "help_text": number["help_text"],
+            "unknown_sender_opt_in": number["unknown_sender_opt_in"]}
 
 
 async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings,
@@ -121,8 +125,7 @@ async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings
         if number is None:
             return InboundResult(outcome=skipped or "duplicate")
         result = InboundResult(outcome="stored", church_id=number["church_id"])
-        church = await churches_q.get_church(conn, number["church_id"])
-        assert church is not None  # numbers cascade with their church
+        church = _church(number)
         member = await members.find_or_create_member_by_phone(
             conn, settings, church["id"], text.from_number, church["unknown_sender_opt_in"])
         member_id = UUID(str(member["id"]))
@@ -210,8 +213,7 @@ def _error_text(receipt: StatusReceipt) -> str | None:
 async def _carrier_opt_out(conn: Connection, church_id: UUID, number: dict[str, Any],
                            moved: list[dict[str, Any]], recipients: list[dict[str, Any]],
                            receipt: StatusReceipt, result: InboundResult) -> None:
-    church = await churches_q.get_church(conn, church_id)
-    assert church is not None
+    church = _church(number)
     member_ids = {row["member_id"] for row in recipients}
     for row in moved:
         owner = await conv_q.get_conversation_member(conn, church_id, row["conversation_id"])

@@ -1,0 +1,206 @@
+"""Issue 4 benchmark: sustained signed, durable inbound webhooks/s on all cores, with p99.
+
+`python -m bench.carriers_inbound [--duration 20] [--connections 32] [--churches 20]`
+
+A private database (migrated, dropped at the end) and Redis DB; `--churches` churches with
+one Telnyx number each; `--processes` web processes (default: cores) bound to one port
+with SO_REUSEPORT, exactly as production runs them. Webhooks are pre-signed Telnyx
+`message.received` events, each sent once (unique event ids), from `--handsets` distinct
+phones, so the run mixes new-member creation with conversation upserts. wrk drives the
+load; every request does the full path: Ed25519 verify, one transaction (dedupe row,
+number → church, member, conversation upsert, message, event row), commit, PUBLISH.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pathlib
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import psycopg2
+import redis
+import ujson
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ADMIN_DSN = os.environ.get("YWM_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE = os.environ.get("YWM_TEST_REDIS", "redis://127.0.0.1:6379")
+OUT = ROOT / "var" / "bench"
+
+
+def _create_db() -> str:
+    name = f"ywm_bench_carriers_{os.getpid()}"
+    conn = psycopg2.connect(ADMIN_DSN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    url = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    from db.migrate import upgrade
+    upgrade(url)
+    return url
+
+
+def _drop_db(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    conn = psycopg2.connect(ADMIN_DSN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    conn.close()
+
+
+def _take_redis_db() -> tuple[str, str]:
+    control = redis.Redis.from_url(f"{REDIS_BASE}/0")
+    owner = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
+    for number in range(15, 0, -1):  # from the top: tests take from the bottom
+        if control.set(f"ywm:testdb:{number}", owner, nx=True, ex=3600):
+            url = f"{REDIS_BASE}/{number}"
+            redis.Redis.from_url(url).flushdb()
+            return url, f"ywm:testdb:{number}"
+    raise RuntimeError("no free Redis DB")
+
+
+async def _seed(database_url: str, churches: int) -> list[str]:
+    from db.engine import Database
+    from db.queries import churches as churches_q
+    from db.queries import numbers as numbers_q
+    db = await Database.connect(database_url)
+    phones = []
+    async with db.transaction() as conn:
+        for index in range(churches):
+            church = await churches_q.insert_church(conn, f"Bench church {index}")
+            phone = f"+1844555{index:04d}"
+            await numbers_q.insert_number(conn, {
+                "church_id": church["id"], "phone": phone, "provider": "telnyx",
+                "messaging_profile_id": None, "mps": 10, "provider_handles_opt_out": False,
+                "status": "linked"})
+            phones.append(phone)
+    await db.close()
+    return phones
+
+
+def _write_webhooks(path: pathlib.Path, count: int, numbers: list[str], handsets: int) -> None:
+    from server.carriers.signatures import telnyx_sign
+    from server.settings import DEV_TELNYX_PRIVATE_KEY
+    timestamp = str(int(time.time()) + 60)  # valid for the whole run (300 s window)
+    with path.open("w") as out:
+        for i in range(count):
+            payload = {"record_type": "message", "id": str(uuid.uuid4()),
+                       "direction": "inbound", "type": "SMS",
+                       "from": {"phone_number": f"+1415{2000000 + i % handsets:07d}"},
+                       "to": [{"phone_number": numbers[i % len(numbers)],
+                               "status": "webhook_delivered"}],
+                       "text": f"See you Sunday, message {i}", "media": []}
+            body = ujson.dumps({"data": {"record_type": "event",
+                                         "event_type": "message.received",
+                                         "id": str(uuid.uuid4()),
+                                         "occurred_at": "2026-01-01T00:00:00Z",
+                                         "payload": payload}, "meta": {"attempt": 1}})
+            sig = telnyx_sign(DEV_TELNYX_PRIVATE_KEY, timestamp, body.encode())
+            out.write(f"{sig}\t{timestamp}\t{body}\n")
+
+
+def _start_web(env: dict[str, str], port: int, processes: int) -> list[subprocess.Popen]:
+    ywm = str(ROOT / ".venv" / "bin" / "ywm")
+    procs = [subprocess.Popen([ywm, "web", "--port", str(port)], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(processes)]
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
+            return procs
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("web processes did not come up")
+
+
+def _wrk(port: int, webhooks: pathlib.Path, threads: int, connections: int,
+         duration: int) -> dict[str, float]:
+    env = dict(os.environ, WRK_WEBHOOKS=str(webhooks), WRK_THREADS=str(threads))
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+         "-s", str(ROOT / "bench" / "webhooks.lua"), f"http://127.0.0.1:{port}"],
+        env=env, capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("WRK_JSON "))
+    return json.loads(line[len("WRK_JSON "):])
+
+
+def _count(database_url: str) -> dict[str, int]:
+    conn = psycopg2.connect(database_url)
+    with conn.cursor() as cur:
+        counts = {}
+        for table in ("inbound_dedupe", "conversation_messages", "members", "conversations",
+                      "events"):
+            cur.execute(f"SELECT count(*) FROM {table}")
+            counts[table] = cur.fetchone()[0]
+    conn.close()
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--churches", type=int, default=20)
+    parser.add_argument("--handsets", type=int, default=2000)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--port", type=int, default=8791)
+    parser.add_argument("--webhooks", type=int, default=60000,
+                        help="pre-signed events (each sent at most once)")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is required (apt-get install wrk)", file=sys.stderr)
+        return 2
+    OUT.mkdir(parents=True, exist_ok=True)
+    database_url = _create_db()
+    redis_url, redis_lock = _take_redis_db()
+    procs: list[subprocess.Popen] = []
+    try:
+        numbers = asyncio.run(_seed(database_url, args.churches))
+        webhooks = OUT / "telnyx_webhooks.tsv"
+        _write_webhooks(webhooks, args.webhooks, numbers, args.handsets)
+        env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url,
+                   YWM_ENV="test", YWM_LOG_LEVEL="WARNING")
+        procs = _start_web(env, args.port, args.processes)
+        result = _wrk(args.port, webhooks, 2, args.connections, args.duration)
+        counts = _count(database_url)
+        rate = result["requests"] / (result["duration_us"] / 1e6)
+        report = {"processes": args.processes, "connections": args.connections,
+                  "churches": args.churches, "rate_per_s": round(rate, 1),
+                  "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
+                  "max_ms": result["max_us"] / 1000, "requests": result["requests"],
+                  "non_2xx": result["non_2xx"], "errors": result["connect_errors"]
+                  + result["read_errors"] + result["write_errors"] + result["timeouts"],
+                  "rows": counts}
+        print(json.dumps(report))
+        (OUT / "carriers_inbound.json").write_text(json.dumps(report, indent=2))
+        return 0
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        _drop_db(database_url)
+        control = redis.Redis.from_url(f"{REDIS_BASE}/0")
+        redis.Redis.from_url(redis_url).flushdb()
+        control.delete(redis_lock)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
