@@ -303,6 +303,25 @@ async def test_inbound_text_arrives_live_and_the_reply_is_tracked(
     assert bubbles == ["(415) 555-2671: Is choir on tonight?", "You: Yes, 7pm in the chapel",
                        "(415) 555-2671: Thanks!"]  # each once, in order
 
+    # A dropped socket reconnects by itself and says so; an id the server cannot replay
+    # asks for a reload, which the Reload button does by REST.
+    await browser.js("window.states = []; new MutationObserver(() => window.states.push("
+                     "document.querySelector('.conn').dataset.state)).observe("
+                     "document.querySelector('.conn'), {attributes: true});"
+                     "window.ywm.stream.socket.close()")
+    await browser.wait("return window.states.includes('reconnecting') &&"
+                       " document.querySelector('.conn').dataset.state === 'caught_up'",
+                       what="reconnect")
+    assert "Caught up · 0 new texts" in await browser.text(".conn")
+    await browser.js("window.ywm.stream.lastEventId = '999999999';"
+                     "window.ywm.stream.socket.close()")
+    await browser.wait("return document.querySelector('.conn').dataset.state === 'reload'",
+                       what="reload needed")
+    assert await browser.text(".conn") == "Reload needed"
+    await browser.click(".topbar button.link")
+    await browser.wait("return document.querySelector('.conn').dataset.state === 'live'",
+                       what="live after the reload")
+
     await browser.size(*PHONE)
     assert await browser.js("return getComputedStyle(document.querySelector('.list-pane'))"
                             ".display") == "none"
