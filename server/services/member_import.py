@@ -4,7 +4,8 @@ Format (API.md §4): a header row naming `first_name`, `last_name`, `phone` and 
 `email` and `groups` (any order, case-insensitive); one member per row; `groups` holds
 group names separated by `;` (created on the fly). Rules, also in the OpenAPI text:
 - The header is checked before anything is written: a broken one is a 422, nothing saved.
-- Rows are numbered as a spreadsheet shows them: the header is row 1.
+- Rows are numbered by record, the header being row 1 (blank lines are not counted; a
+  quoted cell may span lines).
 - A bad row (unparseable phone, missing first name, wrong column count, bytes that are not
   UTF-8, a phone already seen earlier in the file) is reported as `{row, field, message}`
   and skipped; the good rows are saved. Blank lines are ignored.
@@ -45,6 +46,12 @@ MAX_EMAIL = 254
 MAX_GROUPS_PER_ROW = 20
 REQUIRED = ("first_name", "last_name", "phone")
 OPTIONAL = ("email", "groups")
+
+
+class _RowError(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
 
 
 @dataclass
@@ -168,28 +175,31 @@ class MemberImport:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return self._bad_encoding(row)
+            self._bad_encoding(row)
+            return
         try:
             cells = next(csv.reader([text], strict=True))
         except (csv.Error, StopIteration) as exc:
             if self.header is None:
                 self.header_error = ValidationFailed.field("header", f"Not valid CSV: {exc}.")
-                return None
-            return self._error(row, "row", f"This row is not valid CSV: {exc}.")
+                return
+            self._error(row, "row", f"This row is not valid CSV: {exc}.")
+            return
         if self.header is None:
             try:
                 self.header = check_header(cells)
             except ValidationFailed as exc:
                 self.header_error = exc
-            return None
+            return
         self._data_rows += 1
         if self._data_rows > MAX_ROWS:
-            return self._stop(row, f"Only {MAX_ROWS} rows are imported per request; this "
-                                   "row and the rest were not imported.")
-        parsed = self._validated(row, cells)
-        if parsed is not None:
-            self._pending.append(parsed)
-        return None
+            self._stop(row, f"Only {MAX_ROWS} rows are imported per request; this "
+                            "row and the rest were not imported.")
+            return
+        try:
+            self._pending.append(self._validated(row, cells))
+        except _RowError as exc:
+            self._error(row, exc.field, exc.message)
 
     def _bad_encoding(self, row: int) -> None:
         if self.header is None:
@@ -199,34 +209,35 @@ class MemberImport:
             self._error(row, "row", "This row is not valid UTF-8 text; save the file as "
                                     "CSV UTF-8.")
 
-    def _validated(self, row: int, cells: list[str]) -> _Row | None:
+    def _validated(self, row: int, cells: list[str]) -> _Row:
+        """The row as a `_Row`, or `_RowError` naming the first bad field."""
         assert self.header is not None
         if len(cells) != len(self.header):
-            return self._error(row, "row", f"Expected {len(self.header)} columns, "
-                                           f"found {len(cells)}.")
+            raise _RowError("row", f"Expected {len(self.header)} columns, "
+                                   f"found {len(cells)}.")
         values = {name: cell.strip() for name, cell in zip(self.header, cells)}
         first, last = values["first_name"], values["last_name"]
         if not first:
-            return self._error(row, "first_name", "A first name is required.")
+            raise _RowError("first_name", "A first name is required.")
         for name in ("first_name", "last_name"):
             if len(values[name]) > MAX_NAME:
-                return self._error(row, name, f"At most {MAX_NAME} characters.")
+                raise _RowError(name, f"At most {MAX_NAME} characters.")
         try:
             phone = phones.normalize(values["phone"])
         except phones.InvalidPhone as exc:
-            return self._error(row, "phone", str(exc))
+            raise _RowError("phone", str(exc)) from None
         email = values.get("email") or None
         if email is not None and ("@" not in email or len(email) > MAX_EMAIL or " " in email):
-            return self._error(row, "email", "This is not an email address.")
+            raise _RowError("email", "This is not an email address.")
         group_names = [g.strip() for g in (values.get("groups") or "").split(";") if g.strip()]
         if len(group_names) > MAX_GROUPS_PER_ROW or any(len(g) > MAX_NAME for g in group_names):
-            return self._error(row, "groups", f"At most {MAX_GROUPS_PER_ROW} groups of "
-                                              f"{MAX_NAME} characters each.")
+            raise _RowError("groups", f"At most {MAX_GROUPS_PER_ROW} groups of "
+                                      f"{MAX_NAME} characters each.")
         digest = crypto.phone_hash(self.settings, phone)
         key = int.from_bytes(digest[:8], "big")
         if key in self._seen:
-            return self._error(row, "phone", f"The same phone number is on row "
-                                             f"{self._seen[key]}; only that row was used.")
+            raise _RowError("phone", f"The same phone number is on row "
+                                     f"{self._seen[key]}; only that row was used.")
         self._seen[key] = row
         return _Row(row, first, last, phone, digest, email, group_names)
 

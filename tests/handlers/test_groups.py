@@ -129,8 +129,8 @@ async def test_tenant_isolation_and_roles(api: Any) -> None:
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_group_members_cache_hit_invalidation_and_metrics(api: Any, settings: Any
-                                                                 ) -> None:
+async def test_group_members_cache_hit_invalidation_and_metrics(
+        api: Any, settings: Any) -> None:
     owner = await register(api)
     token = owner["access_token"]
     a = await _member(api, token, "4155550001", "A")

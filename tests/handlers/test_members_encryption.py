@@ -55,7 +55,7 @@ def _raw_redis_text(redis_url: str) -> str:
 
 @pytest.mark.gen_test(timeout=60)
 async def test_no_plaintext_in_rows_redis_or_logs(api: Any, settings: Any,
-                                                   caplog: Any) -> None:
+                                                  caplog: Any) -> None:
     caplog.set_level(logging.DEBUG)
     owner = await register(api)
     token = owner["access_token"]
