@@ -238,3 +238,31 @@ async def test_slow_consumer_is_closed_and_can_resume(api: Any, base_url: str, d
     rest = await read_frames(ws, 60 - int(last), timeout=10)
     assert ids(rest) == [str(n) for n in range(int(last) + 1, 61)]
     ws.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_session_cookie_opens_the_stream(api: Any, base_url: str, deps: Any) -> None:
+    from tests.handlers.test_auth_cookies import browser_login, cookie_header
+    owner, jar = await browser_login(api)
+    host = base_url.split("://", 1)[1]
+    request = tornado.httpclient.HTTPRequest(stream_url(base_url), headers={
+        "Cookie": cookie_header(jar), "Origin": f"http://{host}"})
+    ws = await connect(request)
+    assert (await read_frame(ws))["type"] == "hello"
+    await commit_events(deps.db, deps.redis, owner["church_id"], 1)
+    assert (await read_frame(ws))["id"] == "1"
+    # A page on another site cannot ride the cookie (cross-site WebSocket hijacking).
+    foreign = tornado.httpclient.HTTPRequest(stream_url(base_url), headers={
+        "Cookie": cookie_header(jar), "Origin": "https://evil.example"})
+    assert await _refused_request(foreign) == 403
+    # Logged out: the cookie no longer opens anything.
+    status, _, _ = await api.post("/api/v1/auth/logout", token="", headers={
+        "Cookie": cookie_header(jar), "X-CSRF-Token": jar["ywm_csrf"]})
+    assert status == 204
+    assert await _refused(stream_url(base_url), {"Cookie": cookie_header(jar)}) == 401
+
+
+async def _refused_request(request: Any) -> int:
+    with pytest.raises(tornado.httpclient.HTTPClientError) as caught:
+        await tornado.websocket.websocket_connect(request)
+    return caught.value.code
