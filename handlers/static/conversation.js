@@ -27,6 +27,14 @@ export function open(pane, ctx, id, hooks) {
   const error = errorBox();
   const composeEl = h("div.compose");
   fill(pane, headEl, error.el, earlier, thread, composeEl);
+  // Stay pinned to the newest message when the pane changes size (phone rotation, the
+  // compose box growing or being replaced), unless the reader scrolled up.
+  let pinned = true;
+  thread.addEventListener("scroll", () => {
+    pinned = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 40;
+  });
+  const resize = new ResizeObserver(() => { if (pinned) thread.scrollTop = thread.scrollHeight; });
+  resize.observe(thread);
 
   /* ---------- header ---------- */
 
@@ -286,7 +294,10 @@ export function open(pane, ctx, id, hooks) {
       if (data.status === "failed") announce(`Reply failed: ${data.error || "not delivered"}.`);
     } else if (event.type === "conversation.updated" && data.id === id) {
       setConversation({...view.conversation, ...data});
-      if (data.last_message_at && data.last_message_at > newestAt()) fetchLatest();
+      // Same-transaction texts share a timestamp (a STOP and its confirmation): >=.
+      const outbound = data.last_message && data.last_message.direction === "outbound";
+      if (data.last_message_at && (data.last_message_at > newestAt() ||
+          (outbound && data.last_message_at === newestAt()))) fetchLatest();
     } else if ((event.type === "member.opted_out" || event.type === "member.opted_in") && view.conversation) {
       const memberId = data.member_id || data.id || (data.member && data.member.id);
       if (memberId === view.conversation.member.id) setOptedOut(event.type === "member.opted_out");
@@ -299,6 +310,6 @@ export function open(pane, ctx, id, hooks) {
     onEvent,
     refresh: load,
     focusCompose() { if (form.isConnected) text.focus(); },
-    close() { view.closed = true; },
+    close() { view.closed = true; resize.disconnect(); },
   };
 }

@@ -322,6 +322,17 @@ async def test_inbound_text_arrives_live_and_the_reply_is_tracked(
     await browser.wait("return document.querySelector('.conn').dataset.state === 'live'",
                        what="live after the reload")
 
+    # STOP: the row gets the opted-out badge and the compose box explains why it is gone.
+    await inject(sim, "STOP")
+    blocked = await browser.wait("const b = document.querySelector('.compose-blocked');"
+                                 "return b && b.innerText", what="compose disabled")
+    assert "opted out" in blocked and "START" in blocked
+    assert await browser.js("return !document.querySelector('.compose textarea')")
+    assert "Opted out" in await browser.text(".conv-row")
+    # The confirmation the server queued appears in the thread without a reload.
+    await browser.wait("const b = [...document.querySelectorAll('.bubble.outbound')];"
+                       "return b.length === 2", what="the STOP confirmation")
+
     await browser.size(*PHONE)
     assert await browser.js("return getComputedStyle(document.querySelector('.list-pane'))"
                             ".display") == "none"
