@@ -102,7 +102,9 @@ class Settings:
     send_chunk_size: int = 100  # recipients one lane claims at a time
     send_lanes: int = 4  # concurrent dispatch tasks per broadcast
     send_concurrency: int = 16  # carrier requests in flight per lane
-    throttle_headroom: float = 0.95  # send at 95% of a number's MPS: arrival-time jitter
+    # Send at 90% of a number's MPS: slots then tolerate ~110 ms of arrival-time jitter
+    # (1/0.9 - 1 s) before any one-second window at the carrier goes over the MPS.
+    throttle_headroom: float = 0.9
     reconcile_interval_seconds: float = 15.0
 
     @property

@@ -58,7 +58,7 @@ class Grant:
 class NumberThrottle:
     """Reserve send slots for a number; `await acquire(...)` returns when the slot is due."""
 
-    def __init__(self, redis: aioredis.Redis, headroom: float = 0.95,
+    def __init__(self, redis: aioredis.Redis, headroom: float = 0.9,
                  max_ahead: float = DEFAULT_MAX_AHEAD) -> None:
         self.redis = redis
         self.headroom = headroom

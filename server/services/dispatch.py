@@ -43,7 +43,8 @@ log = logging.getLogger("ywm.dispatch")
 
 LANE_SLICE_SECONDS = 2.0  # a lane yields its worker thread after this, for fairness
 PROGRESS_INTERVAL_MS = 500  # broadcast.progress at most 2/s per broadcast (API.md §7)
-HEARTBEAT_SECONDS = 30.0  # a lane that has not refreshed this long is presumed dead
+# A lane refreshes this on every commit; once it lapses the reconciler starts new lanes.
+HEARTBEAT_SECONDS = 10.0
 # Carrier error codes meaning "this handset cannot get texts" (CARRIERS.md §1.4, §3):
 # landline / invalid number / unreachable; retrying cannot help.
 UNDELIVERABLE_CODES = frozenset(("40001", "40008", "40310", "21211", "21214", "21614",
@@ -150,10 +151,11 @@ async def run_lane(deps: Deps, church_id: UUID | str, message_id: UUID | str) ->
         await bq.mark_sending(conn, message)
     dispatcher = dispatcher_for(deps)
     started, sent = time.monotonic(), 0
+    chunk = chunk_size(deps.settings, number)
     while time.monotonic() - started < LANE_SLICE_SECONDS:
         await _heartbeat(deps, message)
         async with deps.db.acquire() as conn:
-            rows = await rq.claim_recipients(conn, message, deps.settings.send_chunk_size,
+            rows = await rq.claim_recipients(conn, message, chunk,
                                              deps.settings.send_lease_seconds)
         if not rows:
             break
@@ -162,6 +164,15 @@ async def run_lane(deps: Deps, church_id: UUID | str, message_id: UUID | str) ->
     else:
         return LaneResult(0.0, sent)
     return await _after_chunks(deps, message, sent)
+
+
+def chunk_size(settings: Any, number: Row | None) -> int:
+    """Claim no more than the number can send in about one slice: claimed rows wait for
+    throttle slots under their lease, and a lease must not run out while they wait."""
+    if number is None:
+        return int(settings.send_chunk_size)
+    return max(1, min(int(settings.send_chunk_size),
+                      int(number["mps"] * settings.throttle_headroom * LANE_SLICE_SECONDS)))
 
 
 async def _after_chunks(deps: Deps, message: Row, sent: int) -> LaneResult:
@@ -191,7 +202,11 @@ async def _send_chunk(dispatcher: Dispatcher, message: Row, number: Row | None,
     settings = dispatcher.settings
     deps = dispatcher.deps
     provider = number["provider"] if number else "none"
-    recorder = Recorder(lambda batch: record_outcomes(deps, message, provider, batch))
+    async def flush(batch: list[dict[str, Any]]) -> None:
+        await record_outcomes(deps, message, provider, batch)
+        await _heartbeat(deps, message)
+
+    recorder = Recorder(flush)
     limit = asyncio.Semaphore(settings.send_concurrency)
     segments = max(1, segment_info(message["body"]).segments)
     sent = 0

@@ -62,7 +62,7 @@ async def test_cost_is_counted_in_segments(deps: Any) -> None:
     # cost ignored, all 8 texts = 32 segments would leave within one second).
     assert max_in_window(stamps, [4] * len(stamps)) <= 10 + 4
     gaps = [b - a for a, b in zip(sorted(stamps), sorted(stamps)[1:])]
-    assert min(gaps) >= 0.35  # 4 segments / (10 × 0.95 headroom) ≈ 0.42 s, less timer slack
+    assert min(gaps) >= 0.35  # 4 segments / (10 × 0.9 headroom) ≈ 0.44 s, less timer slack
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -1,0 +1,62 @@
+"""The reconciler: what makes a lost task or a killed worker only a delay.
+
+Huey delivers at most once (LIBRARIES.md §4d): a SIGKILLed worker loses the task it was
+running, and a flushed Redis loses every queued one. The truth is in PostgreSQL, so a
+periodic pass (one per interval cluster-wide, under a Redis lock with a TTL) looks for:
+
+- broadcasts with recipients overdue (queued/retrying past their time, or `sending` past
+  the lease) and no live dispatch lane (its heartbeat key lapsed) → start lanes again;
+- scheduled broadcasts that are due → resolve recipients, start lanes;
+- recurring messages that are due → one broadcast per occurrence (services/recurring.py).
+
+It returns what to enqueue; the worker task enqueues it (services never import tasks).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from db.queries import recipients as rq
+from server.deps import Deps
+from server.redis import dispatch_heartbeat_key
+from server.services import broadcasts, recurring
+from server.services.dispatch import HEARTBEAT_SECONDS
+
+log = logging.getLogger("ywm.reconcile")
+
+
+@dataclass
+class ReconcileReport:
+    restarted: list[tuple[str, str]] = field(default_factory=list)
+    scheduled: list[tuple[str, str]] = field(default_factory=list)
+    recurring: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def to_dispatch(self) -> list[tuple[str, str]]:
+        return self.restarted + self.scheduled + self.recurring
+
+
+async def restart_stalled(deps: Deps, grace_seconds: float) -> list[tuple[str, str]]:
+    """Broadcasts whose rows are overdue by `grace_seconds` and that no lane works on."""
+    async with deps.db.acquire() as conn:
+        overdue = await rq.list_overdue_broadcasts(conn, grace_seconds)
+    restarted = []
+    for row in overdue:
+        key = dispatch_heartbeat_key(row["church_id"], row["message_id"])
+        # SET NX claims the restart: two reconcilers (or a live lane) cannot double it.
+        if await deps.redis.set(key, "reconciler", ex=int(HEARTBEAT_SECONDS), nx=True):
+            restarted.append((str(row["church_id"]), str(row["message_id"])))
+    if restarted:
+        log.warning("restarting %d stalled broadcast(s)", len(restarted))
+    return restarted
+
+
+async def reconcile(deps: Deps, now: datetime | None = None) -> ReconcileReport:
+    """One pass; safe to run concurrently (each step locks or dedupes its own rows)."""
+    now = now or datetime.now(timezone.utc)
+    report = ReconcileReport()
+    report.restarted = await restart_stalled(deps, deps.settings.reconcile_interval_seconds)
+    report.scheduled = await broadcasts.start_due_scheduled(deps.db)
+    report.recurring = await recurring.run_due(deps, now)
+    return report

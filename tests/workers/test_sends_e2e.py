@@ -1,0 +1,125 @@
+"""End to end through real processes: `ywm web` + `ywm worker` + the carrier simulator.
+
+5,000 recipients reach `delivered`; with 3 workers a 20 MPS number never exceeds 20 texts in
+any one-second window at the carrier.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import tornado.httpclient
+import ujson
+
+from server import queue
+from server.carrier_sim import start_simulator
+from tests.workers import procs
+from tests.workers.bulk import seed_church, token_for
+from tests.workers.test_throttle import max_in_window
+
+
+class Stack:
+    """A web process, worker processes and the simulator, on loopback."""
+
+    def __init__(self, settings: Any, **worker_env: Any) -> None:
+        self.settings = settings
+        self.port = procs.free_port()
+        self.web_url = f"http://127.0.0.1:{self.port}"
+        self.worker_env = worker_env
+        self.workers: list[Any] = []
+        self.web: Any = None
+        self.sim: Any = None
+        self.http = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+
+    async def start(self, workers: int = 1, threads: int = 4, **sim_config: Any) -> None:
+        self.sim = await start_simulator(self.settings, callback_base=self.web_url,
+                                         **sim_config)
+        self.env = procs.service_env(self.settings, self.sim.url, self.web_url,
+                                     **self.worker_env)
+        self.web = procs.start_web(self.env, self.port)
+        for _ in range(workers):
+            self.add_worker(threads)
+
+    def add_worker(self, threads: int = 4) -> Any:
+        proc = procs.start_worker(self.env, threads)
+        self.workers.append(proc)
+        return proc
+
+    async def call(self, method: str, path: str, token: str, body: Any = None) -> Any:
+        response = await self.http.fetch(
+            self.web_url + "/api/v1" + path, method=method, raise_error=False,
+            body=None if body is None else ujson.dumps(body),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        return response.code, ujson.loads(response.body)
+
+    async def wait_for(self, token: str, message_id: str, done: Any, timeout: float
+                       ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            _, body = await self.call("GET", f"/messages/{message_id}", token)
+            if done(body["data"]) or time.monotonic() > deadline:
+                return body["data"]  # type: ignore[no-any-return]
+            await asyncio.sleep(0.5)
+
+    async def close(self) -> None:
+        for proc in self.workers:
+            procs.stop(proc)
+        if self.web is not None:
+            procs.stop(self.web)
+        if self.sim is not None:
+            await self.sim.stop()
+        self.http.close()
+
+
+@pytest.fixture
+def stack(deps: Any, settings: Any, io_loop: Any) -> Any:
+    queue.configure(settings)
+    made: list[Stack] = []
+
+    def make(**worker_env: Any) -> Stack:
+        made.append(Stack(settings, **worker_env))
+        return made[-1]
+    yield make
+    for one in made:
+        io_loop.run_sync(one.close, timeout=60)
+    queue.huey.flush()
+
+
+@pytest.mark.gen_test(timeout=240)
+async def test_5000_recipients_all_delivered(deps: Any, stack: Any) -> None:
+    church = seed_church(deps.settings, members=5000, opted_out=25, mps=5000)
+    system = stack()
+    # Status webhooks a little after the send answer, as real carriers do.
+    await system.start(workers=1, threads=4, status_delay_ms=300)
+    token = await token_for(deps, church)
+    code, body = await system.call("POST", "/messages", token, {
+        "body": "Service moved to 11am", "group_ids": [str(church.group_id)]})
+    assert code == 202 and body["data"]["recipient_count"] == 5000
+    final = await system.wait_for(token, body["data"]["id"],
+                                  lambda m: m["counts"]["delivered"] == 5000, 180)
+    assert final["counts"]["delivered"] == 5000, final["counts"]
+    assert final["status"] == "completed" and final["completed_at"]
+    received = system.sim.state.summary(limit=0)
+    assert received["count"] == 5000 and received["duplicates"]["count"] == 0
+    to = {m["to"] for m in system.sim.state.messages}
+    assert to == set(church.phones)  # opted-out members were never sent
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_mps_20_is_never_exceeded_with_three_workers(deps: Any, stack: Any) -> None:
+    church = seed_church(deps.settings, members=200, mps=20)
+    system = stack()
+    await system.start(workers=3, threads=2, status_webhooks=False)
+    token = await token_for(deps, church)
+    code, body = await system.call("POST", "/messages", token, {
+        "body": "Rate test", "group_ids": [str(church.group_id)]})
+    assert code == 202
+    final = await system.wait_for(token, body["data"]["id"],
+                                  lambda m: m["counts"]["sent"] == 200, 60)
+    assert final["counts"]["sent"] == 200
+    summary = system.sim.state.summary(limit=0)
+    assert max(summary["max_per_second"].values()) <= 20
+    stamps = [m["at"] for m in system.sim.state.messages]
+    assert len(stamps) == 200 and max_in_window(stamps) <= 20

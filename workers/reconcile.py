@@ -1,0 +1,79 @@
+"""The reconciler's schedule: a ticker thread in every consumer plus a Huey periodic task.
+
+Huey's periodic tasks tick once a minute per scheduling consumer (LIBRARIES.md §4c), too
+coarse to recover a killed broadcast quickly, so each consumer also runs a small ticker
+thread every `reconcile_interval_seconds`. Either way a pass runs only while holding the
+cluster-wide Redis lock `reconcile` (token + TTL, never without expiry); the lock is left
+to expire rather than released, so passes are spaced one interval apart cluster-wide
+however many consumers tick.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from huey import crontab
+
+from server.deps import Deps
+from server.queue import huey
+from server.queue import settings as queue_settings
+from server.redis import connect_sync, sync_lock
+from server.services import reconcile
+from workers.runtime import run
+from workers.sends import start_dispatch
+
+log = logging.getLogger("ywm.workers.reconcile")
+
+_ticker_started = threading.Event()
+_ticker_stop = threading.Event()
+
+
+def tick() -> int:
+    """One reconcile pass if this process wins the interval's lock; lanes enqueued."""
+    settings = queue_settings()
+    client = connect_sync(settings.redis_url)
+    try:
+        lock = sync_lock(client, "reconcile", max(1.0, settings.reconcile_interval_seconds * 0.9))
+        if not lock.acquire():
+            return 0
+
+        async def _pass(deps: Deps) -> reconcile.ReconcileReport:
+            return await reconcile.reconcile(deps)
+        report = run(_pass)
+    finally:
+        client.close()
+    for church_id, message_id in report.to_dispatch:
+        start_dispatch(church_id, message_id)
+    return len(report.to_dispatch)
+
+
+@huey.periodic_task(crontab(minute="*"), name="reconcile.tick")
+def reconcile_periodic() -> int:
+    return tick()
+
+
+def _ticker() -> None:
+    interval = queue_settings().reconcile_interval_seconds
+    while True:
+        try:
+            tick()
+        except Exception:  # noqa: BLE001 - keep ticking; the next pass retries
+            log.exception("reconcile pass failed")
+        _ticker_stop.wait(interval)
+        if _ticker_stop.is_set():
+            return
+
+
+
+@huey.on_startup()
+def start_ticker() -> None:
+    """Start this process's ticker once (the hook runs in every worker thread)."""
+    if _ticker_started.is_set():
+        return
+    _ticker_started.set()
+    threading.Thread(target=_ticker, name="ywm-reconcile", daemon=True).start()
+
+
+@huey.on_shutdown()
+def stop_ticker() -> None:
+    _ticker_stop.set()

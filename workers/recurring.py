@@ -1,0 +1,36 @@
+"""Recurring messages on the minute: a Huey periodic task under the `recurring` lock.
+
+The reconciler's ticker (workers/reconcile.py) also runs due occurrences every few
+seconds; this minute task is the same pass on Huey's own schedule. Exactly-once per
+occurrence does not depend on either lock: it is the `recurring_runs` primary key.
+"""
+from __future__ import annotations
+
+from huey import crontab
+
+from server.deps import Deps
+from server.queue import huey
+from server.queue import settings as queue_settings
+from server.redis import connect_sync, sync_lock
+from server.services import recurring
+from workers.runtime import run
+from workers.sends import start_dispatch
+
+LOCK_TTL_SECONDS = 50.0  # under a minute: the next minute's run can always take it
+
+
+@huey.periodic_task(crontab(minute="*"), name="recurring.tick")
+def recurring_tick() -> int:
+    client = connect_sync(queue_settings().redis_url)
+    try:
+        if not sync_lock(client, "recurring", LOCK_TTL_SECONDS).acquire():
+            return 0
+
+        async def _due(deps: Deps) -> list[tuple[str, str]]:
+            return await recurring.run_due(deps)
+        started = run(_due)
+    finally:
+        client.close()
+    for church_id, message_id in started:
+        start_dispatch(church_id, message_id)
+    return len(started)
