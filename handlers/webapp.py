@@ -69,7 +69,8 @@ class StaticAssetHandler(tornado.web.StaticFileHandler):
         self.deps = deps
         self.current = False
 
-    async def get(self, version: str, path: str, include_body: bool = True) -> None:  # type: ignore[override]
+    async def get(  # type: ignore[override]
+            self, version: str, path: str, include_body: bool = True) -> None:
         self.current = version == asset_version()
         await super().get(path, include_body)
 
