@@ -7,6 +7,7 @@ from handlers import auth, church, docs, health, messages, metrics, stream, user
 from handlers import telnyx, twilio
 from handlers import admin_cache, groups, members, numbers
 from handlers import conversations
+from handlers import recurring
 
 API = r"/api/v1"
 
@@ -46,6 +47,8 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         (API + r"/messages/([^/]+)", messages.MessageHandler),
         (API + r"/messages/([^/]+)/recipients", messages.MessageRecipientsHandler),
         (API + r"/messages/([^/]+)/cancel", messages.MessageCancelHandler),
+        (API + r"/recurring-messages", recurring.RecurringListHandler),
+        (API + r"/recurring-messages/([^/]+)", recurring.RecurringHandler),
         (API + r"/openapi.json", docs.OpenApiHandler),
         (API + r"/docs/?", docs.DocsHandler),
         (API + r"/docs/init.js", docs.DocsInitHandler),

@@ -1,0 +1,39 @@
+"""Recurring messages (API.md §5): list, create, read, update, delete."""
+from __future__ import annotations
+
+from handlers.base import ApiHandler
+from server.services import recurring
+from server.services.member_views import parse_limit, parse_uuid
+
+
+class RecurringListHandler(ApiHandler):
+    async def get(self) -> None:
+        actor = self.require_role("staff")
+        items, next_cursor = await recurring.list_all(
+            self.deps.db, actor.church_id, parse_limit(self.query_arg("limit")),
+            self.query_arg("cursor"))
+        self.write_data(items, {"next_cursor": next_cursor})
+
+    async def post(self) -> None:
+        actor = self.require_role("admin")
+        body = self.json_body("RecurringCreate")
+        self.write_data(await recurring.create(self.deps.db, actor.church_id, actor.user_id,
+                                               body), status=201)
+
+
+class RecurringHandler(ApiHandler):
+    async def get(self, recurring_id: str) -> None:
+        actor = self.require_role("staff")
+        self.write_data(await recurring.get(self.deps.db, actor.church_id,
+                                            parse_uuid(recurring_id)))
+
+    async def patch(self, recurring_id: str) -> None:
+        actor = self.require_role("admin")
+        changes = self.json_body("RecurringUpdate")
+        self.write_data(await recurring.update(self.deps.db, actor.church_id,
+                                               parse_uuid(recurring_id), changes))
+
+    async def delete(self, recurring_id: str) -> None:
+        actor = self.require_role("admin")
+        await recurring.delete(self.deps.db, actor.church_id, parse_uuid(recurring_id))
+        self.write_no_content()
