@@ -53,7 +53,8 @@ class PrivateRedis:
 
     def _answers(self) -> bool:
         try:
-            return bool(redis.Redis(port=self.port, socket_timeout=0.5).ping())
+            with redis.Redis(port=self.port, socket_timeout=0.5) as client:
+                return bool(client.ping())
         except redis.RedisError:
             return False
 

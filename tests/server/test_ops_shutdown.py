@@ -1,15 +1,20 @@
 """Real `ywm web` processes: SIGTERM lets a slow in-flight request finish with 200 while
-new connections are refused; two processes on one port (SO_REUSEPORT) are summed by
-/metrics."""
+new connections are refused, and closes live streams with 1001; two processes on one port
+(SO_REUSEPORT) are summed by /metrics."""
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import threading
 import time
+import urllib.request
 
 import pytest
 import redis
+import tornado.httpclient
+import tornado.websocket
+import ujson
 
 from tests.server.ops_support import (PrivateRedis, answers, free_port, get, refuses,
                                       start_web, wait_until, web_env)
@@ -38,7 +43,8 @@ def test_sigterm_finishes_in_flight_request_and_refuses_new_ones(settings, priva
         assert wait_until(lambda: answers(port)), "ywm web did not start"
         # Hold every Redis command for a while: GET /metrics is then a slow request
         # that is in flight when SIGTERM arrives.
-        redis.Redis(port=private_redis.port).execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
+        with redis.Redis(port=private_redis.port) as client:
+            client.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
         result: dict = {}
         request = threading.Thread(target=lambda: result.update(
             zip(("status", "body"), get(port, "/metrics"))))
@@ -77,3 +83,40 @@ def test_metrics_sum_two_processes_on_one_port(settings, private_redis):
     finally:
         for proc in procs:
             _stop(proc)
+
+
+def _register(port: int) -> str:
+    body = ujson.dumps({"church_name": "Drain Church", "email": "drain@example.org",
+                        "password": "a-long-password-1", "name": "Drain Owner"}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/register",
+                                     data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return ujson.loads(response.read())["data"]["access_token"]
+
+
+async def _close_code_after_sigterm(port: int, token: str, proc) -> int | None:
+    request = tornado.httpclient.HTTPRequest(
+        f"ws://127.0.0.1:{port}/api/v1/stream", headers={"Authorization": f"Bearer {token}"})
+    socket = await tornado.websocket.websocket_connect(request)
+    hello = ujson.loads(await socket.read_message())
+    assert hello["type"] == "hello"
+    proc.send_signal(signal.SIGTERM)
+    try:
+        while await socket.read_message() is not None:
+            pass  # frames sent before the close, if any
+        return socket.close_code
+    finally:
+        socket.close()
+
+
+def test_sigterm_closes_live_streams_with_going_away(settings, clean, private_redis):
+    port = free_port()
+    proc = start_web(web_env(settings, REDIS_URL=private_redis.url), port)
+    try:
+        assert wait_until(lambda: answers(port)), "ywm web did not start"
+        token = _register(port)
+        assert asyncio.run(_close_code_after_sigterm(port, token, proc)) == 1001
+        assert proc.wait(timeout=30) == 0
+    finally:
+        _stop(proc)

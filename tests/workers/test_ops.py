@@ -41,8 +41,8 @@ def test_worker_process_runs_an_enqueued_task(settings, test_queue):
     proc = subprocess.Popen([sys.executable, "-m", "server", "worker", "-w", "2", "-n"],
                             env=_env(settings), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
         deadline = time.monotonic() + 30
         value = None
         while value is None and time.monotonic() < deadline and proc.poll() is None:
@@ -50,6 +50,7 @@ def test_worker_process_runs_an_enqueued_task(settings, test_queue):
             time.sleep(0.1)
         assert value is not None and value.startswith("pong "), proc.stdout.read1()
     finally:
+        client.close()
         proc.send_signal(signal.SIGINT)  # graceful: finish running tasks, then exit
         output = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, output
