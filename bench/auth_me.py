@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     hello_url = f"http://127.0.0.1:{hello_port}/"
     procs = _start_targets(settings, args.processes, web_port, hello_port)
     results: dict[str, list[dict[str, Any]]] = {"hello": [], "auth_me": []}
+    load_before = os.getloadavg()[0]
     try:
         _wait(me_url, tokens[0])
         _wait(hello_url)
@@ -174,11 +175,15 @@ def main(argv: list[str] | None = None) -> int:
                                               args.threads, tokens_file))
     finally:
         _stop(procs)
+    # Other work on the machine skews absolute numbers: report the load around the run.
+    load = (round(load_before, 2), round(os.getloadavg()[0], 2))
     report = {"processes": args.processes, "connections": args.connections,
-              "seconds": args.seconds, "log_level": base.log_level, "results": results}
+              "seconds": args.seconds, "log_level": base.log_level, "load_1m": load,
+              "results": results}
     (VAR / "auth_me.json").write_text(json.dumps(report, indent=2))
     print(f"\n{args.processes} web processes on one port, wrk -t{args.threads} "
-          f"-c{args.connections} -d{args.seconds}s, log level {base.log_level}\n")
+          f"-c{args.connections} -d{args.seconds}s, log level {base.log_level}, "
+          f"1-minute load {load[0]} before / {load[1]} after\n")
     print("| target | requests/s | p50 ms | p99 ms | non-2xx | socket errors |")
     print("|---|---|---|---|---|---|")
     for n in range(args.rounds):

@@ -1,8 +1,7 @@
 """Operational tasks: a ping that proves the queue and the worker runtime work, and the
-daily partition upkeep."""
+partition upkeep every six hours."""
 from __future__ import annotations
 
-import logging
 import time
 
 from huey import crontab
@@ -13,8 +12,6 @@ from server.queue import huey
 from server.queue import settings as queue_settings
 from server.redis import connect_sync, ping_key, sync_lock
 from workers.runtime import run
-
-log = logging.getLogger("ywm.workers.ops")
 
 PING_TTL_SECONDS = 300  # long enough to read it back, short enough to need no cleanup
 # Upkeep takes well under a second; the lock only has to outlive one run.
