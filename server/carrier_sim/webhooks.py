@@ -14,11 +14,10 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import tornado.httpclient
 import ujson
 
-from server.carriers import signatures
 from server.carrier_sim.state import SimState, now
+from server.carriers import keepalive, signatures
 
 log = logging.getLogger("ywm.carrier_sim")
 
@@ -40,7 +39,7 @@ class WebhookSender:
         self._key = telnyx_private_key
         self._sid = twilio_sid
         self._token = twilio_token
-        self._http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=64)
+        self._http = keepalive.KeepAliveClient()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Any) -> None:
@@ -139,9 +138,9 @@ class WebhookSender:
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
         timeout = self.state.config.webhook_timeout
         try:
-            response = await self._http.fetch(
-                url, method="POST", body=body, headers=headers, raise_error=False,
-                connect_timeout=timeout, request_timeout=timeout)
-        except (OSError, tornado.httpclient.HTTPClientError) as exc:
+            response = await self._http.request("POST", url, body, headers,
+                                                connect_timeout=timeout,
+                                                request_timeout=timeout, resend_stale=True)
+        except (OSError, keepalive.ConnectTimeout, keepalive.RequestTimeout) as exc:
             return 599, type(exc).__name__
-        return response.code, (response.body or b"")[:2000].decode("utf-8", "replace")
+        return response.status, response.body[:2000].decode("utf-8", "replace")

@@ -7,15 +7,15 @@ only status codes, carrier error codes and titles do.
 """
 from __future__ import annotations
 
+import base64
 import email.utils
 import logging
 import time
 from typing import Any, Mapping
 
-import tornado.httpclient
-import tornado.simple_httpclient
 import ujson
 
+from server.carriers import keepalive
 from server.carriers.base import SendResult
 
 log = logging.getLogger("ywm.carriers")
@@ -26,26 +26,30 @@ MAX_CLIENTS = 50        # concurrent requests per client instance (the sender bo
 RETRYABLE_STATUSES = frozenset((408, 409, 425, 429))  # plus every 5xx (telnyx-python's set)
 
 
-def new_http_client(max_clients: int = MAX_CLIENTS) -> tornado.httpclient.AsyncHTTPClient:
-    """A private client instance, so closing one carrier client never closes another's."""
-    return tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=max_clients)
+def new_http_client(max_clients: int = MAX_CLIENTS) -> keepalive.KeepAliveClient:
+    """A private connection pool, so closing one carrier client never closes another's."""
+    return keepalive.KeepAliveClient(max_per_host=max_clients)
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait from `retry-after-ms`, `Retry-After` (seconds or HTTP date) or
     Telnyx's `x-ratelimit-reset`, in that order; None when no header says."""
+    headers = {name.lower(): value for name, value in headers.items()}
     value = headers.get("retry-after-ms")
     if value:
         try:
             return max(0.0, float(value) / 1000)
         except ValueError:
             pass
-    value = headers.get("Retry-After")
+    value = headers.get("retry-after")
     if value:
         try:
             return max(0.0, float(value))
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if value else None
+            try:
+                parsed = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                parsed = None
             if parsed is not None:
                 return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
     value = headers.get("x-ratelimit-reset")
@@ -64,30 +68,32 @@ def parse_json(body: bytes | None) -> Any:
         return None
 
 
-async def post(http: tornado.httpclient.AsyncHTTPClient, url: str, *, body: str | bytes,
+async def post(http: keepalive.KeepAliveClient, url: str, *, body: str | bytes,
                headers: dict[str, str], connect_timeout: float, request_timeout: float,
                auth: tuple[str, str] | None = None
-               ) -> tuple[tornado.httpclient.HTTPResponse | None, SendResult | None]:
+               ) -> tuple[keepalive.Response | None, SendResult | None]:
     """POST once. Returns the response, or a retryable SendResult when there was none."""
-    request = tornado.httpclient.HTTPRequest(
-        url, method="POST", body=body, headers=headers, connect_timeout=connect_timeout,
-        request_timeout=request_timeout, follow_redirects=False,
-        auth_username=auth[0] if auth else None, auth_password=auth[1] if auth else None)
+    headers = dict(headers)
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    raw = body.encode() if isinstance(body, str) else body
     try:
-        response = await http.fetch(request, raise_error=False)
-    except tornado.simple_httpclient.HTTPTimeoutError as exc:
-        # The carrier may have accepted it: the sender's retry can duplicate, which the
-        # carriers' own dedupe cannot prevent; the backoff keeps that rare.
-        log.warning("carrier request timed out: %s", exc)
+        response = await http.request("POST", url, raw, headers,
+                                      connect_timeout=connect_timeout,
+                                      request_timeout=request_timeout)
+    except keepalive.RequestTimeout:
+        # The carrier may have accepted it: the sender's retry can then duplicate, which
+        # nothing on our side can rule out; the backoff keeps it rare.
+        log.warning("carrier request timed out")
         return None, SendResult("retryable", error_code="timeout", error="timeout")
-    except (OSError, tornado.httpclient.HTTPClientError) as exc:
-        # Connection refused/reset, DNS, TLS: the message may be retried safely.
+    except keepalive.ConnectTimeout:
+        log.warning("carrier connect timed out")
+        return None, SendResult("retryable", error_code="network", error="connect timeout")
+    except OSError as exc:
+        # Refused/reset/DNS/TLS, or a pooled connection closed under us: safe to retry.
         log.warning("carrier unreachable: %s", type(exc).__name__)
         return None, SendResult("retryable", error_code="network", error=type(exc).__name__)
-    if response.code == 599:  # Tornado's code for timeouts and dropped connections
-        reason = type(response.error).__name__ if response.error else "timeout"
-        log.warning("carrier request failed: %s", reason)
-        return None, SendResult("retryable", error_code="timeout", error=reason)
     return response, None
 
 

@@ -52,7 +52,7 @@ class TelnyxClient:
         if failed is not None:
             return failed
         assert response is not None
-        return classify(response.code, http.parse_json(response.body), response.headers)
+        return classify(response.status, http.parse_json(response.body), response.headers)
 
     async def close(self) -> None:
         self._http.close()
