@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -11,11 +12,16 @@ from server.carriers import keepalive
 from server.carriers.http import retry_after_seconds
 
 CONNECTIONS: set[int] = set()
+_numbers = itertools.count()
 
 
 class Echo(tornado.web.RequestHandler):
     async def post(self, mode: str) -> None:
-        CONNECTIONS.add(id(self.request.connection.stream))  # type: ignore[attr-defined]
+        # Number each stream once (ids of freed objects are reused, so not id()).
+        stream: Any = self.request.connection.stream  # type: ignore[attr-defined]
+        if not hasattr(stream, "test_number"):
+            stream.test_number = next(_numbers)
+        CONNECTIONS.add(stream.test_number)
         if mode == "chunked":
             self.write(b"part1-")
             await self.flush()
