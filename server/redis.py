@@ -12,8 +12,18 @@ import redis
 import redis.asyncio as aioredis
 
 
+# redis-py 8's default async pool holds at most 100 connections and RAISES beyond that
+# (MaxConnectionsError → 500s); a burst such as thousands of stream sockets reconnecting
+# after a restart exceeds it. A blocking pool makes the burst wait for a connection.
+ASYNC_POOL_MAX = 200
+ASYNC_POOL_WAIT_SECONDS = 10
+
+
 def connect_async(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, decode_responses=True, health_check_interval=30,
+        max_connections=ASYNC_POOL_MAX, timeout=ASYNC_POOL_WAIT_SECONDS)
+    return aioredis.Redis.from_pool(pool)
 
 
 def connect_sync(url: str) -> redis.Redis:
