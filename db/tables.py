@@ -142,6 +142,8 @@ group_memberships = sa.Table(
     sa.ForeignKeyConstraint(["church_id", "member_id"], ["members.church_id", "members.id"],
                             ondelete="CASCADE"),
     sa.Index(None, "church_id", "member_id"),
+    # GET /groups/{id}/members pages newest-joined first without sorting the whole group.
+    sa.Index(None, "church_id", "group_id", "created_at", "member_id"),
 )
 
 numbers = sa.Table(
