@@ -43,8 +43,9 @@ def start_worker(env: dict[str, str], threads: int = 4, periodic: bool = False
     args = [sys.executable, "-m", "server", "worker", "-w", str(threads)]
     if not periodic:
         args.append("-n")
+    # stderr is not read while running (a busy worker could fill a pipe and block).
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
@@ -67,6 +68,13 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
+    _close_pipes(proc)
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 20) -> None:
@@ -76,3 +84,4 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill(proc)
+    _close_pipes(proc)
