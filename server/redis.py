@@ -96,6 +96,11 @@ def queue_stats_key() -> str:
     return global_key("queue", "stats")
 
 
+def queue_running_key() -> str:
+    """Sorted set of running task ids (score: expiry), for the admin queues view."""
+    return global_key("queue", "running")
+
+
 def sync_lock(client: redis.Redis, name: str, ttl_seconds: float) -> Any:
     """A redis-py Lock with a token and a TTL: a crashed holder cannot keep it forever."""
     return client.lock(lock_key(name), timeout=ttl_seconds, blocking=False)
