@@ -105,6 +105,7 @@ async def _seed(database_url: str, redis_url: str, churches: int
                 "church_id": church["id"], "phone": phone, "provider": "telnyx",
                 "messaging_profile_id": None, "mps": 10, "provider_handles_opt_out": False,
                 "status": "linked"})
+        assert user is not None
         pair = await create_session(client, settings, church["id"], user["id"], "owner")
         tokens.append(pair.access_token)
         phones.append(phone)

@@ -189,7 +189,7 @@ async def send_reply(db: Database, redis: aioredis.Redis, settings: Settings, ac
     """
     try:
         return await _send_reply(db, redis, settings, actor, conversation_id, payload,
-                                idempotency_key)
+                                 idempotency_key)
     except _Replay:
         earlier = await _replayed(db, actor, idempotency_key or "",
                                   reply_hash(conversation_id, payload))

@@ -230,7 +230,7 @@ async def test_slow_consumer_is_closed_and_can_resume(api: Any, base_url: str, d
     frames = []
     while (frame := await read_frame(ws, 10)) is not None:
         frames.append(frame)
-    assert ws.close_code == 1008 and ws.close_reason == "slow consumer", (len(frames), ws.close_code)
+    assert (ws.close_code, ws.close_reason) == (1008, "slow consumer"), len(frames)
     last = frames[-1]["id"]
     monkeypatch.setattr(realtime, "MAX_PENDING_FRAMES", 1000)
     ws = await open_stream(api, base_url, owner["access_token"], last_event_id=last)

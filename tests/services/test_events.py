@@ -33,8 +33,8 @@ async def test_ids_increase_per_church_and_are_independent(deps: Any) -> None:
     assert first["created_at"].endswith("Z")
     async with deps.db.acquire() as conn:
         rows = await q.events_after(conn, a, 0, 100)
-    assert [(r["id"], r["type"]) for r in rows] == [(1, "conversation.updated"),
-                                                   (2, "member.opted_out")]
+    assert [(r["id"], r["type"]) for r in rows] == [
+        (1, "conversation.updated"), (2, "member.opted_out")]
 
 
 @pytest.mark.gen_test
