@@ -7,7 +7,7 @@ from handlers import auth, church, docs, health, messages, metrics, stream, user
 from handlers import telnyx, twilio
 from handlers import admin_cache, groups, members, numbers
 from handlers import conversations
-from handlers import recurring
+from handlers import admin_queues, recurring
 
 API = r"/api/v1"
 
@@ -43,6 +43,10 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         (API + r"/numbers", numbers.NumbersHandler),
         (API + r"/numbers/([^/]+)", numbers.NumberHandler),
         (API + r"/admin/cache", admin_cache.AdminCacheHandler),
+        (API + r"/admin/queues", admin_queues.AdminQueuesHandler),
+        (API + r"/admin/dead-letters", admin_queues.AdminDeadLettersHandler),
+        (API + r"/admin/dead-letters/([^/]+)/requeue",
+         admin_queues.AdminDeadLetterRequeueHandler),
         (API + r"/messages", messages.MessagesHandler),
         (API + r"/messages/([^/]+)", messages.MessageHandler),
         (API + r"/messages/([^/]+)/recipients", messages.MessageRecipientsHandler),

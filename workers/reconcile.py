@@ -19,6 +19,7 @@ from server.queue import huey
 from server.queue import settings as queue_settings
 from server.redis import connect_sync, sync_lock
 from server.services import reconcile
+from workers import queue_stats  # noqa: F401  (registers the queue counters)
 from workers.runtime import run
 from workers.sends import start_dispatch
 

@@ -81,6 +81,9 @@ _SET_COUNT_COST = (
 
 _GET = sa.select(*MESSAGE_COLUMNS).where(M.church_id == sa.bindparam("church_id"),
                                          M.id == sa.bindparam("id"))
+_GET_AT = sa.select(*MESSAGE_COLUMNS).where(M.church_id == sa.bindparam("church_id"),
+                                            M.id == sa.bindparam("id"),
+                                            M.created_at == sa.bindparam("created_at"))
 _LIST_FIRST = (sa.select(*MESSAGE_COLUMNS).where(M.church_id == sa.bindparam("church_id"))
                .order_by(M.created_at.desc(), M.id.desc()).limit(sa.bindparam("limit")))
 _LIST_AFTER = (sa.select(*MESSAGE_COLUMNS)
@@ -105,6 +108,14 @@ UPDATE messages SET status = 'completed', completed_at = now()
                       AND r.status IN ('queued', 'sending', 'retrying'))
 RETURNING completed_at
 """)
+
+# A requeued dead letter puts a finished broadcast back to work.
+_REOPEN = (sa.update(messages)
+           .where(M.church_id == sa.bindparam("church_id"), M.id == sa.bindparam("id"),
+                  M.created_at == sa.bindparam("created_at"),
+                  M.status.in_(("queued", "sending", "completed")))
+           .values(status="sending", completed_at=None)
+           .returning(M.status))
 
 _CANCEL = (sa.update(messages)
            .where(M.church_id == sa.bindparam("church_id"), M.id == sa.bindparam("id"),
@@ -215,6 +226,17 @@ async def mark_sending(conn: Connection, message: Row) -> None:
 async def complete_if_done(conn: Connection, message: Row) -> bool:
     """Mark the broadcast completed when no recipient still needs work."""
     return await conn.fetch_one(_COMPLETE_IF_DONE, _key(message)) is not None
+
+
+async def reopen_message(conn: Connection, message: Row) -> bool:
+    return await conn.fetch_one(_REOPEN, _key(message)) is not None
+
+
+async def get_message_at(conn: Connection, church_id: UUID, message_id: UUID,
+                         created_at: datetime) -> Row | None:
+    """One broadcast by its full key (partition pruned by created_at)."""
+    return await conn.fetch_one(_GET_AT, {"church_id": church_id, "id": message_id,
+                                          "created_at": created_at})
 
 
 async def cancel_message(conn: Connection, message: Row) -> bool:

@@ -1,0 +1,46 @@
+"""Operator routes (API.md §10): GET /admin/queues, GET /admin/dead-letters,
+POST /admin/dead-letters/{id}/requeue. The ADMIN_TOKEN bearer opens them; no tenant
+credential does."""
+from __future__ import annotations
+
+import logging
+
+from handlers.base import ApiHandler
+from server import queue
+from server.services import queue_admin
+from server.services.member_views import parse_limit, parse_uuid
+from workers import sends
+
+log = logging.getLogger("ywm.handlers.admin_queues")
+
+
+class AdminQueuesHandler(ApiHandler):
+    auth = "admin"
+    rate_limit = None  # operator route: no tenant bucket to charge
+
+    async def get(self) -> None:
+        self.write_data(await queue_admin.overview(self.deps.db, self.deps.redis))
+
+
+class AdminDeadLettersHandler(ApiHandler):
+    auth = "admin"
+    rate_limit = None
+
+    async def get(self) -> None:
+        items, next_cursor = await queue_admin.list_dead_letters(
+            self.deps.db, parse_limit(self.query_arg("limit")), self.query_arg("cursor"))
+        self.write_data(items, {"next_cursor": next_cursor})
+
+
+class AdminDeadLetterRequeueHandler(ApiHandler):
+    auth = "admin"
+    rate_limit = None
+
+    async def post(self, dead_letter_id: str) -> None:
+        item, dispatch = await queue_admin.requeue(self.deps.db, parse_uuid(dead_letter_id))
+        for church_id, message_id in dispatch:
+            try:
+                await queue.enqueue(sends.start_dispatch, church_id, message_id)
+            except Exception:  # noqa: BLE001 - durable already; the reconciler starts it
+                log.warning("dispatch enqueue failed", exc_info=True)
+        self.write_data(item)

@@ -1,0 +1,115 @@
+"""Operator views of the queues: Huey's task queue and the durable outbox, dead letters.
+
+Huey's view comes from its Redis storage (pending list, schedule) plus counters our task
+signals keep (workers/reconcile.py): processed, failed, and a set of running task ids
+with an expiry, so a SIGKILLed worker's tasks stop counting as in flight on their own.
+The outbox view comes from PostgreSQL, which is the truth for sends.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import redis.asyncio as aioredis
+import ujson
+
+from db.engine import Database
+from db.queries import broadcasts as bq
+from db.queries import dead_letters as dq
+from db.queries import recipients as rq
+from server import queue
+from server.errors import Conflict, NotFound
+from server.redis import queue_running_key, queue_stats_key
+from server.services.member_views import decode_cursor, iso, page
+
+RUNNING_TTL_SECONDS = 900  # longer than any task runs; a killed worker's entries lapse
+
+
+def _huey_snapshot(limit: int = 10_000) -> tuple[dict[str, int], dict[str, int],
+                                                 dict[str, int]]:
+    """Pending, scheduled and retry-scheduled counts per task name (blocking Redis)."""
+    pending: dict[str, int] = {}
+    scheduled: dict[str, int] = {}
+    retrying: dict[str, int] = {}
+    for task in queue.huey.pending(limit):
+        pending[task.name] = pending.get(task.name, 0) + 1
+    for task in queue.huey.scheduled(limit):
+        scheduled[task.name] = scheduled.get(task.name, 0) + 1
+        if task.retries < task.default_retries:  # re-scheduled after a failed run
+            retrying[task.name] = retrying.get(task.name, 0) + 1
+    return pending, scheduled, retrying
+
+
+async def _counters(redis: aioredis.Redis) -> tuple[dict[str, int], dict[str, int]]:
+    stats = await redis.hgetall(queue_stats_key())
+    await redis.zremrangebyscore(queue_running_key(), "-inf", time.time())
+    running: dict[str, int] = {}
+    for member in await redis.zrange(queue_running_key(), 0, -1):
+        name = member.split("|", 1)[-1]
+        running[name] = running.get(name, 0) + 1
+    return {k: int(v) for k, v in stats.items()}, running
+
+
+async def overview(db: Database, redis: aioredis.Redis) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    pending, scheduled, retrying = await loop.run_in_executor(None, _huey_snapshot)
+    stats, running = await _counters(redis)
+    names = set(pending) | set(scheduled) | set(running) | {
+        key.rsplit(":", 1)[0] for key in stats}
+    names |= set(queue.huey._registry._registry)  # every known task, even if idle
+    tasks = [{"name": name, "pending": pending.get(name, 0),
+              "scheduled": scheduled.get(name, 0), "in_flight": running.get(name, 0),
+              "retrying": retrying.get(name, 0),
+              "processed": stats.get(f"{name}:processed", 0),
+              "failed": stats.get(f"{name}:failed", 0)} for name in sorted(names)]
+    async with db.acquire() as conn:
+        outbox = await rq.pending_totals(conn)
+        dead = await dq.count_by_kind(conn)
+    return {"tasks": tasks,
+            "outbox": {"queued": outbox.get("queued", 0), "sending": outbox.get("sending", 0),
+                       "retrying": outbox.get("retrying", 0),
+                       "dead_lettered": sum(dead.values())},
+            "dead_letters": dead}
+
+
+def dead_letter_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(row["id"]), "church_id": str(row["church_id"]), "kind": row["kind"],
+            "ref": row["ref"], "error": row["error"], "created_at": iso(row["created_at"]),
+            "requeued_at": iso(row["requeued_at"])}
+
+
+async def list_dead_letters(db: Database, limit: int, cursor: str | None
+                            ) -> tuple[list[dict[str, Any]], str | None]:
+    async with db.acquire() as conn:
+        rows = await dq.list_dead_letters(conn, limit + 1, decode_cursor(cursor))
+    rows, next_cursor = page(rows, limit)
+    return [dead_letter_view(r) for r in rows], next_cursor
+
+
+async def requeue(db: Database, dead_letter_id: UUID | None) -> tuple[dict[str, Any],
+                                                                      list[tuple[str, str]]]:
+    """Put a dead letter's work back in the outbox; returns it and what to dispatch."""
+    async with db.transaction() as conn:
+        row = await dq.get_dead_letter_for_update(conn, dead_letter_id) \
+            if dead_letter_id else None
+        if row is None:
+            raise NotFound("No such dead letter.")
+        if row["requeued_at"] is not None:
+            raise Conflict("This dead letter was already requeued.")
+        if row["kind"] != "broadcast_recipient":
+            raise Conflict(f"Dead letters of kind {row['kind']} cannot be requeued here.")
+        ref = row["ref"] if isinstance(row["ref"], dict) else ujson.loads(row["ref"])
+        message_id, created_at = UUID(ref["message_id"]), datetime.fromisoformat(
+            ref["created_at"])
+        message = await bq.get_message_at(conn, row["church_id"], message_id, created_at)
+        if message is None or not await bq.reopen_message(conn, message):
+            raise Conflict("Its broadcast was canceled or no longer exists.")
+        if not await rq.requeue_recipient(conn, row["church_id"], message_id, created_at,
+                                          UUID(ref["member_id"])):
+            raise Conflict("The recipient is no longer failed.")
+        requeued_at = await dq.mark_requeued(conn, row["church_id"], row["id"])
+    view = dead_letter_view({**row, "requeued_at": requeued_at})
+    return view, [(str(row["church_id"]), str(message_id))]
