@@ -11,6 +11,9 @@ import {counterText, segmentInfo} from "./segments.js";
 const CENTS_PER_SEGMENT = 0.79;
 const COUNT_KEYS = ["queued", "sending", "sent", "delivered", "failed", "undeliverable", "canceled"];
 const FINISHED = ["sent", "delivered", "failed", "undeliverable", "canceled"];
+const SETTLE_MS = 1500;
+const POLL_MS = 4000;
+const POLL_FOR_MS = 10 * 60 * 1000;
 
 export function mount(main, ctx) {
   let current = null;
@@ -177,7 +180,9 @@ function progressView(main, ctx, id) {
   function render() {
     const c = message.counts || {};
     const total = message.recipient_count || COUNT_KEYS.reduce((s, k) => s + (c[k] || 0), 0);
-    fill(head, h("h1", {}, message.status === "scheduled" ? "Scheduled send" : "Sending to a group"),
+    const heading = message.status === "scheduled" ? "Scheduled send"
+      : message.completed_at || message.status === "canceled" ? "Sent to a group" : "Sending to a group";
+    fill(head, h("h1", {}, heading),
       h("p", {}, `“${message.body}”`),
       h("p.muted", {}, `${statusWord(message.status)} · ${plural(total, "recipient")} · ${plural(message.segments || 1, "segment")} each`,
         message.scheduled_at ? ` · scheduled ${dateTime(message.scheduled_at)}` : "",
@@ -211,7 +216,9 @@ function progressView(main, ctx, id) {
 
   async function load() {
     try {
+      const before = message && JSON.stringify(message.counts);
       message = (await api.get(`/messages/${id}`)).data;
+      if (before !== JSON.stringify(message.counts)) lastChange = Date.now();
       if (!closed) { render(); loadFailed(); }
     } catch (err) {
       error.show(err.message);
@@ -225,10 +232,32 @@ function progressView(main, ctx, id) {
     await busy(cancel, error, async () => { await api.post(`/messages/${id}/cancel`, {}); await load(); });
   });
 
+  // Progress events are throttled (2/s) and may skip the last change, so a short quiet
+  // after an event, and a slow poll while texts still await their receipts, re-read the
+  // counts by REST.
+  let settleTimer = null;
+  let pollTimer = null;
+  let lastChange = Date.now();
+  function settleSoon() {
+    clearTimeout(settleTimer);
+    settleTimer = setTimeout(load, SETTLE_MS);
+  }
+  function pending(m) {
+    const c = m.counts || {};
+    return (c.queued || 0) + (c.sending || 0) + (c.sent || 0) > 0 && m.status !== "scheduled";
+  }
+  function poll() {
+    clearTimeout(pollTimer);
+    if (closed || !message || !pending(message) || Date.now() - lastChange > POLL_FOR_MS) return;
+    pollTimer = setTimeout(() => load().then(poll), POLL_MS);
+  }
+
   function onEvent(event) {
     if (!message) return;
     const data = event.data || {};
     if (event.type === "broadcast.progress" && data.id === id) {
+      lastChange = Date.now();
+      settleSoon();
       const before = message.counts || {};
       message.counts = data.counts;
       if (message.status === "queued" || message.status === "scheduled") message.status = "sending";
@@ -237,10 +266,13 @@ function progressView(main, ctx, id) {
       render();
       const newlyFailed = (data.counts.failed || 0) + (data.counts.undeliverable || 0) - (before.failed || 0) - (before.undeliverable || 0);
       if (newlyFailed > 0 && !failedTimer) failedTimer = setTimeout(() => { failedTimer = null; loadFailed(); }, 2000);
-      if (done(message) >= (message.recipient_count || 0) && message.recipient_count) load();
     }
   }
 
-  load();
-  return {onEvent, refresh: load, close() { closed = true; clearTimeout(failedTimer); }};
+  load().then(poll);
+  return {
+    onEvent,
+    refresh: load,
+    close() { closed = true; clearTimeout(failedTimer); clearTimeout(settleTimer); clearTimeout(pollTimer); },
+  };
 }
