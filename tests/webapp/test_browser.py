@@ -228,7 +228,8 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
     # The worker sends through the simulator; receipts move the counts live.
     await browser.wait("return document.querySelector('[data-count=delivered] strong')"
                        ".innerText === '2'", timeout=20, what="2 delivered")
-    assert await browser.text("main h1") == "Sent to a group"
+    await browser.wait("return document.querySelector('main h1').innerText === 'Sent to a group'",
+                       what="the send to complete")
     await browser.screenshot("send-progress")
 
     await browser.open("/#/settings")
