@@ -307,7 +307,11 @@ class Hub:
             if event_id <= state.last_id:
                 return
             if event_id > state.last_id + 1:
-                await self._fill(church_id or "", state)  # includes this event
+                try:
+                    await self._fill(church_id or "", state)  # includes this event
+                except Exception:  # noqa: BLE001 - cannot fill the gap: make them resume
+                    log.warning("stream gap fill failed", exc_info=True)
+                    self._close_church(state, CLOSE_INTERNAL, "stream interrupted")
                 return
             state.last_id = event_id
             await self._fanout(state, event_id, data)

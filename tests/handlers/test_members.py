@@ -151,6 +151,14 @@ async def test_tenant_isolation(api: Any) -> None:
     for bad in ("not-a-uuid", str(uuid.uuid4())):
         status, _, _ = await api.get(f"{M}/{bad}", token=a["access_token"])
         assert status == 404
+    # Filtering by another church's group shows nothing of that church.
+    status, group, _ = await api.post("/api/v1/groups", json={"name": "A's"},
+                                      token=a["access_token"])
+    await api.post(f"/api/v1/groups/{group['data']['id']}/members",
+                   json={"member_ids": [member["id"]]}, token=a["access_token"])
+    status, body, _ = await api.get(M, params={"group_id": group["data"]["id"]},
+                                    token=b["access_token"])
+    assert status == 200 and body["data"] == []
 
 
 @pytest.mark.gen_test(timeout=60)
