@@ -21,7 +21,7 @@ from server.redis import connect_sync, sync_lock
 from server.services import reconcile
 from workers import queue_stats  # noqa: F401  (registers the queue counters)
 from workers.runtime import run
-from workers.sends import start_dispatch
+from workers.sends import send_reply, start_dispatch
 
 log = logging.getLogger("ywm.workers.reconcile")
 
@@ -45,7 +45,9 @@ def tick() -> int:
         client.close()
     for church_id, message_id in report.to_dispatch:
         start_dispatch(church_id, message_id)
-    return len(report.to_dispatch)
+    for church_id, reply_id in report.replies:
+        send_reply(church_id, reply_id)
+    return len(report.to_dispatch) + len(report.replies)
 
 
 @huey.periodic_task(crontab(minute="*"), name="reconcile.tick")

@@ -8,6 +8,7 @@ claim, which the leases make harmless.
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 
 from server.deps import Deps
 from server.queue import huey
@@ -29,6 +30,15 @@ def dispatch_lane(church_id: str, message_id: str) -> int:
     elif result.again_in is not None:
         dispatch_lane.schedule((church_id, message_id), delay=result.again_in)
     return result.sent
+
+
+@huey.task(name="sends.send_reply", retries=3, retry_delay=1)
+def send_reply(church_id: str, conversation_message_id: str) -> int:
+    """Send one queued conversation reply (replies also jump ahead inside every lane)."""
+    async def _reply(deps: Deps) -> int:
+        return await dispatch.send_replies(deps, UUID(church_id),
+                                           UUID(conversation_message_id), limit=1)
+    return run(_reply)
 
 
 def start_dispatch(church_id: str, message_id: str, lanes: int | None = None) -> None:

@@ -30,6 +30,7 @@ from db.queries import broadcasts as bq
 from db.queries import dead_letters as dq
 from db.queries import members as mq
 from db.queries import recipients as rq
+from db.queries import replies as pq
 from server import crypto
 from server.carriers import CarrierClient, SendResult, client_for
 from server.deps import Deps
@@ -42,6 +43,7 @@ from server.throttle import NumberThrottle
 log = logging.getLogger("ywm.dispatch")
 
 LANE_SLICE_SECONDS = 2.0  # a lane yields its worker thread after this, for fairness
+REPLY_BATCH = 20  # replies a lane sends ahead of each bulk chunk
 PROGRESS_INTERVAL_MS = 500  # broadcast.progress at most 2/s per broadcast (API.md §7)
 # A lane refreshes this on every commit; once it lapses the reconciler starts new lanes.
 HEARTBEAT_SECONDS = 10.0
@@ -154,6 +156,7 @@ async def run_lane(deps: Deps, church_id: UUID | str, message_id: UUID | str) ->
     chunk = chunk_size(deps.settings, number)
     while time.monotonic() - started < LANE_SLICE_SECONDS:
         await _heartbeat(deps, message)
+        await send_replies(deps)  # conversation replies go ahead of bulk work
         async with deps.db.acquire() as conn:
             rows = await rq.claim_recipients(conn, message, chunk,
                                              deps.settings.send_lease_seconds)
@@ -278,3 +281,63 @@ async def maybe_publish_progress(deps: Deps, message: Row, force: bool = False) 
         event = await append_event(conn, message["church_id"], "broadcast.progress", {
             "id": str(message["id"]), "counts": counts, "status": row["status"]})
     await publish_events(deps.redis, [event])
+
+
+async def send_replies(deps: Deps, church_id: UUID | None = None,
+                       reply_id: UUID | None = None, limit: int = REPLY_BATCH) -> int:
+    """Send due conversation replies (one, a church's, or the oldest of anyone's)."""
+    settings = deps.settings
+    async with deps.db.acquire() as conn:
+        replies = await pq.claim_replies(conn, settings.send_lease_seconds, limit,
+                                         church_id, reply_id)
+        numbers = {}
+        for reply in replies:
+            key = (reply["church_id"], reply["number_id"])
+            if key not in numbers:
+                numbers[key] = await bq.get_number(conn, *key) if key[1] else None
+    if not replies:
+        return 0
+    dispatcher = dispatcher_for(deps)
+    limit_sends = asyncio.Semaphore(settings.send_concurrency)
+
+    async def one(reply: Row) -> None:
+        async with limit_sends:
+            number = numbers[(reply["church_id"], reply["number_id"])]
+            if reply["phone_enc"] is None:
+                outcome: dict[str, Any] = {"status": "failed",
+                                           "error": "The member was deleted."}
+            else:
+                outcome = await _send_one(dispatcher, reply, number, reply,
+                                          max(1, reply["segments"]))
+            await record_reply_outcome(deps, reply, number, outcome)
+
+    await asyncio.gather(*(one(reply) for reply in replies))
+    return len(replies)
+
+
+async def record_reply_outcome(deps: Deps, reply: Row, number: Row | None,
+                               outcome: dict[str, Any]) -> None:
+    """Row state, dead letter, carrier opt-out and a message.status event, one commit."""
+    if outcome["status"] == "undeliverable":  # conversation messages have no such state
+        outcome = {**outcome, "status": "failed"}
+    church_id, events = reply["church_id"], []
+    async with deps.db.transaction() as conn:
+        row = await pq.record_reply(conn, reply, number["provider"] if number else None,
+                                    outcome)
+        if row is None:
+            return
+        if outcome.get("dead"):
+            await dq.insert_dead_letters(conn, church_id, "conversation_reply", [(ujson.dumps({
+                "conversation_message_id": str(reply["id"]),
+                "created_at": reply["created_at"].isoformat()}), outcome.get("error"))])
+        if outcome.get("opted_out") and reply["member_id"] and await mq.set_opt_in(
+                conn, church_id, reply["member_id"], False):
+            await mq.insert_consent(conn, church_id, reply["member_id"], "opt_out", "carrier",
+                                    number_id=reply["number_id"], detail=outcome.get("error"))
+            events.append(await append_event(conn, church_id, "member.opted_out", {
+                "member_id": str(reply["member_id"]), "source": "carrier"}))
+        if row["status"] in ("sent", "failed"):
+            events.append(await append_event(conn, church_id, "message.status", {
+                "message_id": str(row["id"]), "conversation_id": str(row["conversation_id"]),
+                "status": row["status"], "error": row["error"]}))
+    await publish_events(deps.redis, events)

@@ -7,7 +7,8 @@ periodic pass (one per interval cluster-wide, under a Redis lock with a TTL) loo
 - broadcasts with recipients overdue (queued/retrying past their time, or `sending` past
   the lease) and no live dispatch lane (its heartbeat key lapsed) → start lanes again;
 - scheduled broadcasts that are due → resolve recipients, start lanes;
-- recurring messages that are due → one broadcast per occurrence (services/recurring.py).
+- recurring messages that are due → one broadcast per occurrence (services/recurring.py);
+- conversation replies overdue the same way → their send task again.
 
 It returns what to enqueue; the worker task enqueues it (services never import tasks).
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from db.queries import recipients as rq
+from db.queries import replies as pq
 from server.deps import Deps
 from server.redis import dispatch_heartbeat_key
 from server.services import broadcasts, recurring
@@ -31,6 +33,8 @@ class ReconcileReport:
     restarted: list[tuple[str, str]] = field(default_factory=list)
     scheduled: list[tuple[str, str]] = field(default_factory=list)
     recurring: list[tuple[str, str]] = field(default_factory=list)
+    # (church_id, conversation_message_id) of replies whose send task was lost
+    replies: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def to_dispatch(self) -> list[tuple[str, str]]:
@@ -59,4 +63,7 @@ async def reconcile(deps: Deps, now: datetime | None = None) -> ReconcileReport:
     report.restarted = await restart_stalled(deps, deps.settings.reconcile_interval_seconds)
     report.scheduled = await broadcasts.start_due_scheduled(deps.db)
     report.recurring = await recurring.run_due(deps, now)
+    async with deps.db.acquire() as conn:
+        overdue = await pq.list_overdue_replies(conn, deps.settings.reconcile_interval_seconds)
+    report.replies = [(str(r["church_id"]), str(r["id"])) for r in overdue]
     return report

@@ -150,3 +150,47 @@ async def test_progress_events_and_cancel(sim_deps: Any) -> None:
                                 "'broadcast.progress' ORDER BY id")
     assert events and events[-1][1]["id"] == other
     assert events[-1][1]["counts"]["sent"] == 30 and events[-1][1]["status"] == "completed"
+
+
+def queued_reply(settings: Any, church: Any, member_index: int, body: str) -> uuid.UUID:
+    """A staff reply as the conversations service leaves it: outbound, `queued`, due."""
+    conversation_id = sql(settings, "INSERT INTO conversations (church_id, member_id, "
+                                    "number_id) VALUES (%s, %s, %s) RETURNING id",
+                          (church.id, church.member_ids[member_index], church.number_id))[0][0]
+    return sql(settings, "INSERT INTO conversation_messages (church_id, conversation_id, "
+                         "direction, body, status, number_id, next_attempt_at) VALUES "
+                         "(%s, %s, 'outbound', %s, 'queued', %s, now()) RETURNING id",
+               (church.id, conversation_id, body, church.number_id))[0][0]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_replies_go_ahead_of_bulk_work(sim_deps: Any) -> None:
+    sim, deps = sim_deps
+    church = seed_church(deps.settings, members=40)
+    message_id = await accept(deps, church)
+    reply_id = queued_reply(deps.settings, church, 5, "Thanks, see you Sunday")
+    await dispatch.run_lane(deps, church.id, message_id)
+    first = sim.state.messages[0]
+    assert first["text"] == "Thanks, see you Sunday" and first["to"] == church.phones[5]
+    row = sql(deps.settings, "SELECT status, attempts, provider_message_id FROM "
+                             "conversation_messages WHERE id = %s", (reply_id,))
+    assert row[0][0] == "sent" and row[0][1] == 1 and row[0][2] == first["id"]
+    status = sql(deps.settings, "SELECT data->>'status' FROM events WHERE type = "
+                                "'message.status'")
+    assert status == [("sent",)]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_reply_task_and_reconciler_pick_up_lost_replies(sim_deps: Any) -> None:
+    from server.services import reconcile
+    sim, deps = sim_deps
+    church = seed_church(deps.settings, members=2)
+    reply_id = queued_reply(deps.settings, church, 0, "Hello")
+    sql(deps.settings, "UPDATE conversation_messages SET next_attempt_at = now() - "
+                       "interval '1 minute'")
+    report = await reconcile.reconcile(deps)
+    assert report.replies == [(str(church.id), str(reply_id))]
+    assert await dispatch.send_replies(deps, church.id, reply_id, limit=1) == 1
+    assert await dispatch.send_replies(deps, church.id, reply_id, limit=1) == 0
+    assert [m["text"] for m in sim.state.messages] == ["Hello"]
+    assert (await reconcile.reconcile(deps)).replies == []
