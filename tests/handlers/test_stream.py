@@ -266,3 +266,42 @@ async def _refused_request(request: Any) -> int:
     with pytest.raises(tornado.httpclient.HTTPClientError) as caught:
         await tornado.websocket.websocket_connect(request)
     return caught.value.code
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_repeated_bad_frames_are_abuse(api: Any, base_url: str, deps: Any) -> None:
+    from handlers.stream import MAX_BAD_FRAMES
+    owner = await register(api)
+    ws = await open_stream(api, base_url, owner["access_token"])
+    await read_frame(ws)
+    for _ in range(MAX_BAD_FRAMES + 1):
+        ws.write_message('{"type": "subscribe"}')
+    errors = 0
+    while (frame := await read_frame(ws)) is not None:
+        assert frame["type"] == "error"
+        errors += 1
+    assert errors == MAX_BAD_FRAMES and ws.close_code == 1008
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_unexpected_failure_is_logged_and_closes_1011(api: Any, base_url: str, deps: Any,
+                                                            monkeypatch: Any,
+                                                            caplog: Any) -> None:
+    owner = await register(api)
+
+    async def broken(self: Any, db: Any, after: Any) -> None:
+        raise RuntimeError("boom")
+    monkeypatch.setattr(realtime.StreamClient, "catch_up", broken)
+    ws = await open_stream(api, base_url, owner["access_token"])
+    assert await read_frame(ws) is None
+    assert ws.close_code == 1011
+    assert any(r.name == "ywm.stream" and r.levelname == "ERROR" for r in caplog.records)
+    assert realtime.hub_for(deps).clients() == []
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_bad_last_event_id_is_422_before_upgrade(api: Any, base_url: str,
+                                                       deps: Any) -> None:
+    owner = await register(api)
+    ticket = await ticket_for(api, owner["access_token"])
+    assert await _refused(stream_url(base_url, ticket=ticket, last_event_id="abc")) == 422
