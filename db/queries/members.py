@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import BYTEA
+from sqlalchemy.dialects.postgresql import BYTEA, aggregate_order_by
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -39,13 +39,24 @@ _GET_FOR_UPDATE = _GET.with_for_update()
 _GET_BY_HASH = sa.select(*COLUMNS).where(m.c.church_id == sa.bindparam("church_id"),
                                          m.c.phone_hash == sa.bindparam("phone_hash"))
 
+# A member's groups as a JSON array [{id, name}] sorted by name, in the same round trip.
+_GROUPS_JSON = (
+    sa.select(sa.func.coalesce(
+        sa.func.json_agg(aggregate_order_by(
+            sa.func.json_build_object("id", g.c.id, "name", g.c.name),
+            sa.func.lower(g.c.name))),
+        sa.text("'[]'::json")))
+    .select_from(gm.join(g, sa.and_(g.c.church_id == gm.c.church_id, g.c.id == gm.c.group_id)))
+    .where(gm.c.church_id == m.c.church_id, gm.c.member_id == m.c.id)
+    .scalar_subquery().label("groups"))
+
 _cursor_at = sa.bindparam("cursor_at", type_=_TS)
 _group_id = sa.bindparam("group_id", type_=_UUID)
 _opted_in = sa.bindparam("opted_in", type_=sa.Boolean)
 _hash = sa.bindparam("phone_hash", type_=BYTEA)
 _name_like = sa.bindparam("name_like", type_=sa.Text)
 _LIST = (
-    sa.select(*COLUMNS)
+    sa.select(*COLUMNS, _GROUPS_JSON)
     .where(
         m.c.church_id == sa.bindparam("church_id"),
         sa.or_(_cursor_at.is_(None),
@@ -150,7 +161,8 @@ async def list_members(conn: Connection, church_id: UUID, limit: int,
                        name_like: str | None = None, phone_hash: bytes | None = None,
                        group_id: UUID | None = None, opted_in: bool | None = None
                        ) -> list[Row]:
-    """Newest first; `name_like` is a LIKE pattern over lower('first last')."""
+    """Newest first, with `groups` ([{id, name}]); `name_like` is a LIKE pattern over
+    lower('first last')."""
     return await conn.fetch_all(_LIST, {
         "church_id": church_id, "limit": limit,
         "cursor_at": cursor[0] if cursor else None, "cursor_id": cursor[1] if cursor else None,

@@ -112,8 +112,8 @@ async def list_members(db: Database, settings: Settings, church_id: UUID, limit:
         filters["opted_in"] = opted_in == "true"
     async with db.acquire() as conn:
         rows = await q.list_members(conn, church_id, limit + 1, after, **filters)
-        items, next_cursor = views.page(rows, limit)
-        return await _with_groups(conn, settings, church_id, items), next_cursor
+    items, next_cursor = views.page(rows, limit)
+    return [views.public_member(settings, r, r["groups"]) for r in items], next_cursor
 
 
 async def update_member(db: Database, redis: aioredis.Redis, settings: Settings,
