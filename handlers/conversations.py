@@ -5,8 +5,10 @@ import logging
 from typing import Any
 
 from handlers.base import ApiHandler
+from server import queue
 from server.services import conversations
 from server.services.member_views import parse_limit
+from workers import sends  # handlers import task functions solely to enqueue
 
 log = logging.getLogger("ywm.conversations")
 
@@ -57,20 +59,14 @@ class ConversationReadHandler(ApiHandler):
 
 
 async def enqueue_replies(replies: list[dict[str, Any]]) -> None:
-    """Hand queued replies to the dispatcher's task, when the worker side provides one.
+    """Hand queued replies to the worker (`sends.send_reply`) after the commit.
 
     The rows are already `queued` with `next_attempt_at` set, so a lost enqueue only
     delays a reply until the reconciler finds it.
     """
-    if not replies:
-        return
-    from workers import sends  # handlers may import task functions solely to enqueue
-    task = getattr(sends, "send_reply", None)
-    if task is None:
-        return
-    from server.queue import enqueue
     for reply in replies:
         try:
-            await enqueue(task, reply["church_id"], reply["conversation_message_id"])
+            await queue.enqueue(sends.send_reply, reply["church_id"],
+                                reply["conversation_message_id"])
         except Exception:  # noqa: BLE001 - the row is durable; the reconciler retries it
             log.warning("reply enqueue failed", exc_info=True)

@@ -6,12 +6,21 @@ from typing import Any
 import pytest
 
 from db.queries import events as events_q
+from server import queue
 from tests.factories import add_user, register
 from tests.factories_inbox import add_number, conversation_with, random_phone, text_in
 from tests.stream_client import close_sockets, open_stream, read_frame
 
 __all__ = ["close_sockets"]
 API = "/api/v1"
+
+
+@pytest.fixture(autouse=True)
+def no_queue(settings: Any, clean: None) -> Any:
+    """Point Huey at this run's Redis DB; nothing consumes, so replies stay queued."""
+    queue.configure(settings)
+    yield queue.huey
+    queue.huey.flush()
 
 
 async def _events(deps: Any, church_id: Any, after: int = 0) -> list[dict[str, Any]]:
@@ -151,7 +160,8 @@ async def test_messages_page_back_in_time(api: Any, deps: Any) -> None:
 
 @pytest.mark.gen_test(timeout=60)
 async def test_reply_is_queued_with_an_event_and_reaches_the_stream(api: Any, base_url: str,
-                                                                    deps: Any) -> None:
+                                                                    deps: Any,
+                                                                    no_queue: Any) -> None:
     owner = await register(api)
     api.token = owner["access_token"]
     conv = await conversation_with(deps, owner["church_id"], body="Can I help Sunday?")
@@ -164,6 +174,10 @@ async def test_reply_is_queued_with_an_event_and_reaches_the_stream(api: Any, ba
     reply = body["data"]
     assert reply["status"] == "queued" and reply["direction"] == "outbound"
     assert reply["conversation_id"] == conv_id and reply["body"] == "Yes please!"
+    # Handed to the worker after the commit: one send task for exactly this reply.
+    (task,) = no_queue.pending()
+    assert task.name == "sends.send_reply"
+    assert task.args == (owner["church_id"], reply["id"])
     frame = await read_frame(ws)
     assert int(frame["id"]) == int(hello["last_event_id"]) + 1
     assert frame["type"] == "message.received"
@@ -204,7 +218,7 @@ async def test_reply_to_an_opted_out_member_is_refused(api: Any, deps: Any) -> N
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_idempotency_key_on_reply(api: Any, deps: Any) -> None:
+async def test_idempotency_key_on_reply(api: Any, deps: Any, no_queue: Any) -> None:
     owner = await register(api)
     api.token = owner["access_token"]
     conv = await conversation_with(deps, owner["church_id"])
@@ -215,6 +229,7 @@ async def test_idempotency_key_on_reply(api: Any, deps: Any) -> None:
     again = await api.post(path, json={"body": "On my way"}, headers=key)
     assert first[0] == again[0] == 202 and first[1] == again[1]
     assert await _head(deps, owner["church_id"]) == head  # no second event
+    assert len(no_queue.pending()) == 1  # and no second send
     status, body, _ = await api.post(path, json={"body": "Something else"}, headers=key)
     assert status == 409 and body["error"]["code"] == "conflict"
     status, page, _ = await api.get(path)
