@@ -88,9 +88,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         [(r"/(.*)", Sink)], log_function=lambda h: None))
     sink.add_sockets(sockets)
     base = f"http://127.0.0.1:{args.port}"
+    command = args.sim_command or [str(ROOT / ".venv" / "bin" / "ywm"), "carrier-sim",
+                                   "--port", str(args.port)]
     proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "ywm"), "carrier-sim", "--port", str(args.port),
-         "--callback-url", f"http://127.0.0.1:{sink_port}"],
+        command + ["--callback-url", f"http://127.0.0.1:{sink_port}"],
         env=dict(os.environ, YWM_ENV="test", YWM_LOG_LEVEL="WARNING"), cwd=ROOT)
     http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=50)
     try:
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inbound", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--port", type=int, default=8792)
+    parser.add_argument("--sim-command", nargs="+", default=None,
+                        help="run the simulator with this command instead (profiling)")
     args = parser.parse_args(argv)
     report = asyncio.run(run(args))
     print(json.dumps(report))

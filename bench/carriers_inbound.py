@@ -138,6 +138,28 @@ def _wrk(port: int, webhooks: pathlib.Path, threads: int, connections: int,
     return json.loads(line[len("WRK_JSON "):])
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
+
+
+def _backend_pids(database_url: str) -> list[int]:
+    conn = psycopg2.connect(database_url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()")
+        pids = [row[0] for row in cur.fetchall()]
+    conn.close()
+    return pids
+
+
 def _count(database_url: str) -> dict[str, int]:
     conn = psycopg2.connect(database_url)
     with conn.cursor() as cur:
@@ -175,7 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url,
                    YWM_ENV="test", YWM_LOG_LEVEL="WARNING")
         procs = _start_web(env, args.port, args.processes)
+        # Warm-up: fills the pools (so every backend exists before we read CPU times).
+        warmup = OUT / "telnyx_warmup.tsv"
+        _write_webhooks(warmup, 3000, numbers, args.handsets)
+        _wrk(args.port, warmup, 2, args.connections, 3)
+        web_pids = [p.pid for p in procs]
+        pg_pids = _backend_pids(database_url)
+        web_before, pg_before = _cpu_seconds(web_pids), _cpu_seconds(pg_pids)
         result = _wrk(args.port, webhooks, 2, args.connections, args.duration)
+        web_cpu, pg_cpu = _cpu_seconds(web_pids) - web_before, _cpu_seconds(pg_pids) - pg_before
         counts = _count(database_url)
         rate = result["requests"] / (result["duration_us"] / 1e6)
         report = {"processes": args.processes, "connections": args.connections,
@@ -184,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                   "max_ms": result["max_us"] / 1000, "requests": result["requests"],
                   "non_2xx": result["non_2xx"], "errors": result["connect_errors"]
                   + result["read_errors"] + result["write_errors"] + result["timeouts"],
+                  "web_cpu_ms_per_webhook": round(web_cpu / result["requests"] * 1000, 2),
+                  "pg_cpu_ms_per_webhook": round(pg_cpu / result["requests"] * 1000, 2),
                   "rows": counts}
         print(json.dumps(report))
         (OUT / "carriers_inbound.json").write_text(json.dumps(report, indent=2))

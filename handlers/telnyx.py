@@ -18,6 +18,7 @@ from typing import Any
 import ujson
 
 from handlers.base import ApiHandler
+from handlers.conversations import enqueue_replies
 from server.carriers import signatures
 from server.errors import InvalidJson, Unauthorized
 from server.services import inbound
@@ -74,6 +75,7 @@ class TelnyxWebhookHandler(ApiHandler):
         deps = self.deps
         if isinstance(event, InboundText):
             result = await inbound.record_inbound(deps.db, deps.redis, deps.settings, event)
+            await enqueue_replies(result.replies)  # STOP/START/HELP confirmations
         elif isinstance(event, StatusReceipt):
             result = await inbound.record_status(deps.db, deps.redis, deps.settings, event)
         else:

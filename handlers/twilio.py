@@ -10,6 +10,7 @@ The signature covers YWM_PUBLIC_URL + path (+ query) + every param sorted by nam
 from __future__ import annotations
 
 from handlers.base import ApiHandler
+from handlers.conversations import enqueue_replies
 from server.carriers import signatures
 from server.errors import Unauthorized
 from server.services import inbound
@@ -61,7 +62,8 @@ class TwilioWebhookHandler(ApiHandler):
         event = parse_params(dict(pairs))
         deps = self.deps
         if isinstance(event, InboundText):
-            await inbound.record_inbound(deps.db, deps.redis, deps.settings, event)
+            result = await inbound.record_inbound(deps.db, deps.redis, deps.settings, event)
+            await enqueue_replies(result.replies)  # STOP/START/HELP confirmations
         elif isinstance(event, StatusReceipt):
             await inbound.record_status(deps.db, deps.redis, deps.settings, event)
         self.set_header("Content-Type", "text/xml; charset=UTF-8")

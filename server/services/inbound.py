@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Literal
 from uuid import UUID
 
@@ -162,7 +163,8 @@ async def _queue_reply(conn: Connection, church_id: UUID, conversation: dict[str
         "direction": "outbound", "body": body, "media_urls": [], "status": "queued",
         "number_id": number["id"], "provider": number["provider"],
         "provider_message_id": None, "segments": max(1, segment_info(body).segments),
-        "next_attempt_at": None})
+        # Due now: the dispatcher and the reconciler pick up queued rows by this time.
+        "next_attempt_at": datetime.now(timezone.utc)})
     touched = await conv_q.touch_conversation_outbound(conn, church_id, conversation["id"],
                                                        body)
     result.events.append(await append_event(conn, church_id, "conversation.updated",

@@ -17,6 +17,13 @@ from tests.carriers.webhook_kit import HANDSET, OURS, church_with_number, snapsh
 PROVIDERS = ("telnyx", "twilio")
 
 
+@pytest.fixture(autouse=True)
+def _run_queue(settings: Any) -> None:
+    """Confirmation replies are enqueued on this run's own queue, never the default one."""
+    from server import queue
+    queue.configure(settings)
+
+
 @pytest.fixture
 def sim(io_loop: Any, deps: Any, http_server: Any, base_url: str) -> Iterator[Simulator]:
     # POST to the test server; sign Twilio over the public URL our settings name.

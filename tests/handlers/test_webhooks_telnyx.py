@@ -13,6 +13,15 @@ from tests.carriers.webhook_kit import (HANDSET, church_with_number, dedupe_coun
                                         telnyx_headers, telnyx_inbound, telnyx_status)
 
 URL = "/webhooks/telnyx"
+
+
+@pytest.fixture(autouse=True)
+def _run_queue(settings: Any) -> None:
+    """Confirmation replies are enqueued on this run's own queue, never the default one."""
+    from server import queue
+    queue.configure(settings)
+
+
 OTHER_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # the CARRIERS.md vector's seed
 
 # label, body text, expected: (messages as (direction, status), event types, ledger actions,
@@ -69,6 +78,13 @@ async def test_help_reply_is_the_church_help_text(api: Any, deps: Any) -> None:
     rows = await snapshot(deps, setup["church_id"])
     assert rows["messages"][1]["body"] == "Reply STOP to unsubscribe. Msg&data rates may apply."
     assert rows["conversations"][0]["last_message_direction"] == "outbound"
+    from server import queue
+    pending = queue.huey.pending()
+    assert [task.name for task in pending] == ["sends.send_reply"]
+    reply = await deps.db.fetch_one(
+        "SELECT id, next_attempt_at FROM conversation_messages WHERE direction = 'outbound'", {})
+    assert pending[0].args == (str(setup["church_id"]), str(reply["id"]))
+    assert reply["next_attempt_at"] is not None  # due now, so the reconciler finds it too
 
 
 @pytest.mark.parametrize("label, tamper", [

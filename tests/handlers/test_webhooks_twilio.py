@@ -11,6 +11,15 @@ from tests.carriers.webhook_kit import (church_with_number, dedupe_count, snapsh
                                         twilio_inbound, twilio_request, twilio_status)
 
 URL = "/webhooks/twilio"
+
+
+@pytest.fixture(autouse=True)
+def _run_queue(settings: Any) -> None:
+    """Confirmation replies are enqueued on this run's own queue, never the default one."""
+    from server import queue
+    queue.configure(settings)
+
+
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 CASES = [
