@@ -1,0 +1,246 @@
+"""Issue 6 benchmark: a bulk send of N recipients through real processes and the simulator.
+
+Run: `.venv/bin/python -m bench.sends --recipients 100000` (PostgreSQL and Redis up).
+Uses its own database `ywm_bench_sends`, a free Redis DB, and on loopback:
+`ywm carrier-sim` (one process), `--web` `ywm web` processes on one port (SO_REUSEPORT)
+and `--workers` `ywm worker` processes (`--threads` each). Steps:
+1. seed one church with N opted-in members in one group and a number (`--mps`; 0 = no
+   carrier limit: the number's MPS is set far above what the box can send);
+2. POST /messages (the accept: one transaction, one INSERT … SELECT) and time it;
+3. watch the simulator until it has accepted N sends: dispatch rate = sends / time from
+   the first to the last send; with `--delivered`, also wait until PostgreSQL has every
+   recipient `delivered` (status webhooks flow back into the web processes);
+4. CPU seconds (user + system, from /proc) of the web and worker processes over the run,
+   per 1,000 texts; and per-second / sliding one-second maxima at the simulator.
+Output: Markdown on stdout and var/bench/sends-<mode>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import psycopg2
+import redis
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+VAR = ROOT / "var" / "bench"
+BENCH_DB = "ywm_bench_sends"
+ADMIN_DSN = os.environ.get("YWM_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE = os.environ.get("YWM_TEST_REDIS", "redis://127.0.0.1:6379")
+UNLIMITED_MPS = 1_000_000  # "no carrier limit": the throttle never binds
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _prepare_database() -> str:
+    conn = psycopg2.connect(ADMIN_DSN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (BENCH_DB,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+        cur.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    conn.close()
+    url = ADMIN_DSN.rsplit("/", 1)[0] + f"/{BENCH_DB}"
+    from db.migrate import upgrade
+    upgrade(url)
+    return url
+
+
+def _reserve_redis() -> tuple[str, str]:
+    """A Redis DB number nobody else holds (same lock keys as the test fixtures)."""
+    control = redis.Redis.from_url(f"{REDIS_BASE}/0")
+    owner = f"bench-{os.getpid()}"
+    for number in range(15, 0, -1):
+        if control.set(f"ywm:testdb:{number}", owner, nx=True, ex=3 * 3600):
+            url = f"{REDIS_BASE}/{number}"
+            redis.Redis.from_url(url).flushdb()
+            return url, f"ywm:testdb:{number}"
+    raise RuntimeError("no free Redis DB")
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / TICK
+
+
+def _http(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    with urllib.request.urlopen(request, timeout=600) as response:
+        return json.loads(response.read())
+
+
+def _wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "server", *args], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _count(database_url: str, status: str) -> int:
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM message_recipients WHERE status = %s", (status,))
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _sliding_max(stamps: list[float]) -> int:
+    stamps.sort()
+    best, start = 0, 0
+    for end, t in enumerate(stamps):
+        while stamps[start] <= t - 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from server.settings import Settings
+    from tests.workers.bulk import seed_church
+    from tests.workers.procs import free_port
+    VAR.mkdir(parents=True, exist_ok=True)
+    database_url = _prepare_database()
+    redis_url, redis_lock = _reserve_redis()
+    settings = Settings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                                  "YWM_QUEUE_NAME": "ywm-bench-sends", "YWM_ENV": "test"})
+    mps = args.mps or UNLIMITED_MPS
+    started = time.monotonic()
+    church = seed_church(settings, members=args.recipients, mps=mps)
+    seeded = time.monotonic() - started
+    web_port, sim_port = free_port(), free_port()
+    web_url, sim_url = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{sim_port}"
+    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url,
+               YWM_QUEUE_NAME="ywm-bench-sends", YWM_ENV="test", YWM_LOG_LEVEL="WARNING",
+               YWM_PUBLIC_URL=web_url, YWM_TELNYX_API_BASE=f"{sim_url}/telnyx/v2",
+               YWM_TWILIO_API_BASE=f"{sim_url}/twilio", PYTHONUNBUFFERED="1")
+    log = open(VAR / "sends.log", "ab")
+    procs: dict[str, list[subprocess.Popen[bytes]]] = {"sim": [], "web": [], "worker": []}
+    try:
+        procs["sim"].append(_spawn(["carrier-sim", "--port", str(sim_port),
+                                    "--callback-url", web_url], env, log))
+        _wait_http(f"{sim_url}/control/received?limit=0")
+        _http("POST", f"{sim_url}/control/config", {"status_webhooks": args.delivered})
+        procs["web"] = [_spawn(["web", "--port", str(web_port)], env, log)
+                        for _ in range(args.web)]
+        _wait_http(f"{web_url}/health")
+        procs["worker"] = [_spawn(["worker", "-w", str(args.threads), "-n"], env, log)
+                           for _ in range(args.workers)]
+        time.sleep(2)  # consumers up
+        token = asyncio.run(_token(settings, church))
+        ours = [p.pid for p in procs["web"] + procs["worker"]]
+        cpu_before, sim_cpu_before = _cpu_seconds(ours), _cpu_seconds(
+            [p.pid for p in procs["sim"]])
+        t0 = time.monotonic()
+        accepted = _http("POST", f"{web_url}/api/v1/messages", {
+            "body": "Service moved to 11am tomorrow. See you there!",
+            "group_ids": [str(church.group_id)]}, token)
+        accept_seconds = time.monotonic() - t0
+        assert accepted["data"]["recipient_count"] == args.recipients, accepted
+        while True:
+            received = _http("GET", f"{sim_url}/control/received?limit=0")
+            if received["count"] >= args.recipients or time.monotonic() - t0 > args.timeout:
+                break
+            time.sleep(0.5)
+        all_sent = time.monotonic() - t0
+        delivered_seconds = None
+        if args.delivered:
+            while _count(database_url, "delivered") < args.recipients:
+                if time.monotonic() - t0 > args.timeout:
+                    break
+                time.sleep(1)
+            delivered_seconds = time.monotonic() - t0
+        cpu = _cpu_seconds(ours) - cpu_before
+        sim_cpu = _cpu_seconds([p.pid for p in procs["sim"]]) - sim_cpu_before
+        full = _http("GET", f"{sim_url}/control/received?limit={args.recipients * 2}")
+    finally:
+        for group in ("worker", "web", "sim"):
+            for proc in procs[group]:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT if group == "worker" else signal.SIGTERM)
+            for proc in procs[group]:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        log.close()
+        redis.Redis.from_url(f"{REDIS_BASE}/0").delete(redis_lock)
+    stamps = [m["at"] for m in full["messages"]]
+    span = max(stamps) - min(stamps) if len(stamps) > 1 else 0.0
+    result = {
+        "recipients": args.recipients, "mps": args.mps, "workers": args.workers,
+        "threads": args.threads, "web": args.web, "seed_seconds": round(seeded, 1),
+        "accept_seconds": round(accept_seconds, 3),
+        "sent_at_carrier": full["count"], "duplicates": full["duplicates"]["count"],
+        "dispatch_seconds": round(span, 2),
+        "dispatch_rate_per_s": round((len(stamps) - 1) / span, 1) if span else None,
+        "all_sent_seconds": round(all_sent, 2),
+        "all_delivered_seconds": round(delivered_seconds, 2) if delivered_seconds else None,
+        "delivered": _count(database_url, "delivered") if args.delivered else None,
+        "cpu_seconds_web_workers": round(cpu, 2),
+        "cpu_seconds_per_1000": round(cpu / (args.recipients / 1000), 3),
+        "sim_cpu_seconds": round(sim_cpu, 2),
+        "max_per_fixed_second": max(full["max_per_second"].values()),
+        "max_per_sliding_second": _sliding_max(stamps),
+    }
+    mode = f"mps{args.mps}" if args.mps else "unlimited"
+    (VAR / f"sends-{mode}.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+async def _token(settings: Any, church: Any) -> str:
+    from server.auth import create_session
+    from server.redis import connect_async
+    client = connect_async(settings.redis_url)
+    try:
+        pair = await create_session(client, settings, church.id, church.group_id, "admin")
+        return pair.access_token
+    finally:
+        await client.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--mps", type=int, default=0, help="the number's MPS; 0 = no limit")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--web", type=int, default=1)
+    parser.add_argument("--delivered", action="store_true",
+                        help="status webhooks on; wait for every recipient delivered")
+    parser.add_argument("--timeout", type=float, default=1200)
+    result = run(parser.parse_args(argv))
+    print("| measure | value |\n| --- | --- |")
+    for key, value in result.items():
+        print(f"| {key} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
