@@ -20,6 +20,7 @@ import tornado.web
 
 from server.carrier_sim import control
 from server.carrier_sim.carriers import TelnyxMessagesHandler, TwilioMessagesHandler
+from server.carrier_sim.numbers import TelnyxNumberMessagingHandler
 from server.carrier_sim.state import SimConfig, SimState
 from server.carrier_sim.webhooks import WebhookSender
 from server.settings import Settings
@@ -87,6 +88,7 @@ def make_sim_app(sim: Simulator) -> tornado.web.Application:
         (r"/control/config", control.ConfigHandler, args),
         (r"/control/block", control.BlockHandler, args),
         (r"/control/reset", control.ResetHandler, args),
+        (r"/telnyx/v2/phone_numbers/([^/]+)/messaging", TelnyxNumberMessagingHandler, args),
     ], log_function=_quiet)
 
 
