@@ -23,6 +23,7 @@ from server.carriers import signatures
 from server.errors import InvalidJson, Unauthorized
 from server.services import inbound
 from server.services.inbound import InboundText, StatusReceipt
+from server.settings import DEV_TELNYX_PUBLIC_KEY
 
 # Telnyx `to[].status` → ours; None = not a state we track (queued, sending).
 STATUS_MAP: dict[str, str | None] = {
@@ -46,7 +47,8 @@ def parse_event(raw: bytes) -> InboundText | StatusReceipt | None:
             provider="telnyx", event_id=event_id, message_id=str(payload.get("id", event_id)),
             from_number=payload["from"]["phone_number"], to_number=recipient["phone_number"],
             body=payload.get("text") or "",
-            media_urls=tuple(m["url"] for m in payload.get("media") or [] if m.get("url")))
+            media_urls=tuple(m["url"] for m in payload.get("media") or [] if m.get("url")),
+            carrier_replied=bool(payload.get("autoresponse_type")))
     if event_type not in ("message.sent", "message.finalized"):
         return None
     status = STATUS_MAP.get(recipient.get("status", ""))
@@ -66,8 +68,12 @@ class TelnyxWebhookHandler(ApiHandler):
 
     async def post(self) -> None:
         body = self.request.body
+        settings = self.deps.settings
+        # The development key pair is public (it is in the repository): never in production.
+        key = "" if settings.production and settings.telnyx_public_key == DEV_TELNYX_PUBLIC_KEY \
+            else settings.telnyx_public_key
         if not signatures.telnyx_verify(
-                self.deps.settings.telnyx_public_key,
+                key,
                 self.request.headers.get(signatures.TELNYX_SIGNATURE_HEADER),
                 self.request.headers.get(signatures.TELNYX_TIMESTAMP_HEADER), body):
             raise Unauthorized("The webhook signature is missing, invalid or too old.")

@@ -15,6 +15,7 @@ from server.carriers import signatures
 from server.errors import Unauthorized
 from server.services import inbound
 from server.services.inbound import InboundText, StatusReceipt
+from server.settings import DEV_TWILIO_AUTH_TOKEN
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 # Twilio `MessageStatus` → ours; None = not a state we track.
@@ -37,7 +38,8 @@ def parse_params(params: dict[str, str]) -> InboundText | StatusReceipt | None:
         media = tuple(params[f"MediaUrl{i}"] for i in range(count) if f"MediaUrl{i}" in params)
         return InboundText(provider="twilio", event_id=sid, message_id=sid,
                            from_number=params.get("From", ""), to_number=params.get("To", ""),
-                           body=params.get("Body", ""), media_urls=media)
+                           body=params.get("Body", ""), media_urls=media,
+                           carrier_replied=bool(params.get("OptOutType")))
     ours = STATUS_MAP.get(status)
     if ours is None:
         return None
@@ -55,8 +57,12 @@ class TwilioWebhookHandler(ApiHandler):
         pairs = [(name, value.decode("utf-8", "replace"))
                  for name, values in self.request.body_arguments.items() for value in values]
         url = self.deps.settings.public_url.rstrip("/") + self.request.uri
+        settings = self.deps.settings
+        # The development token is public (it is in the repository): never in production.
+        token = "" if settings.production and \
+            settings.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN else settings.twilio_auth_token
         if not signatures.twilio_verify(
-                self.deps.settings.twilio_auth_token,
+                token,
                 self.request.headers.get(signatures.TWILIO_SIGNATURE_HEADER), url, pairs):
             raise Unauthorized("The webhook signature is missing or invalid.")
         event = parse_params(dict(pairs))

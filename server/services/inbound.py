@@ -52,6 +52,9 @@ class InboundText:
     to_number: str         # our number
     body: str
     media_urls: tuple[str, ...] = ()
+    # The carrier says it already answered a keyword (Telnyx `autoresponse_type`, Twilio
+    # `OptOutType`): we must not send a second confirmation.
+    carrier_replied: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,8 @@ async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings
         result.events.append(await append_event(conn, church["id"], "message.received", {
             "message": message_view(message),
             "conversation": conversation_view(conversation, member)}))
-        consent = await optout.apply_keyword(conn, church, number, member_id, text.body)
+        consent = await optout.apply_keyword(conn, church, number, member_id, text.body,
+                                             carrier_replied=text.carrier_replied)
         result.events.extend(consent.events)
         group_ids = consent.group_ids
         if consent.reply:

@@ -36,14 +36,18 @@ class ConsentOutcome:
 
 
 async def apply_keyword(conn: Connection, church: dict[str, Any], number: dict[str, Any],
-                        member_id: UUID, body: str) -> ConsentOutcome:
-    """Act on STOP/START/HELP (CARRIERS.md §4.2) inside the caller's transaction."""
+                        member_id: UUID, body: str, carrier_replied: bool = False
+                        ) -> ConsentOutcome:
+    """Act on STOP/START/HELP (CARRIERS.md §4.2) inside the caller's transaction.
+
+    No confirmation when the number's provider answers keywords itself, or when this very
+    webhook says the carrier already did (`carrier_replied`)."""
     matched = keyword_action(body)
     if matched is None:
         return ConsentOutcome()
     action, keyword = matched
     church_id, number_id = church["id"], number["id"]
-    carrier_replies = bool(number["provider_handles_opt_out"])
+    carrier_replies = bool(number["provider_handles_opt_out"]) or carrier_replied
     if action == "help":
         await members_q.insert_consent(conn, church_id, member_id, "help", "keyword",
                                        keyword=keyword, number_id=number_id)

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+import ujson
 
 from db.queries import conversations as conv_q
 from tests.carriers.webhook_kit import (HANDSET, church_with_number, dedupe_count, snapshot,
@@ -234,3 +235,26 @@ async def test_not_json_but_signed_is_400(api: Any, deps: Any) -> None:
     body = b'{"data": "nope"}'
     status, data = await post(api, body, telnyx_headers(body))
     assert status == 400 and data["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.gen_test
+async def test_no_confirmation_when_the_webhook_says_telnyx_replied(api: Any,
+                                                                    deps: Any) -> None:
+    setup = await church_with_number(deps, "telnyx")
+    payload = ujson.loads(telnyx_inbound("STOP"))
+    payload["data"]["payload"]["autoresponse_type"] = "stop"
+    body = ujson.dumps(payload).encode()
+    assert (await post(api, body, telnyx_headers(body)))[0] == 200
+    rows = await snapshot(deps, setup["church_id"])
+    assert [m["direction"] for m in rows["messages"]] == ["inbound"]
+    assert rows["members"][0]["opt_in_sms"] is False
+
+
+@pytest.mark.gen_test
+async def test_production_refuses_the_public_development_key(api: Any, deps: Any) -> None:
+    setup = await church_with_number(deps, "telnyx")
+    deps.settings = deps.settings.replace(env="production")
+    body = telnyx_inbound("Hello")
+    status, _ = await post(api, body, telnyx_headers(body))
+    assert status == 401
+    assert (await snapshot(deps, setup["church_id"]))["messages"] == []

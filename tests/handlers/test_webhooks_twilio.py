@@ -170,3 +170,19 @@ async def test_broadcast_recipient_receipts_move_forward_only(api: Any, deps: An
     row = await deps.db.fetch_one("SELECT status, delivered_at FROM message_recipients "
                                   "WHERE provider_message_id = 'SMbulk1'", {})
     assert row["status"] == "delivered" and row["delivered_at"] is not None
+
+
+@pytest.mark.gen_test
+async def test_advanced_opt_out_means_no_second_confirmation(api: Any, deps: Any) -> None:
+    setup = await church_with_number(deps, "twilio")
+    await post(api, deps, dict(twilio_inbound("STOP"), OptOutType="STOP"))
+    rows = await snapshot(deps, setup["church_id"])
+    assert [m["direction"] for m in rows["messages"]] == ["inbound"]
+    assert [r["action"] for r in rows["ledger"]] == ["opt_out"]
+
+
+@pytest.mark.gen_test
+async def test_production_refuses_the_public_development_token(api: Any, deps: Any) -> None:
+    await church_with_number(deps, "twilio")
+    deps.settings = deps.settings.replace(env="production")
+    assert (await post(api, deps, twilio_inbound("Hello")))[0] == 401
