@@ -18,7 +18,7 @@ from server.deps import Deps
 from server.queue import huey
 from server.queue import settings as queue_settings
 from server.redis import connect_sync, sync_lock
-from server.services import reconcile
+from server.services import number_linking, reconcile
 from workers import queue_stats  # noqa: F401  (registers the queue counters)
 from workers.runtime import run
 from workers.sends import send_reply, start_dispatch
@@ -53,6 +53,27 @@ def tick() -> int:
 @huey.periodic_task(crontab(minute="*"), name="reconcile.tick")
 def reconcile_periodic() -> int:
     return tick()
+
+
+LINK_LOCK_TTL = 300.0  # longer than one pass of carrier calls; a crash frees it in 5 min
+
+
+@huey.periodic_task(crontab(minute="*"), name="numbers.relink")
+def relink_numbers() -> int:
+    """Retry provisioning of numbers that are not linked; one run cluster-wide."""
+    client = connect_sync(queue_settings().redis_url)
+    lock = sync_lock(client, "numbers.relink", LINK_LOCK_TTL)
+    try:
+        if not lock.acquire():
+            return 0
+        try:
+            async def _relink(deps: Deps) -> dict[str, object]:
+                return await number_linking.relink(deps)
+            return int(run(_relink)["linked"])  # type: ignore[call-overload]
+        finally:
+            lock.release()
+    finally:
+        client.close()
 
 
 def _ticker() -> None:
