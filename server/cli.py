@@ -77,7 +77,8 @@ def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await db.close()
     result = asyncio.run(run())
-    print(f"ywm rotate-keys: {result['rotated']} member rows re-encrypted under key "
+    print(f"ywm rotate-keys: {result['rotated']} member rows and "
+          f"{result['recipients_rotated']} recipient rows re-encrypted under key "
           f"{result['key_id']}; {result['remaining']} still under older keys")
     return 0 if result["remaining"] == 0 else 1
 

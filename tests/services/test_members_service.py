@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import psycopg2
@@ -75,15 +76,23 @@ async def test_rotate_keys_keeps_every_row_readable(deps: Any) -> None:
                 conn, old, church["church_id"], f"+1415555{1000 + i}", opt_in=True)
     await deps.db.execute("UPDATE members SET email_enc = %(e)s",
                           {"e": crypto.encrypt(old, "same@example.org")})
+    # A send accepted before the rotation holds copies of the phones (message_recipients).
+    await deps.db.execute(
+        "INSERT INTO message_recipients (church_id, message_id, member_id, phone_enc, "
+        "phone_hash) SELECT church_id, %(message)s, id, phone_enc, phone_hash FROM members",
+        {"message": uuid.uuid4()})
     result = await key_rotation.rotate_keys(deps.db, new, batch_size=5)
-    assert result == {"key_id": "k2", "rotated": 12, "remaining": 0}
+    assert result == {"key_id": "k2", "rotated": 12, "recipients_rotated": 12,
+                      "remaining": 0}
     only_new = deps.settings.replace(field_keys=f"k2:{_key(2)}")
     rows = await deps.db.fetch_all("SELECT phone_enc, email_enc FROM members")
     phones = sorted(crypto.decrypt(only_new, r["phone_enc"]) for r in rows)
     assert phones == [f"+1415555{1000 + i}" for i in range(12)]
     assert {crypto.decrypt(only_new, r["email_enc"]) for r in rows} == {"same@example.org"}
+    copies = await deps.db.fetch_all("SELECT phone_enc FROM message_recipients")
+    assert sorted(crypto.decrypt(only_new, r["phone_enc"]) for r in copies) == phones
     again = await key_rotation.rotate_keys(deps.db, new)
-    assert again["rotated"] == 0
+    assert (again["rotated"], again["recipients_rotated"]) == (0, 0)
 
 
 def test_rotate_keys_command(settings: Any, clean: None) -> None:
@@ -105,7 +114,8 @@ def test_rotate_keys_command(settings: Any, clean: None) -> None:
                            "2"], env=env, capture_output=True, text=True, timeout=60,
                           cwd=pathlib.Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr
-    assert "3 member rows re-encrypted under key k2; 0 still" in done.stdout
+    assert "3 member rows and 0 recipient rows re-encrypted under key k2; 0 still" \
+        in done.stdout
     with conn.cursor() as cur:
         cur.execute("SELECT phone_enc FROM members")
         assert {crypto.key_id_of(bytes(r[0])) for r in cur.fetchall()} == {"k2"}
