@@ -21,9 +21,15 @@ from handlers.base import ApiHandler
 from handlers.conversations import enqueue_replies
 from server.carriers import signatures
 from server.errors import InvalidJson, Unauthorized
+from server.metrics import describe
 from server.services import inbound
 from server.services.inbound import InboundText, StatusReceipt
-from server.settings import DEV_TELNYX_PUBLIC_KEY
+from server.settings import DEV_TELNYX_PUBLIC_KEY, Settings
+
+WEBHOOKS_METRIC = "ywm_carrier_webhooks_total"
+describe(WEBHOOKS_METRIC, "counter",
+         "Carrier webhooks by provider and outcome (stored, duplicate, unknown_number, "
+         "unmatched, ignored, unauthorized).")
 
 # Telnyx `to[].status` → ours; None = not a state we track (queued, sending).
 STATUS_MAP: dict[str, str | None] = {
@@ -68,14 +74,11 @@ class TelnyxWebhookHandler(ApiHandler):
 
     async def post(self) -> None:
         body = self.request.body
-        settings = self.deps.settings
-        # The development key pair is public (it is in the repository): never in production.
-        key = "" if settings.production and settings.telnyx_public_key == DEV_TELNYX_PUBLIC_KEY \
-            else settings.telnyx_public_key
         if not signatures.telnyx_verify(
-                key,
+                public_key(self.deps.settings),
                 self.request.headers.get(signatures.TELNYX_SIGNATURE_HEADER),
                 self.request.headers.get(signatures.TELNYX_TIMESTAMP_HEADER), body):
+            count_webhook(self.deps, "telnyx", "unauthorized")
             raise Unauthorized("The webhook signature is missing, invalid or too old.")
         event = parse_event(body)
         deps = self.deps
@@ -85,5 +88,21 @@ class TelnyxWebhookHandler(ApiHandler):
         elif isinstance(event, StatusReceipt):
             result = await inbound.record_status(deps.db, deps.redis, deps.settings, event)
         else:
-            return self.write_data({"outcome": "ignored"})
-        self.write_data({"outcome": result.outcome})
+            result = inbound.InboundResult(outcome="ignored")
+        outcome = result.outcome
+        count_webhook(deps, "telnyx", outcome)
+        self.write_data({"outcome": outcome})
+
+
+def public_key(settings: Settings) -> str:
+    """The development key pair is public (it is in the repository): never in production."""
+    if settings.production and settings.telnyx_public_key == DEV_TELNYX_PUBLIC_KEY:
+        return ""
+    return settings.telnyx_public_key
+
+
+def count_webhook(deps: Any, provider: str, outcome: str) -> None:
+    """Unknown numbers and duplicates must be visible: count every webhook's outcome."""
+    metrics = deps.extras.get("metrics")
+    if metrics is not None:
+        metrics.inc(WEBHOOKS_METRIC, provider=provider, outcome=outcome)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from handlers.base import ApiHandler
 from handlers.conversations import enqueue_replies
+from handlers.telnyx import count_webhook
 from server.carriers import signatures
 from server.errors import Unauthorized
 from server.services import inbound
 from server.services.inbound import InboundText, StatusReceipt
-from server.settings import DEV_TWILIO_AUTH_TOKEN
+from server.settings import DEV_TWILIO_AUTH_TOKEN, Settings
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 # Twilio `MessageStatus` → ours; None = not a state we track.
@@ -49,6 +50,13 @@ def parse_params(params: dict[str, str]) -> InboundText | StatusReceipt | None:
                          error=params.get("ErrorMessage") or None)
 
 
+def auth_token(settings: Settings) -> str:
+    """The development token is public (it is in the repository): never in production."""
+    if settings.production and settings.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN:
+        return ""
+    return settings.twilio_auth_token
+
+
 class TwilioWebhookHandler(ApiHandler):
     auth = "none"
     rate_limit = None  # the signature is the gate
@@ -57,20 +65,21 @@ class TwilioWebhookHandler(ApiHandler):
         pairs = [(name, value.decode("utf-8", "replace"))
                  for name, values in self.request.body_arguments.items() for value in values]
         url = self.deps.settings.public_url.rstrip("/") + self.request.uri
-        settings = self.deps.settings
-        # The development token is public (it is in the repository): never in production.
-        token = "" if settings.production and \
-            settings.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN else settings.twilio_auth_token
         if not signatures.twilio_verify(
-                token,
+                auth_token(self.deps.settings),
                 self.request.headers.get(signatures.TWILIO_SIGNATURE_HEADER), url, pairs):
+            count_webhook(self.deps, "twilio", "unauthorized")
             raise Unauthorized("The webhook signature is missing or invalid.")
         event = parse_params(dict(pairs))
         deps = self.deps
+        outcome = "ignored"
         if isinstance(event, InboundText):
             result = await inbound.record_inbound(deps.db, deps.redis, deps.settings, event)
             await enqueue_replies(result.replies)  # STOP/START/HELP confirmations
+            outcome = result.outcome
         elif isinstance(event, StatusReceipt):
-            await inbound.record_status(deps.db, deps.redis, deps.settings, event)
+            outcome = (await inbound.record_status(deps.db, deps.redis, deps.settings,
+                                                   event)).outcome
+        count_webhook(deps, "twilio", outcome)
         self.set_header("Content-Type", "text/xml; charset=UTF-8")
         self.finish(EMPTY_TWIML)
