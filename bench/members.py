@@ -9,8 +9,10 @@ port (SO_REUSEPORT), as deployed. Steps:
    then ANALYZE (as autovacuum would shortly after a bulk load);
 2. `--processes` web processes: `GET /api/v1/members?limit=50` with wrk at 64 connections
    (64 staff users' tokens rotated, so the 100 r/s per-user limit never binds);
-3. `GET /api/v1/groups/{id}/members` (a 10,000-member group): the first page at the default
-   limit (cached in Redis) against `?limit=49`, the same query never cached.
+3. `GET /api/v1/groups/{id}/members` (a 10,500-member group): the first page at the default
+   limit (cached in Redis) against `?limit=49`, the same query never cached;
+4. the same three reads as service calls, one at a time in this process (less sensitive
+   to a busy machine than wrk).
 Everything shares this machine's cores (wrk, PostgreSQL, Redis, the web processes).
 Output: Markdown on stdout and var/bench/members.json.
 """
@@ -108,6 +110,46 @@ def measure_imports(base: str, token: str, pid: int) -> list[dict[str, Any]]:
     return out
 
 
+async def service_latency(settings: Settings, group_id: str, count: int = 300
+                          ) -> dict[str, dict[str, float]]:
+    """One call at a time in this process: service time without HTTP, auth or wrk."""
+    from uuid import UUID
+
+    from server.main import close_deps, open_deps
+    from server.services import groups, members
+    deps = await open_deps(settings)
+    try:
+        row = await deps.db.fetch_one(
+            "SELECT church_id FROM groups WHERE id = %(id)s", {"id": UUID(group_id)})
+        assert row is not None
+        church_id, gid = row["church_id"], UUID(group_id)
+        calls = {
+            "members.list_members(limit=50)":
+                lambda: members.list_members(deps.db, settings, church_id, 50),
+            "groups.list_group_members(limit=50), cached":
+                lambda: groups.list_group_members(deps.db, deps.redis, settings, church_id,
+                                                  gid, 50, None),
+            "groups.list_group_members(limit=49), uncached":
+                lambda: groups.list_group_members(deps.db, deps.redis, settings, church_id,
+                                                  gid, 49, None),
+        }
+        out = {}
+        for name, call in calls.items():
+            for _ in range(20):
+                await call()
+            times = []
+            for _ in range(count):
+                started = time.perf_counter()
+                await call()
+                times.append((time.perf_counter() - started) * 1000)
+            times.sort()
+            out[name] = {"p50_ms": round(times[len(times) // 2], 3),
+                         "p99_ms": round(times[int(len(times) * 0.99)], 3)}
+        return out
+    finally:
+        await close_deps(deps)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.members")
     parser.add_argument("--seconds", type=int, default=10, help="per wrk measurement")
@@ -125,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     upgrade(settings.database_url)
     tokens = asyncio.run(prepare_tokens(settings, args.connections))
     owner = tokens[0]
-    tokens_file = VAR / "tokens.txt"
+    tokens_file = VAR / "members_tokens.txt"  # bench.auth_me writes tokens.txt
     tokens_file.write_text("\n".join(tokens) + "\n")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -163,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                                            args.threads, tokens_file)
     finally:
         _stop(procs)
+    report["service"] = asyncio.run(service_latency(settings, group["id"]))
     (VAR / "members.json").write_text(json.dumps(report, indent=2))
     _print(report, args)
     return 0
@@ -186,6 +229,12 @@ def _print(report: dict[str, Any], args: argparse.Namespace) -> None:
         errors = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
         print(f"| {name} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | "
               f"{r['p99_us'] / 1000:.2f} | {r['non_2xx']} | {errors} |")
+
+    print("\nService calls one at a time in one process (no HTTP, no auth), 300 calls each\n")
+    print("| call | p50 ms | p99 ms |")
+    print("|---|---|---|")
+    for name, r in report["service"].items():
+        print(f"| {name} | {r['p50_ms']} | {r['p99_ms']} |")
 
 
 if __name__ == "__main__":
