@@ -120,3 +120,17 @@ async def test_cookie_refresh_rotates_csrf_and_refresh_token(api):
     status, _, _ = await api.post(f"{API}/auth/refresh", token="",
                                   json={"refresh_token": body["data"]["refresh_token"]})
     assert status == 200
+
+
+@pytest.mark.gen_test
+async def test_body_refresh_of_the_cookie_session_updates_the_csrf_cookie(api):
+    owner, jar = await browser_login(api)
+    status, body, headers = await api.post(
+        f"{API}/auth/refresh", token="", json={"refresh_token": owner["login_refresh_token"]},
+        headers={"Cookie": cookie_header(jar)})
+    assert status == 200
+    new_csrf = cookie_jar(headers).get("ywm_csrf")
+    assert new_csrf and new_csrf != jar["ywm_csrf"]
+    status, _, _ = await api.patch(f"{API}/church", json={"name": "Y"}, token="", headers={
+        "Cookie": cookie_header({**jar, "ywm_csrf": new_csrf}), "X-CSRF-Token": new_csrf})
+    assert status == 200
