@@ -51,3 +51,33 @@ async def test_enforce_raises_rate_limited(deps):
         await ratelimit.enforce(deps.redis, "auth", "10.0.0.1", limit)
     assert caught.value.headers()["Retry-After"] == "100"
     await ratelimit.enforce(deps.redis, "auth", "10.0.0.2", limit)  # another subject
+
+
+def test_rate_settings_come_from_the_environment():
+    from server.settings import Settings, SettingsError
+    settings = Settings.from_env({"YWM_AUTH_RATE_PER_SECOND": "2.5", "YWM_AUTH_RATE_BURST": "7",
+                                  "YWM_USER_RATE_PER_SECOND": "50",
+                                  "YWM_USER_RATE_BURST": "80"})
+    assert ratelimit.auth_limit(settings) == Limit(2.5, 7)
+    assert (settings.user_rate_per_second, settings.user_rate_burst) == (50.0, 80)
+    for bad in ("0", "-1", "fast"):
+        with pytest.raises(SettingsError, match="YWM_AUTH_RATE_PER_SECOND"):
+            Settings.from_env({"YWM_AUTH_RATE_PER_SECOND": bad})
+
+
+def test_an_api_keys_own_limit_overrides_the_user_default():
+    import uuid
+
+    from server.auth import Actor
+    from server.settings import Settings
+    settings = Settings()
+    church = uuid.uuid4()
+    user = Actor(church_id=church, role="staff", user_id=uuid.uuid4())
+    key = Actor(church_id=church, role="admin", api_key_id=uuid.uuid4(),
+                rate_limit_per_minute=600)
+    plain_key = Actor(church_id=church, role="admin", api_key_id=uuid.uuid4())
+    assert ratelimit.actor_limit(settings, user) == Limit(100.0, 200)
+    assert ratelimit.actor_limit(settings, key) == Limit(10.0, 600)
+    assert ratelimit.actor_limit(settings, plain_key) == Limit(100.0, 200)
+    assert ratelimit.actor_subject(key) == f"key:{key.api_key_id}"
+    assert ratelimit.actor_subject(user) == f"user:{user.user_id}"
