@@ -141,8 +141,15 @@ function composeView(main, ctx) {
       confirmLabel: scheduledAt ? "Schedule" : `Send to ${plural(n.recipients, "recipient")}`,
     });
     if (!ok) return undefined;
-    const created = await busy(sendButton, error, async () => (await api.post("/messages",
-      {body, group_ids: [...state.selected], ...(scheduledAt ? {scheduled_at: scheduledAt} : {})})).data);
+    const payload = {body, group_ids: [...state.selected], ...(scheduledAt ? {scheduled_at: scheduledAt} : {})};
+    // The same key for a retry of the same send: a lost response never texts everyone twice.
+    const fingerprint = JSON.stringify(payload);
+    if (state.fingerprint !== fingerprint) {
+      state.fingerprint = fingerprint;
+      state.key = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+    }
+    const created = await busy(sendButton, error, async () => (await api.post("/messages", payload,
+      {headers: {"Idempotency-Key": state.key}})).data);
     if (created) {
       announce(`${created.status === "scheduled" ? "Scheduled" : "Sending"} to ${plural(created.recipient_count, "recipient")}.`);
       ctx.navigate(`send/${created.id}`);

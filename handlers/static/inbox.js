@@ -62,11 +62,14 @@ export function mount(main, ctx) {
       .map((c) => c.id);
   }
 
+  let loadSeq = 0;
   async function load({append = false} = {}) {
     error.clear();
     const filter = FILTERS.find((f) => f.key === state.filter);
+    const seq = ++loadSeq;  // a slower answer for an older filter must not win
     try {
       const page = await api.get("/conversations", {...filter.query(ctx.me), limit: 50, cursor: append ? state.cursor : null});
+      if (seq !== loadSeq) return;
       if (!append) state.rows.clear();
       for (const conv of page.data) state.rows.set(conv.id, conv);
       state.cursor = page.meta.next_cursor || null;

@@ -63,10 +63,13 @@ function membersView(root, ctx) {
     return (member.groups || []).map((g) => (typeof g === "string" ? (state.groups.find((x) => x.id === g) || {}).name || "" : g.name)).filter(Boolean).join(", ");
   }
 
+  let loadSeq = 0;
   async function load() {
     error.clear();
+    const seq = ++loadSeq;  // typing fast: only the newest search may fill the table
     try {
       const page = await api.get("/members", {q: state.q, group_id: state.groupId, limit: PAGE, cursor: state.cursors[state.page]});
+      if (seq !== loadSeq) return;
       state.next = page.meta.next_cursor || null;
       fill(tbody, page.data.length ? page.data.map((m) => h("tr", {},
         h("td", {}, canWrite ? h("button.link", {type: "button", onclick: () => editMember(m)}, memberName(m)) : memberName(m)),

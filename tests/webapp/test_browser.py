@@ -13,7 +13,7 @@ import pytest
 
 from server.segments import segment_info
 from tests.carriers.webhook_kit import HANDSET, OURS
-from tests.factories import register
+from tests.factories import add_user, register
 from tests.webapp.browser import PHONE, DESKTOP, Browser, ensure_installed, launch
 
 
@@ -96,6 +96,18 @@ async def test_sign_in_shows_plain_errors_then_the_live_inbox(browser: Browser, 
         "const done = arguments[0];"
         "fetch('/api/v1/auth/me', {credentials: 'same-origin'}).then((r) => done(r.status));")
     assert status == 401  # sign out ended the session, not just the page
+
+    # Staff see only what their role may use; a hand-typed admin URL falls back to the inbox.
+    staff = await add_user(api, owner["access_token"], "staff", name="Kim Staff")
+    await browser.open("/#/settings")
+    await browser.wait("return document.querySelector('#signin-email')", what="sign-in form")
+    await browser.type("#signin-email", staff["email"])
+    await browser.type("#signin-password", staff["password"])
+    await browser.click("form button[type=submit]")
+    nav = await browser.wait("const n = document.querySelector('nav.nav');"
+                             "return n && n.innerText", what="the staff navigation")
+    assert nav.split("\n") == ["Inbox", "Members & groups"]
+    assert await browser.js("return document.querySelector('.inbox') !== null")
 
 
 @pytest.mark.gen_test(timeout=60)
