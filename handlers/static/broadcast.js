@@ -52,11 +52,17 @@ function composeView(main, ctx) {
     h("h2", {}, "3. When"),
     h("div", {role: "radiogroup", "aria-label": "When to send"},
       h("label.inline", {}, whenNow, "Send now"), h("label.inline", {}, whenLater, "Schedule for later")),
-    h("label", {for: at.id}, "Date and time (your time zone)"), at,
+    h("div", {hidden: true, dataset: {role: "when-later"}}, h("label", {for: at.id}, "Date and time (your time zone)"), at),
     h("div.notice", {}, preview), error.el, sendButton);
   fill(main, h("h1", {}, "Send to a group"), h("div.grid2", {}, form, h("section.card", {}, h("h2", {}, "Recent sends"), recent)));
 
-  for (const radio of [whenNow, whenLater]) radio.addEventListener("change", () => { at.disabled = whenNow.checked; });
+  for (const radio of [whenNow, whenLater]) {
+    radio.addEventListener("change", () => {
+      at.disabled = whenNow.checked;
+      at.parentElement.hidden = whenNow.checked;
+      if (whenLater.checked) at.focus();
+    });
+  }
   text.addEventListener("input", updatePreview);
 
   function numbers() {

@@ -244,6 +244,29 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
                        what="the send to complete")
     await browser.screenshot("send-progress")
 
+    # Later: the date field appears only then, and the send is accepted as scheduled.
+    await browser.click("a[href='#/send']")
+    await browser.wait("return document.querySelectorAll('.group-pick input').length === 2 &&"
+                       " document.querySelector('.card ul li a')", what="recent sends")
+    assert await browser.js("return document.querySelector('input[type=datetime-local]')"
+                            ".checkVisibility()") is False
+    await browser.js("[...document.querySelectorAll('.group-pick label')]"
+                     ".find((l) => l.innerText.startsWith('Choir')).querySelector('input').click();"
+                     "document.querySelector('input[value=later]').click();"
+                     "const d = new Date(Date.now() + 2 * 86400000);"
+                     "const pad = (n) => String(n).padStart(2, '0');"
+                     "document.querySelector('input[type=datetime-local]').value ="
+                     " `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T09:30`;")
+    await browser.type("form.card textarea", "Sunday picnic at noon")
+    await browser.click("form.card button[type=submit]")
+    await browser.wait("return document.querySelector('dialog[open]')", what="confirm")
+    assert "Schedule this text?" in await browser.text("dialog[open]")
+    await browser.js("[...document.querySelectorAll('dialog[open] button')]"
+                     ".find((b) => b.innerText === 'Schedule').click()")
+    await browser.wait("return document.querySelector('main h1') &&"
+                       " document.querySelector('main h1').innerText === 'Scheduled send'",
+                       what="the scheduled send")
+
     await browser.open("/#/settings")
     await browser.wait("return [...document.querySelectorAll('main input')]"
                        ".some((i) => i.value === 'Hope Church')", what="church settings")
