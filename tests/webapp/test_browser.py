@@ -54,6 +54,39 @@ return [...document.querySelectorAll('input, select, textarea, button')]
 """
 
 
+LOW_CONTRAST = """
+const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+const lum = ([r, g, b]) => {
+  const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+};
+const background = (el) => {
+  for (; el; el = el.parentElement) {
+    const c = rgb(getComputedStyle(el).backgroundColor);
+    if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+  }
+  return [255, 255, 255];
+};
+const bad = [];
+for (const el of document.querySelectorAll('body *')) {
+  if (!el.checkVisibility() || el.closest('[disabled], .visually-hidden, .flash')) continue;
+  if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+  const style = getComputedStyle(el);
+  const a = lum(rgb(style.color)), b = lum(background(el));
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  const large = parseFloat(style.fontSize) >= 24 ||
+    (parseFloat(style.fontSize) >= 18.66 && Number(style.fontWeight) >= 700);
+  if (ratio < (large ? 3 : 4.5)) bad.push(`${el.className || el.tagName}: ${ratio.toFixed(2)}`);
+}
+return bad;
+"""
+
+
+async def assert_contrast(browser: Browser) -> None:
+    """WCAG AA: 4.5:1 for text, 3:1 for large text, against the painted background."""
+    assert await browser.js(LOW_CONTRAST) == []
+
+
 async def assert_labelled(browser: Browser) -> None:
     """Every visible control has a label a screen reader can read."""
     assert await browser.js(UNLABELLED) == []
@@ -173,6 +206,7 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
                               what="three member rows")
     assert any("(202) 555-0103" in r and "Opted out" in r for r in rows)
     await assert_labelled(browser)
+    await assert_contrast(browser)
     await browser.screenshot("members-desktop")
 
     # Add a member through the dialog: a bad phone shows the API's sentence, not JSON.
@@ -342,6 +376,7 @@ async def test_inbound_text_arrives_live_and_the_reply_is_delivered(
     assert (await browser.text(".meta.outbound")).endswith("· Delivered")
     assert await browser.js("return document.querySelector('.compose textarea').value") == ""
     await assert_labelled(browser)
+    await assert_contrast(browser)
     await browser.screenshot("conversation-desktop")
 
     # Offline for a moment: texts that arrive meanwhile are replayed on resume.
