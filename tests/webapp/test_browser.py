@@ -117,6 +117,12 @@ async def test_sign_in_shows_plain_errors_then_the_live_inbox(browser: Browser, 
     assert "Pat Jones" in await browser.text(".topbar .user")
     assert await browser.js("return document.title") == "Inbox · YWMessaging"
     await browser.screenshot("inbox-desktop")
+    # Keyboard focus is visible: Tab from the search box lands on a filter with an outline.
+    await browser.keys("input[type=search]", "\ue004")
+    focus = await browser.js("const s = getComputedStyle(document.activeElement);"
+                             "return [document.activeElement.innerText, s.outlineStyle,"
+                             " parseFloat(s.outlineWidth)]")
+    assert focus[0] == "All" and focus[1] != "none" and focus[2] >= 2
     await browser.size(*PHONE)
     # At phone width the page must not scroll sideways.
     assert await browser.js("return document.documentElement.scrollWidth") <= PHONE[0]
