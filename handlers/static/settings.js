@@ -19,14 +19,16 @@ export function mount(main, ctx) {
 function churchSection(root) {
   const error = errorBox();
   const name = h("input", {autocomplete: "organization"});
-  const timezone = h("input", {autocomplete: "off", placeholder: "America/New_York"});
+  const zones = h("datalist", {id: newId("zones")},
+    (Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : []).map((z) => h("option", {value: z})));
+  const timezone = h("input", {autocomplete: "off", placeholder: "America/New_York", list: zones.id});
   const help = h("textarea", {rows: 3});
   const optIn = h("input", {type: "checkbox"});
   const save = h("button.primary", {type: "submit"}, "Save");
   const form = h("form", {},
     h("h2", {}, "Church"),
     field("Church name", name).wrap,
-    field("Time zone", timezone, "An IANA name such as America/Chicago").wrap,
+    field("Time zone", timezone, "An IANA name such as America/Chicago").wrap, zones,
     field("HELP reply text", help, "Sent when someone texts HELP").wrap,
     h("label.inline", {}, optIn, "Opt in people who text us first"),
     error.el, h("div.row", {}, save));

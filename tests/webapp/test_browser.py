@@ -313,6 +313,12 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
     assert "(844) 555-0001" in await browser.text("main")
     assert "Sam Lee" in await browser.text("main table")
     await assert_labelled(browser)
+    await browser.type("main form textarea", "Hope Church texts. Call 202-555-0100.")
+    await browser.js("document.querySelector('main form button[type=submit]').click()")
+    await browser.wait("return document.getElementById('announcer').textContent"
+                       " === 'Church settings saved.'", what="saved")
+    _, church, _ = await api.get("/api/v1/church", token=owner["access_token"])
+    assert church["data"]["help_text"] == "Hope Church texts. Call 202-555-0100."
     await browser.screenshot("settings-desktop")
     await browser.size(*PHONE)
     assert await browser.js("return document.documentElement.scrollWidth") <= PHONE[0]
