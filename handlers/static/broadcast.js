@@ -210,16 +210,25 @@ function progressView(main, ctx, id) {
     cancel.hidden = !open || !ctx.hasRole("admin");
   }
 
+  const names = new Map();  // member_id → name; recipients carry ids, people want names
+  async function nameMembers(rows) {
+    const missing = [...new Set(rows.map((r) => r.member_id))].filter((m) => m && !names.has(m)).slice(0, 50);
+    await Promise.all(missing.map(async (memberId) => {
+      try { names.set(memberId, memberName((await api.get(`/members/${memberId}`)).data)); } catch (_err) { names.set(memberId, ""); }
+    }));
+  }
+
   async function loadFailed() {
     try {
       const rows = [];
       for (const status of ["failed", "undeliverable"]) {
         rows.push(...(await api.get(`/messages/${id}/recipients`, {status, limit: 200})).data);
       }
+      await nameMembers(rows);
       fill(failed, rows.length ? h("div.table-wrap", {}, h("table", {},
         h("thead", {}, h("tr", {}, h("th", {}, "Recipient"), h("th", {}, "Phone"), h("th", {}, "Attempts"), h("th", {}, "Reason"))),
         h("tbody", {}, rows.map((r) => h("tr", {},
-          h("td", {}, memberName(r.member || r)), h("td", {}, formatPhone(r.phone || (r.member && r.member.phone))),
+          h("td", {}, names.get(r.member_id) || "Unknown member"), h("td", {}, formatPhone(r.phone)),
           h("td", {}, String(r.attempts ?? "")), h("td", {}, r.last_error || r.error || statusWord(r.status)))))))
         : h("p.muted", {}, "None so far."));
     } catch (err) {

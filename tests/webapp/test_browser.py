@@ -201,7 +201,7 @@ async def seed_church(api: Any) -> dict[str, Any]:
 
 @pytest.mark.gen_test(timeout=60)
 async def test_members_groups_send_and_settings_screens(browser: Browser, api: Any,
-                                                        worker: Any) -> None:
+                                                        sim: Any, worker: Any) -> None:
     owner = await seed_church(api)
     await sign_in(browser, owner["email"], owner["password"])
     await browser.wait("return document.querySelector('.conn[data-state=live]')", what="live")
@@ -283,6 +283,27 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
     await browser.wait("return document.querySelector('main h1').innerText === 'Sent to a group'",
                        what="the send to complete")
     await browser.screenshot("send-progress")
+
+    # Undelivered texts: the failed list names each recipient with the carrier's reason.
+    sim.config.update({"delivered_ratio": 0.0})
+    await browser.click("a[href='#/send']")
+    await browser.wait("return document.querySelectorAll('.group-pick input').length === 2",
+                       what="group checkboxes")
+    await browser.js("[...document.querySelectorAll('.group-pick label')]"
+                     ".find((l) => l.innerText.startsWith('Choir')).querySelector('input').click()")
+    await browser.type("form.card textarea", "Choir is cancelled tonight")
+    await browser.click("form.card button[type=submit]")
+    await browser.wait("return document.querySelector('dialog[open]')", what="confirm")
+    await browser.js("[...document.querySelectorAll('dialog[open] button')]"
+                     ".find((b) => b.innerText.startsWith('Send to')).click()")
+    failed = await browser.wait(
+        "const rows = [...document.querySelectorAll('main section:last-child tbody tr')];"
+        "return rows.length === 2 && rows.map((r) => r.innerText)", timeout=20,
+        what="two failed recipients")
+    assert sorted(row.split("\t")[0] for row in failed) == ["Ada Moss", "Ben Oaks"]
+    assert all("(202) 555-010" in row and len(row.split("\t")[-1]) > 3 for row in failed)
+    assert await browser.text("[data-count=failed] strong") == "2"
+    await browser.screenshot("send-failed")
 
     # Later: the date field appears only then, and the send is accepted as scheduled.
     await browser.click("a[href='#/send']")
