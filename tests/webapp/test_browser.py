@@ -444,6 +444,17 @@ async def test_inbound_text_arrives_live_and_the_reply_is_delivered(
     await browser.wait("return document.querySelector('.conn').dataset.state === 'live'",
                        what="live after the reload")
 
+    # A reply the carrier cannot deliver shows "Failed" with the carrier's reason.
+    sim.config.update({"delivered_ratio": 0.0})
+    await browser.type(".compose textarea", "Are you still coming?")
+    await browser.click(".compose button[type=submit]")
+    failed = await browser.wait(
+        "const s = [...document.querySelectorAll('.meta.outbound [data-status]')].pop();"
+        "return s && s.dataset.status === 'failed' && s.innerText", timeout=20,
+        what="the reply to fail")
+    assert failed.startswith("Failed: ") and len(failed) > len("Failed: ")
+    sim.config.update({"delivered_ratio": 1.0})
+
     # STOP: the row gets the opted-out badge and the compose box explains why it is gone.
     await inject(sim, "STOP")
     blocked = await browser.wait("const b = document.querySelector('.compose-blocked');"
