@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+import ujson
 
 from db.engine import Connection, Row
 from db.tables import conversation_messages
@@ -27,6 +28,27 @@ ON CONFLICT (church_id, member_id, number_id) DO UPDATE
        updated_at = now()
 RETURNING id, church_id, member_id, number_id, status, unread_count, assigned_to,
           last_message_body, last_message_direction, last_message_at, created_at
+""")
+
+# The inbound hot path: upsert the thread and insert the message in one round trip.
+_CONVERSATION_FIELDS = ("id", "church_id", "member_id", "number_id", "status", "unread_count",
+                        "assigned_to", "last_message_body", "last_message_direction",
+                        "last_message_at", "created_at")
+_MESSAGE_FIELDS = ("id", "church_id", "conversation_id", "direction", "body", "media_urls",
+                   "status", "error", "number_id", "provider", "provider_message_id",
+                   "segments", "created_at")
+_RECORD_INBOUND = sa.text(f"""
+WITH c AS ({_UPSERT_INBOUND.text.strip()}),
+m AS (
+  INSERT INTO conversation_messages (church_id, conversation_id, direction, body, media_urls,
+                                     status, number_id, provider, provider_message_id,
+                                     segments)
+  SELECT :church_id, c.id, 'inbound', :body, CAST(:media_urls AS jsonb), 'received',
+         :number_id, :provider, :provider_message_id, :segments FROM c
+  RETURNING {", ".join(_MESSAGE_FIELDS)})
+SELECT {", ".join(f"c.{f} AS c_{f}" for f in _CONVERSATION_FIELDS)},
+       {", ".join(f"m.{f} AS m_{f}" for f in _MESSAGE_FIELDS)}
+  FROM c, m
 """)
 
 _TOUCH_OUTBOUND = sa.text("""
@@ -74,6 +96,21 @@ async def upsert_inbound_conversation(conn: Connection, church_id: UUID, member_
                                                  "number_id": number_id, "body": body})
     assert row is not None
     return row
+
+
+async def record_inbound_message(conn: Connection, church_id: UUID, member_id: UUID,
+                                 number_id: UUID, body: str, media_urls: list[str],
+                                 provider: str, provider_message_id: str, segments: int
+                                 ) -> tuple[Row, Row]:
+    """Upsert the (member, number) conversation for an inbound text and insert the text;
+    returns (conversation row, message row)."""
+    row = await conn.fetch_one(_RECORD_INBOUND, {
+        "church_id": church_id, "member_id": member_id, "number_id": number_id,
+        "body": body, "media_urls": ujson.dumps(media_urls), "provider": provider,
+        "provider_message_id": provider_message_id, "segments": segments})
+    assert row is not None
+    return ({f: row[f"c_{f}"] for f in _CONVERSATION_FIELDS},
+            {f: row[f"m_{f}"] for f in _MESSAGE_FIELDS})
 
 
 async def touch_conversation_outbound(conn: Connection, church_id: UUID,

@@ -21,6 +21,8 @@ import redis.asyncio as aioredis
 from db.engine import Connection, Database
 from db.queries import conversations as conv_q
 from db.queries import inbound as q
+from db.queries import members as members_q
+from server import crypto
 from server.events import append_event, publish_events
 from server.segments import segment_info
 from server.services import members, optout
@@ -130,17 +132,11 @@ async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings
             return InboundResult(outcome=skipped or "duplicate")
         result = InboundResult(outcome="stored", church_id=number["church_id"])
         church = _church(number)
-        member = await members.find_or_create_member_by_phone(
-            conn, settings, church["id"], text.from_number, church["unknown_sender_opt_in"])
+        member = await _sender(conn, settings, church, text.from_number)
         member_id = UUID(str(member["id"]))
-        conversation = await conv_q.upsert_inbound_conversation(
-            conn, church["id"], member_id, number["id"], text.body)
-        message = await conv_q.insert_conversation_message(conn, {
-            "church_id": church["id"], "conversation_id": conversation["id"],
-            "direction": "inbound", "body": text.body, "media_urls": list(text.media_urls),
-            "status": "received", "number_id": number["id"], "provider": text.provider,
-            "provider_message_id": text.message_id,
-            "segments": max(1, segment_info(text.body).segments), "next_attempt_at": None})
+        conversation, message = await conv_q.record_inbound_message(
+            conn, church["id"], member_id, number["id"], text.body, list(text.media_urls),
+            text.provider, text.message_id, max(1, segment_info(text.body).segments))
         result.events.append(await append_event(conn, church["id"], "message.received", {
             "message": message_view(message),
             "conversation": conversation_view(conversation, member)}))
@@ -156,6 +152,19 @@ async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings
     if group_ids:
         await members.invalidate_member_groups(redis, church["id"], group_ids)
     return result
+
+
+async def _sender(conn: Connection, settings: Settings, church: dict[str, Any],
+                  phone: str) -> dict[str, Any]:
+    """The sending member: one lookup for a known sender (the common case); an unknown
+    one is created by the members service (opt-in per the church's setting)."""
+    row = await members_q.get_member_by_hash(conn, church["id"],
+                                             crypto.phone_hash(settings, phone))
+    if row is not None:
+        return {"id": row["id"], "first_name": row["first_name"],
+                "last_name": row["last_name"], "phone": phone}
+    return await members.find_or_create_member_by_phone(
+        conn, settings, church["id"], phone, church["unknown_sender_opt_in"])
 
 
 async def _queue_reply(conn: Connection, church_id: UUID, conversation: dict[str, Any],
