@@ -42,6 +42,6 @@ async def link_number(settings: Settings, number: dict[str, Any]) -> SendResult:
         return SendResult("sent")
     body = http.parse_json(response.body) or {}
     first = (body.get("errors") or [{}])[0] if isinstance(body, dict) else {}
-    outcome = "retryable" if response.status >= 500 or response.status == 429 else "permanent"
-    return SendResult(outcome, error_code=str(first.get("code") or response.status),
+    retryable = response.status >= 500 or response.status == 429
+    return SendResult("retryable" if retryable else "permanent", error_code=str(first.get("code") or response.status),
                       error=first.get("title") or f"HTTP {response.status}")

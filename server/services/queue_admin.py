@@ -44,13 +44,14 @@ def _huey_snapshot(limit: int = 10_000) -> tuple[dict[str, int], dict[str, int],
 
 
 async def _counters(redis: aioredis.Redis) -> tuple[dict[str, int], dict[str, int]]:
-    stats = await redis.hgetall(queue_stats_key())
+    stats: dict[Any, Any] = await redis.hgetall(queue_stats_key())  # type: ignore[misc]
     await redis.zremrangebyscore(queue_running_key(), "-inf", time.time())
     running: dict[str, int] = {}
-    for member in await redis.zrange(queue_running_key(), 0, -1):
-        name = member.split("|", 1)[-1]
+    members: list[Any] = await redis.zrange(queue_running_key(), 0, -1)
+    for member in members:
+        name = str(member).split("|", 1)[-1]
         running[name] = running.get(name, 0) + 1
-    return {k: int(v) for k, v in stats.items()}, running
+    return {str(k): int(v) for k, v in stats.items()}, running
 
 
 async def overview(db: Database, redis: aioredis.Redis) -> dict[str, Any]:

@@ -138,7 +138,8 @@ async def list_all(db: Database, church_id: UUID, limit: int, cursor: str | None
 
 def due_occurrences(row: Row, now: datetime) -> tuple[list[datetime], datetime]:
     """Every occurrence from `next_run_at` up to `now`, and the first one after `now`."""
-    due, at = [], row["next_run_at"]
+    due: list[datetime] = []
+    at = row["next_run_at"]
     while at <= now and len(due) < MAX_CATCH_UP:
         due.append(at)
         at = next_occurrence(row["schedule"], row["timezone"], at)
