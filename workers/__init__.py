@@ -6,5 +6,6 @@ knows every task name (huey docs/imports.rst). Add new task modules to the list 
 from server.queue import huey
 from workers import ops, reconcile, recurring, runtime, sends  # noqa: F401  (registers tasks, hooks)
 from workers import events  # noqa: F401  (stream event-log pruning)
+from workers import inbound  # noqa: F401  (webhook dedupe pruning)
 
 __all__ = ["huey"]

@@ -41,6 +41,8 @@ CONVERSATION_FROM: dict[str, tuple[str, ...]] = {
     "failed": ("queued", "sending", "retrying", "sent"),
 }
 RECIPIENT_FROM = CONVERSATION_FROM
+# Carriers retry for minutes to hours; ARCHITECTURE.md §4 keeps dedupe rows at least 72 h.
+DEDUPE_HOURS = 72
 # Delivery errors that mean "the recipient opted out" (CARRIERS.md §4.4).
 OPTED_OUT_CODES = frozenset(("40300", "21610"))
 
@@ -238,3 +240,9 @@ async def _carrier_opt_out(conn: Connection, church_id: UUID, number: dict[str, 
         consent = await optout.record_carrier_opt_out(conn, church, number["id"], member_id,
                                                       receipt.error_code or "")
         result.events.extend(consent.events)
+
+
+async def prune_dedupe(db: Database, older_than_hours: int = DEDUPE_HOURS) -> int:
+    """Delete webhook dedupe rows older than the retention; returns how many."""
+    async with db.acquire() as conn:
+        return await q.delete_old_dedupe(conn, older_than_hours)
