@@ -219,8 +219,9 @@ def _key(message: Row) -> dict[str, Any]:
             "created_at": message["created_at"]}
 
 
-async def mark_sending(conn: Connection, message: Row) -> None:
-    await conn.execute(_MARK_SENDING, _key(message))
+async def mark_sending(conn: Connection, message: Row) -> bool:
+    """queued → sending; True only for the call that made the move."""
+    return await conn.execute(_MARK_SENDING, _key(message)) > 0
 
 
 async def complete_if_done(conn: Connection, message: Row) -> bool:

@@ -45,7 +45,8 @@ RETURNING r.member_id, r.phone_enc, r.attempts,
 """)
 
 # Every outcome of a batch in one statement; `status = 'sending'` keeps a late writer from
-# overwriting a cancel or a newer outcome.
+# overwriting a cancel or a newer outcome. `member_id = ANY(...)` lets the primary key
+# (church, message, member) find the rows whatever the statistics say.
 _RECORD = sa.text("""
 UPDATE message_recipients r
    SET status = v.status, provider = :provider, provider_message_id = v.pid,
@@ -57,6 +58,7 @@ UPDATE message_recipients r
               CAST(:pids AS text[]), CAST(:errors AS text[]),
               CAST(:delays AS float8[])) AS v(member_id, status, pid, error, delay)
  WHERE r.church_id = :church_id AND r.message_id = :message_id
+   AND r.member_id = ANY(CAST(:member_ids AS uuid[]))
    AND r.created_at = :created_at AND r.member_id = v.member_id AND r.status = 'sending'
 RETURNING r.member_id, r.status
 """)
@@ -111,6 +113,13 @@ UPDATE message_recipients
  WHERE church_id = :church_id AND message_id = :message_id
    AND created_at = :created_at AND member_id = :member_id
    AND status IN ('failed', 'undeliverable')
+""")
+
+
+_PARTITION = sa.text("""
+SELECT tableoid::regclass::text AS name FROM message_recipients
+ WHERE church_id = :church_id AND message_id = :message_id AND created_at = :created_at
+ LIMIT 1
 """)
 
 
@@ -173,3 +182,18 @@ async def requeue_recipient(conn: Connection, church_id: UUID, message_id: UUID,
     return await conn.execute(_REQUEUE, {"church_id": church_id, "message_id": message_id,
                                          "created_at": created_at,
                                          "member_id": member_id}) > 0
+
+
+async def analyze_partition(conn: Connection, message: Row) -> str | None:
+    """ANALYZE the month partition holding a broadcast's rows.
+
+    A bulk INSERT of many rows leaves the planner's statistics saying the partition is
+    nearly empty; until autovacuum catches up it then scans a whole broadcast for every
+    claim. Fresh statistics make the claim an index probe of the pending rows.
+    """
+    name = await conn.fetch_val(_PARTITION, _key(message))
+    if name is None:
+        return None
+    # `name` comes from regclass output (already a quoted identifier), not from a client.
+    await conn.execute(f"ANALYZE {name}")
+    return str(name)

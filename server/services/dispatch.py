@@ -44,6 +44,9 @@ log = logging.getLogger("ywm.dispatch")
 
 LANE_SLICE_SECONDS = 2.0  # a lane yields its worker thread after this, for fairness
 REPLY_BATCH = 20  # replies a lane sends ahead of each bulk chunk
+# The first lane of a broadcast this big refreshes planner statistics (see
+# db.queries.recipients.analyze_partition); below it a stale plan costs little.
+ANALYZE_MIN_RECIPIENTS = 2000
 PROGRESS_INTERVAL_MS = 500  # broadcast.progress at most 2/s per broadcast (API.md §7)
 # A lane refreshes this on every commit; once it lapses the reconciler starts new lanes.
 HEARTBEAT_SECONDS = 10.0
@@ -150,7 +153,9 @@ async def run_lane(deps: Deps, church_id: UUID | str, message_id: UUID | str) ->
         if message is None or message["status"] not in ("queued", "sending"):
             return LaneResult(None)
         number = await bq.get_number(conn, church_id, message["number_id"])
-        await bq.mark_sending(conn, message)
+        if await bq.mark_sending(conn, message) and \
+                message["recipient_count"] >= ANALYZE_MIN_RECIPIENTS:
+            await rq.analyze_partition(conn, message)
     dispatcher = dispatcher_for(deps)
     started, sent = time.monotonic(), 0
     chunk = chunk_size(deps.settings, number)
