@@ -46,6 +46,7 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path)
     import tornado.httpclient
     import tornado.websocket
     latencies: list[int] = []
+    closes: dict[str, int] = {}
     conns: list[Any] = []
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
@@ -62,6 +63,8 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path)
             now = time.monotonic_ns()
             body = ujson.loads(raw)["data"]["message"]["body"]
             latencies.append(now - int(body.split("t=", 1)[1]))
+        key = str(ws.close_code)
+        closes[key] = closes.get(key, 0) + 1
 
     tasks = [asyncio.ensure_future(one(i)) for i in range(sockets)]
     while len(conns) < sockets:
@@ -73,8 +76,15 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGUSR1, stop.set)
-    await stop.wait()
-    out.write_text(json.dumps({"frames": len(latencies), "latencies_ns": latencies}))
+    progress = out.with_suffix(".progress")
+    while not stop.is_set():
+        progress.write_text(str(len(latencies)))
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
+    out.write_text(json.dumps({"frames": len(latencies), "latencies_ns": latencies,
+                               "closed_early": closes}))
     for ws in conns:
         ws.close()
     print("DONE", flush=True)
@@ -82,8 +92,8 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path)
 
 # ---- the driver ----------------------------------------------------------------------
 async def _seed(database_url: str, redis_url: str, churches: int
-                ) -> tuple[list[str], list[str]]:
-    """Churches with an owner session and a Telnyx number: (tokens, our numbers)."""
+                ) -> tuple[list[str], list[str], list[str]]:
+    """Churches with an owner session and a Telnyx number: (tokens, numbers, ids)."""
     from db.engine import Database
     from db.queries import churches as churches_q
     from db.queries import numbers as numbers_q
@@ -94,7 +104,7 @@ async def _seed(database_url: str, redis_url: str, churches: int
                                   "REDIS_URL": redis_url})
     db = await Database.connect(database_url)
     client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    tokens, phones = [], []
+    tokens, phones, ids = [], [], []
     for index in range(churches):
         async with db.transaction() as conn:
             church = await churches_q.insert_church(conn, f"Bench church {index}")
@@ -109,9 +119,49 @@ async def _seed(database_url: str, redis_url: str, churches: int
         pair = await create_session(client, settings, church["id"], user["id"], "owner")
         tokens.append(pair.access_token)
         phones.append(phone)
+        ids.append(str(church["id"]))
     await client.aclose()
     await db.close()
-    return tokens, phones
+    return tokens, phones, ids
+
+
+async def _inject_direct(database_url: str, redis_url: str, church_ids: list[str],
+                         rate: float, duration: float) -> tuple[int, list[int]]:
+    """Events committed and published by this process (no webhook path): isolates the
+    stream's own cost (hub, fan-out, sockets) from inbound processing."""
+    from db.engine import Database
+    from server.events import append_event, publish_events
+    from server.redis import connect_async
+    db = await Database.connect(database_url, maxsize=8)
+    client = connect_async(redis_url)
+    answered: list[int] = []
+    pending: set[asyncio.Future] = set()
+
+    async def one(church_id: str) -> None:
+        started = time.monotonic_ns()
+        try:
+            async with db.transaction() as conn:
+                event = await append_event(conn, church_id, "message.received", {
+                    "message": {"body": f"bench t={started}"}})
+        except Exception:  # noqa: BLE001 - counted as failed (-1): the box is saturated
+            answered.append(-1)
+            return
+        await publish_events(client, [event])
+        answered.append(time.monotonic_ns() - started)
+
+    sent = 0
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < duration:
+        while sent < int(elapsed * rate):
+            future = asyncio.ensure_future(one(church_ids[sent % len(church_ids)]))
+            pending.add(future)
+            future.add_done_callback(pending.discard)
+            sent += 1
+        await asyncio.sleep(0.002)
+    await asyncio.gather(*pending)
+    await client.aclose()
+    await db.close()
+    return sent, answered
 
 
 async def _inject(port: int, phones: list[str], rate: float, duration: float
@@ -121,7 +171,7 @@ async def _inject(port: int, phones: list[str], rate: float, duration: float
 
     from server.carriers.signatures import telnyx_headers
     from server.settings import DEV_TELNYX_PRIVATE_KEY
-    http = tornado.httpclient.AsyncHTTPClient(max_clients=64)
+    http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=256)
     pending: set[asyncio.Future] = set()
     answered: list[int] = []  # webhook response times, ns
     sent = 0
@@ -143,18 +193,23 @@ async def _inject(port: int, phones: list[str], rate: float, duration: float
                            **{"Content-Type": "application/json"})
             future = asyncio.ensure_future(_timed(http.fetch(
                 f"http://127.0.0.1:{port}/webhooks/telnyx", method="POST", body=body,
-                headers=headers, raise_error=True), answered))
+                headers=headers, raise_error=True, request_timeout=120), answered))
             pending.add(future)
             future.add_done_callback(pending.discard)
             sent += 1
         await asyncio.sleep(0.002)
     await asyncio.gather(*pending)
+    http.close()
     return sent, answered
 
 
 async def _timed(awaitable: Any, into: list[int]) -> None:
     started = time.monotonic_ns()
-    await awaitable
+    try:
+        await awaitable
+    except Exception:  # noqa: BLE001 - counted as a failed webhook (-1)
+        into.append(-1)
+        return
     into.append(time.monotonic_ns() - started)
 
 
@@ -175,6 +230,21 @@ def _cpu_s(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def _wait_for_frames(progress: pathlib.Path, expected: int, stall_s: float = 5.0) -> None:
+    """Until the client has every frame, or its count stops growing for `stall_s`."""
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() - last_change < stall_s:
+        try:
+            count = int(progress.read_text() or 0)
+        except (OSError, ValueError):
+            count = last
+        if count >= expected:
+            return
+        if count != last:
+            last, last_change = count, time.monotonic()
+        time.sleep(0.2)
+
+
 def _pct(sorted_values: list[int], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -182,7 +252,7 @@ def _pct(sorted_values: list[int], q: float) -> float:
 
 
 def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
-             phones: list[str], pids: list[int]) -> dict[str, Any]:
+             phones: list[str], church_ids: list[str], pids: list[int]) -> dict[str, Any]:
     out = OUT / f"stream_client_{sockets}.json"
     rss_before = _rss_kb(pids)
     client = subprocess.Popen(
@@ -199,8 +269,15 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
         time.sleep(1.0)  # let the server settle its buffers
         rss_after = _rss_kb(pids)
         cpu_before = _cpu_s(pids)
-        sent, answered = asyncio.run(_inject(args.port, phones, args.rate, args.duration))
-        time.sleep(3.0)  # the tail of the fan-out
+        inject_started = time.monotonic()
+        if args.source == "webhook":
+            sent, answered = asyncio.run(_inject(args.port, phones, args.rate, args.duration))
+        else:
+            sent, answered = asyncio.run(_inject_direct(
+                args.database_url, args.redis_url, church_ids, args.rate, args.duration))
+        inject_s = time.monotonic() - inject_started
+        expected = int(sum(1 for a in answered if a >= 0) * sockets / len(phones))
+        _wait_for_frames(out.with_suffix(".progress"), expected)
         cpu_used = _cpu_s(pids) - cpu_before
         client.send_signal(signal.SIGUSR1)
         client.stdout.readline()
@@ -212,13 +289,18 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
     latencies = sorted(result["latencies_ns"])
     per_church = sockets / len(phones)
     frames = result["frames"]
-    return {"sockets": sockets, "churches": len(phones), "rate_per_s": args.rate,
+    return {"source": args.source, "sockets": sockets, "churches": len(phones),
+            "rate_per_s": args.rate,
             "duration_s": args.duration, "webhooks": sent,
-            "frames_expected": int(sent * per_church), "frames_delivered": frames,
+            "frames_expected": int(sum(1 for a in answered if a >= 0) * per_church),
+            "frames_delivered": frames, "sockets_closed_early": result["closed_early"],
             "p50_ms": round(_pct(latencies, 0.50), 2), "p99_ms": round(_pct(latencies, 0.99), 2),
             "max_ms": round(latencies[-1] / 1e6, 2) if latencies else None,
-            "webhook_p50_ms": round(_pct(sorted(answered), 0.50), 2),
-            "webhook_p99_ms": round(_pct(sorted(answered), 0.99), 2),
+            "inject_failed": sum(1 for a in answered if a < 0),
+            "achieved_rate_per_s": round(sum(1 for a in answered if a >= 0) / inject_s, 1),
+            "inject_p50_ms": round(_pct(sorted(a for a in answered if a >= 0), 0.50), 2),
+            "inject_p99_ms": round(_pct(sorted(a for a in answered if a >= 0), 0.99), 2),
+            "load_avg_1m": os.getloadavg()[0],
             "connect_s": round(connect_s, 1),
             "rss_per_socket_kb": round((rss_after - rss_before) / sockets, 1),
             "web_cpu_s": round(cpu_used, 2),
@@ -236,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--port", type=int, default=8890)
+    parser.add_argument("--source", choices=("webhook", "direct"), default="webhook",
+                        help="signed webhooks to the web processes, or events committed "
+                             "and published by the driver (the stream path alone)")
     args = parser.parse_args(argv)
     if args.client:
         tokens = ujson.loads(pathlib.Path(args.tokens).read_text())
@@ -246,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     redis_url, redis_lock = _take_redis_db()
     procs: list[subprocess.Popen] = []
     try:
-        tokens, phones = asyncio.run(_seed(database_url, redis_url, args.churches))
+        tokens, phones, church_ids = asyncio.run(_seed(database_url, redis_url,
+                                                       args.churches))
+        args.database_url, args.redis_url = database_url, redis_url
         tokens_file = OUT / "stream_tokens.json"
         tokens_file.write_text(ujson.dumps(tokens))
         env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url,
@@ -256,10 +343,10 @@ def main(argv: list[str] | None = None) -> int:
         pids = [p.pid for p in procs]
         reports = []
         for sockets in (int(s) for s in args.sockets.split(",")):
-            report = _run_one(args, sockets, tokens_file, phones, pids)
+            report = _run_one(args, sockets, tokens_file, phones, church_ids, pids)
             print(json.dumps(report), flush=True)
             reports.append(report)
-        (OUT / "stream_fanout.json").write_text(json.dumps(reports, indent=2))
+        (OUT / f"stream_fanout_{args.source}.json").write_text(json.dumps(reports, indent=2))
         return 0
     finally:
         for proc in procs:
