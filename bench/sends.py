@@ -102,13 +102,22 @@ def _spawn(args: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[b
 
 
 def _count(database_url: str, status: str) -> int:
-    conn = psycopg2.connect(database_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM message_recipients WHERE status = %s", (status,))
-            return int(cur.fetchone()[0])
-    finally:
-        conn.close()
+    """Recipients in `status`; waits out "too many clients" (the box's PostgreSQL is
+    shared with other runs)."""
+    for _ in range(60):
+        try:
+            conn = psycopg2.connect(database_url)
+        except psycopg2.OperationalError:
+            time.sleep(1)
+            continue
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM message_recipients WHERE status = %s",
+                            (status,))
+                return int(cur.fetchone()[0])
+        finally:
+            conn.close()
+    raise RuntimeError("PostgreSQL refused connections for a minute")
 
 
 def _sliding_max(stamps: list[float]) -> int:
