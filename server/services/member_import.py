@@ -311,11 +311,14 @@ class MemberImport:
 
     async def _add_memberships(self, conn: Any, batch: list[_Row],
                                ids_by_hash: dict[bytes, UUID]) -> set[tuple[UUID, UUID]]:
-        wanted = {g for r in batch for g in r.groups if g.lower() not in self._group_ids}
+        wanted: dict[str, str] = {}  # lower(name) -> its spelling on the first row using it
+        for r in batch:
+            for g in r.groups:
+                if g.lower() not in self._group_ids:
+                    wanted.setdefault(g.lower(), g)
         if wanted:
-            names = sorted({g.lower(): g for g in wanted}.values())
             self._group_ids.update(await group_q.ensure_groups_by_name(
-                conn, self.church_id, names))
+                conn, self.church_id, sorted(wanted.values())))
         pairs = sorted({(self._group_ids[g.lower()], ids_by_hash[r.phone_hash])
                         for r in batch if r.phone_hash in ids_by_hash for g in r.groups})
         rows = await q.add_memberships(conn, self.church_id, [p[0] for p in pairs],
