@@ -269,6 +269,7 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
         time.sleep(1.0)  # let the server settle its buffers
         rss_after = _rss_kb(pids)
         cpu_before = _cpu_s(pids)
+        client_cpu_before = _cpu_s([client.pid])
         inject_started = time.monotonic()
         if args.source == "webhook":
             sent, answered = asyncio.run(_inject(args.port, phones, args.rate, args.duration))
@@ -279,6 +280,8 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
         expected = int(sum(1 for a in answered if a >= 0) * sockets / len(phones))
         _wait_for_frames(out.with_suffix(".progress"), expected)
         cpu_used = _cpu_s(pids) - cpu_before
+        client_cpu = _cpu_s([client.pid]) - client_cpu_before
+        wall = time.monotonic() - inject_started
         client.send_signal(signal.SIGUSR1)
         client.stdout.readline()
         client.wait(timeout=120)
@@ -303,7 +306,8 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
             "load_avg_1m": os.getloadavg()[0],
             "connect_s": round(connect_s, 1),
             "rss_per_socket_kb": round((rss_after - rss_before) / sockets, 1),
-            "web_cpu_s": round(cpu_used, 2),
+            "web_cpu_s": round(cpu_used, 2), "wall_s": round(wall, 1),
+            "client_cpu_s": round(client_cpu, 2),
             "cpu_ms_per_1000_frames": round(cpu_used * 1000 / max(frames, 1) * 1000, 1)}
 
 
