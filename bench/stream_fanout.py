@@ -278,7 +278,7 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
                 args.database_url, args.redis_url, church_ids, args.rate, args.duration))
         inject_s = time.monotonic() - inject_started
         expected = int(sum(1 for a in answered if a >= 0) * sockets / len(phones))
-        _wait_for_frames(out.with_suffix(".progress"), expected)
+        _wait_for_frames(out.with_suffix(".progress"), expected, args.stall)
         cpu_used = _cpu_s(pids) - cpu_before
         client_cpu = _cpu_s([client.pid]) - client_cpu_before
         wall = time.monotonic() - inject_started
@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--port", type=int, default=8890)
+    parser.add_argument("--stall", type=float, default=30.0,
+                        help="stop waiting for frames after this long without one")
     parser.add_argument("--source", choices=("webhook", "direct"), default="webhook",
                         help="signed webhooks to the web processes, or events committed "
                              "and published by the driver (the stream path alone)")
