@@ -26,6 +26,15 @@ MAX_CLIENT_FRAME = 4096  # client frames are tiny control messages
 MAX_BAD_FRAMES = 10  # then it is abuse, not a bug: close 1008
 
 
+class _StreamProtocol(tornado.websocket.WebSocketProtocol13):
+    """Tornado closes a socket that misses its pings with 1000; API.md §7 says 1008."""
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code is None and reason == "ping timed out":
+            code = CLOSE_POLICY
+        super().close(code, reason)
+
+
 class StreamSocketHandler(tornado.websocket.WebSocketHandler):
     """One staff socket: auth before upgrade, hello, replay, live, ping/pong."""
 
@@ -38,6 +47,12 @@ class StreamSocketHandler(tornado.websocket.WebSocketHandler):
     @property
     def max_message_size(self) -> int:  # type: ignore[override]
         return MAX_CLIENT_FRAME
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        protocol = super().get_websocket_protocol()
+        if isinstance(protocol, tornado.websocket.WebSocketProtocol13):
+            return _StreamProtocol(self, False, protocol.params)
+        return protocol
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
