@@ -11,7 +11,7 @@ import base64
 import email.utils
 import logging
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import ujson
 
@@ -106,3 +106,31 @@ def generic_failure(status: int, code: str | None, title: str | None,
                           retry_after=retry_after_seconds(headers))
     return SendResult("permanent", error_code=code or str(status),
                       error=title or f"HTTP {status}")
+
+
+Classifier = Callable[[int, Any, Mapping[str, str]], SendResult]
+
+
+class HttpCarrier:
+    """The plumbing both carrier clients share: a connection pool, timeouts, one POST
+    turned into one classified SendResult."""
+
+    def __init__(self, *, connect_timeout: float = CONNECT_TIMEOUT,
+                 request_timeout: float = REQUEST_TIMEOUT,
+                 max_clients: int = MAX_CLIENTS) -> None:
+        self._connect_timeout = connect_timeout
+        self._request_timeout = request_timeout
+        self._http = new_http_client(max_clients)
+
+    async def _send(self, url: str, body: str, headers: dict[str, str], classify: Classifier,
+                    auth: tuple[str, str] | None = None) -> SendResult:
+        response, failed = await post(self._http, url, body=body, headers=headers,
+                                      connect_timeout=self._connect_timeout,
+                                      request_timeout=self._request_timeout, auth=auth)
+        if failed is not None:
+            return failed
+        assert response is not None
+        return classify(response.status, parse_json(response.body), response.headers)
+
+    async def close(self) -> None:
+        self._http.close()

@@ -24,19 +24,15 @@ RATE_LIMIT_CODES = frozenset(("10011",))
 INVALID_NUMBER_CODES = frozenset(("10016", "40305", "40310", "40001", "40008"))
 
 
-class TelnyxClient:
+class TelnyxClient(http.HttpCarrier):
     provider = "telnyx"
 
-    def __init__(self, settings: Settings, *, connect_timeout: float = http.CONNECT_TIMEOUT,
-                 request_timeout: float = http.REQUEST_TIMEOUT,
-                 max_clients: int = http.MAX_CLIENTS) -> None:
+    def __init__(self, settings: Settings, **options: float) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
         self._url = settings.telnyx_api_base.rstrip("/") + "/messages"
         self._webhook_url = settings.public_url.rstrip("/") + "/webhooks/telnyx"
         self._headers = {"Authorization": f"Bearer {settings.telnyx_api_key}",
                          "Content-Type": "application/json", "Accept": "application/json"}
-        self._connect_timeout = connect_timeout
-        self._request_timeout = request_timeout
-        self._http = http.new_http_client(max_clients)
 
     async def send(self, *, from_number: str, to: str, body: str,
                    messaging_profile_id: str | None = None) -> SendResult:
@@ -45,17 +41,8 @@ class TelnyxClient:
                                    "use_profile_webhooks": False}
         if messaging_profile_id:
             payload["messaging_profile_id"] = messaging_profile_id
-        response, failed = await http.post(
-            self._http, self._url, body=ujson.dumps(payload, ensure_ascii=False),
-            headers=self._headers, connect_timeout=self._connect_timeout,
-            request_timeout=self._request_timeout)
-        if failed is not None:
-            return failed
-        assert response is not None
-        return classify(response.status, http.parse_json(response.body), response.headers)
-
-    async def close(self) -> None:
-        self._http.close()
+        return await self._send(self._url, ujson.dumps(payload, ensure_ascii=False),
+                                self._headers, classify)
 
 
 def classify(status: int, body: Any, headers: Any) -> SendResult:

@@ -24,12 +24,11 @@ PERMANENT_CODES = frozenset(("21211", "21408", "21612", "21614", "21617", "21602
                              "20003"))
 
 
-class TwilioClient:
+class TwilioClient(http.HttpCarrier):
     provider = "twilio"
 
-    def __init__(self, settings: Settings, *, connect_timeout: float = http.CONNECT_TIMEOUT,
-                 request_timeout: float = http.REQUEST_TIMEOUT,
-                 max_clients: int = http.MAX_CLIENTS) -> None:
+    def __init__(self, settings: Settings, **options: float) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
         sid = settings.twilio_account_sid
         self._url = (settings.twilio_api_base.rstrip("/")
                      + f"/2010-04-01/Accounts/{quote(sid, safe='')}/Messages.json")
@@ -37,9 +36,6 @@ class TwilioClient:
         self._auth = (sid, settings.twilio_auth_token)
         self._headers = {"Content-Type": "application/x-www-form-urlencoded",
                          "Accept": "application/json"}
-        self._connect_timeout = connect_timeout
-        self._request_timeout = request_timeout
-        self._http = http.new_http_client(max_clients)
 
     async def send(self, *, from_number: str, to: str, body: str,
                    messaging_profile_id: str | None = None) -> SendResult:
@@ -48,17 +44,8 @@ class TwilioClient:
             form["MessagingServiceSid"] = messaging_profile_id
         else:
             form["From"] = from_number
-        response, failed = await http.post(
-            self._http, self._url, body=urlencode(form), headers=self._headers,
-            connect_timeout=self._connect_timeout, request_timeout=self._request_timeout,
-            auth=self._auth)
-        if failed is not None:
-            return failed
-        assert response is not None
-        return classify(response.status, http.parse_json(response.body), response.headers)
-
-    async def close(self) -> None:
-        self._http.close()
+        return await self._send(self._url, urlencode(form), self._headers, classify,
+                                auth=self._auth)
 
 
 def classify(status: int, body: Any, headers: Any) -> SendResult:
