@@ -16,7 +16,7 @@ def _value(text: str, series: str) -> float:
     return float(match.group(1))
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_metrics_count_requests_of_this_process(api, deps):
     for _ in range(3):
         assert (await api.get("/health"))[0] == 200
@@ -33,7 +33,7 @@ async def test_metrics_count_requests_of_this_process(api, deps):
     assert "# TYPE ywm_http_request_duration_seconds histogram" in text
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_live_processes_are_summed_and_silent_ones_left_out(deps):
     client: aioredis.Redis = deps.redis
     first, second, gone = m.Metrics("a"), m.Metrics("b"), m.Metrics("c")
@@ -60,7 +60,7 @@ async def test_live_processes_are_summed_and_silent_ones_left_out(deps):
         float(b) for b in buckets[:-1])
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_custom_counters_render_with_their_description(deps):
     m.describe("ywm_test_things_total", "counter", "Things counted by a test.")
     local = m.Metrics("x")

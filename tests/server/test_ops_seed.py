@@ -12,7 +12,7 @@ COUNTS = ("SELECT (SELECT count(*) FROM churches) AS churches, "
           "(SELECT count(*) FROM group_memberships) AS memberships")
 
 
-@pytest.mark.gen_test(timeout=30)
+@pytest.mark.gen_test(timeout=90)
 async def test_seed_demo_creates_a_usable_church_once(deps):
     first = await seed.seed_demo(deps)
     counts = await deps.db.fetch_one(COUNTS)
@@ -31,7 +31,7 @@ async def test_seed_demo_creates_a_usable_church_once(deps):
     assert signed_in.user["role"] == "owner"
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_seed_demo_refuses_production(deps):
     deps.settings = deps.settings.replace(env="production")
     with pytest.raises(RuntimeError):
