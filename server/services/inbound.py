@@ -9,7 +9,6 @@ reconciler picks them up if that enqueue is lost.
 """
 from __future__ import annotations
 
-import collections
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,12 +25,11 @@ from server import crypto
 from server.events import append_event, publish_events
 from server.segments import segment_info
 from server.services import members, optout
+from server.services.member_views import iso
 from server.settings import Settings
 
 log = logging.getLogger("ywm.inbound")
 
-# Process-local counters (exported by whoever collects metrics; read in tests).
-COUNTERS: collections.Counter[str] = collections.Counter()
 
 OurStatus = Literal["sent", "delivered", "failed"]
 # Forward-only moves: a status may only replace the ones listed (never a later one).
@@ -80,16 +78,12 @@ class InboundResult:
     replies: list[dict[str, Any]] = field(default_factory=list)  # queued rows to enqueue
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def message_view(row: dict[str, Any]) -> dict[str, Any]:
     """API.md §6 conversation message."""
     return {"id": str(row["id"]), "conversation_id": str(row["conversation_id"]),
             "direction": row["direction"], "body": row["body"],
             "media_urls": list(row["media_urls"] or []), "status": row["status"],
-            "error": row["error"], "created_at": _iso(row["created_at"])}
+            "error": row["error"], "created_at": iso(row["created_at"])}
 
 
 def conversation_view(row: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:
@@ -100,8 +94,8 @@ def conversation_view(row: dict[str, Any], member: dict[str, Any]) -> dict[str, 
             "assigned_to": str(row["assigned_to"]) if row["assigned_to"] else None,
             "last_message": {"body": row["last_message_body"],
                              "direction": row["last_message_direction"],
-                             "created_at": _iso(row["last_message_at"])},
-            "last_message_at": _iso(row["last_message_at"])}
+                             "created_at": iso(row["last_message_at"])},
+            "last_message_at": iso(row["last_message_at"])}
 
 
 async def _route(conn: Connection, provider: str, our_number: str, event_id: str
@@ -109,11 +103,9 @@ async def _route(conn: Connection, provider: str, our_number: str, event_id: str
     """(number row, None) for a new event to store; (None, outcome) otherwise."""
     number = await q.route_event(conn, provider, event_id, our_number)
     if number is None:
-        COUNTERS["unknown_number"] += 1
         log.warning("inbound for a number no church owns", extra={"provider": provider})
         return None, "unknown_number"
     if not number["fresh"]:
-        COUNTERS["duplicate"] += 1
         return None, "duplicate"
     return number, None
 
@@ -149,7 +141,6 @@ async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings
         if consent.reply:
             result.replies.append(await _queue_reply(conn, church["id"], conversation,
                                                      number, member, consent.reply, result))
-    COUNTERS["stored"] += 1
     await publish_events(redis, result.events)
     if group_ids:
         await members.invalidate_member_groups(redis, church["id"], group_ids)
@@ -186,7 +177,7 @@ async def _queue_reply(conn: Connection, church_id: UUID, conversation: dict[str
                                             conversation_view(touched or conversation,
                                                               member)))
     return {"church_id": str(church_id), "conversation_message_id": str(row["id"]),
-            "created_at": _iso(row["created_at"]), "conversation_id": str(row["conversation_id"]),
+            "created_at": iso(row["created_at"]), "conversation_id": str(row["conversation_id"]),
             "member_id": str(member["id"]), "number_id": str(number["id"]), "body": body}
 
 
@@ -212,7 +203,6 @@ async def record_status(db: Database, redis: aioredis.Redis, settings: Settings,
             conn, church_id, receipt.message_id, receipt.status, error,
             RECIPIENT_FROM[receipt.status])
         if not moved and not recipients:
-            COUNTERS["unmatched_status"] += 1
             result.outcome = "unmatched"
         if receipt.error_code in OPTED_OUT_CODES:
             await _carrier_opt_out(conn, church_id, number, moved, recipients, receipt, result)
