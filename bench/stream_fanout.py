@@ -46,6 +46,7 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path)
     import tornado.httpclient
     import tornado.websocket
     latencies: list[int] = []
+    per_church = [0] * len(tokens)  # frames received, by church (token) index
     closes: dict[str, int] = {}
     conns: list[Any] = []
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -63,6 +64,7 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path)
             now = time.monotonic_ns()
             body = ujson.loads(raw)["data"]["message"]["body"]
             latencies.append(now - int(body.split("t=", 1)[1]))
+            per_church[index % len(tokens)] += 1
         key = str(ws.close_code)
         closes[key] = closes.get(key, 0) + 1
 
@@ -84,7 +86,7 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path)
         except asyncio.TimeoutError:
             pass
     out.write_text(json.dumps({"frames": len(latencies), "latencies_ns": latencies,
-                               "closed_early": closes}))
+                               "closed_early": closes, "per_church": per_church}))
     for ws in conns:
         ws.close()
     print("DONE", flush=True)
@@ -230,6 +232,18 @@ def _cpu_s(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def _short_churches(per_church: list[int], sent: int, sockets: int) -> dict[int, int]:
+    """Church index → frames missing (events go round robin over the churches)."""
+    churches = len(per_church)
+    short = {}
+    for index, got in enumerate(per_church):
+        events = sent // churches + (1 if index < sent % churches else 0)
+        listeners = sockets // churches + (1 if index < sockets % churches else 0)
+        if got < events * listeners:
+            short[index] = events * listeners - got
+    return short
+
+
 def _wait_for_frames(progress: pathlib.Path, expected: int, stall_s: float = 5.0) -> None:
     """Until the client has every frame, or its count stops growing for `stall_s`."""
     last, last_change = -1, time.monotonic()
@@ -297,6 +311,7 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
             "duration_s": args.duration, "webhooks": sent,
             "frames_expected": int(sum(1 for a in answered if a >= 0) * per_church),
             "frames_delivered": frames, "sockets_closed_early": result["closed_early"],
+            "short_churches": _short_churches(result["per_church"], sent, sockets),
             "p50_ms": round(_pct(latencies, 0.50), 2), "p99_ms": round(_pct(latencies, 0.99), 2),
             "max_ms": round(latencies[-1] / 1e6, 2) if latencies else None,
             "inject_failed": sum(1 for a in answered if a < 0),

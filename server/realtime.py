@@ -187,6 +187,9 @@ class Hub:
         self._churches: dict[str, _Church] = {}
         self._reader: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        # redis-py's PubSub.connect() races when two coroutines subscribe before it has a
+        # connection (each takes one; a SUBSCRIBE can land on a connection nobody reads).
+        self._sub_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
 
@@ -232,7 +235,8 @@ class Hub:
             self._churches[client.church_id] = state
             state.clients.add(client)
             try:
-                await self._pubsub.subscribe(events_channel(client.church_id))
+                async with self._sub_lock:
+                    await self._pubsub.subscribe(events_channel(client.church_id))
             except REDIS_ERRORS:
                 self.leave(client)
                 raise
@@ -257,10 +261,13 @@ class Hub:
             self._spawn(self._unsubscribe(client.church_id))
 
     async def _unsubscribe(self, church_id: str) -> None:
-        if church_id in self._churches or self._pubsub is None:
-            return  # a socket came back meanwhile
         try:
-            await self._pubsub.unsubscribe(events_channel(church_id))
+            async with self._sub_lock:
+                # Checked under the lock: a socket that came back meanwhile subscribed
+                # first, and an UNSUBSCRIBE sent after it would silence its church.
+                if church_id in self._churches or self._pubsub is None:
+                    return
+                await self._pubsub.unsubscribe(events_channel(church_id))
         except REDIS_ERRORS:
             pass  # the connection is being rebuilt without this channel
 
@@ -360,7 +367,8 @@ class Hub:
             channels = [events_channel(c) for c in self._churches]
             try:
                 if channels:
-                    await self._pubsub.subscribe(*channels)
+                    async with self._sub_lock:
+                        await self._pubsub.subscribe(*channels)
                 return
             except REDIS_ERRORS:
                 pass
