@@ -62,6 +62,7 @@ async def test_kills_and_a_flushed_queue_lose_nothing(deps: Any, settings: Any) 
         summary = sim.state.summary(limit=0)
         duplicates = summary["duplicates"]["count"]
         assert summary["count"] == 5000 + duplicates
+        print(f"chaos: {KILLS} kills, 1 flush, {duplicates} duplicate submissions")
         assert duplicates <= THREADS * CONCURRENCY * KILLS
         assert {m["to"] for m in sim.state.messages} == set(church.phones)
         status = sql(settings, "SELECT status FROM messages WHERE id = %s::uuid", (message_id,))
