@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
+import pathlib
 from typing import Any, Iterator
 from urllib.parse import urlencode
 
+import jsonschema
 import pytest
 import tornado.websocket
 import ujson
@@ -48,10 +52,22 @@ async def open_stream(api: Any, base_url: str, token: str, last_event_id: str | 
     return await connect(stream_url(base_url, ticket=ticket, last_event_id=last_event_id))
 
 
+@functools.cache
+def _frame_validator() -> jsonschema.Draft202012Validator:
+    path = pathlib.Path(__file__).parent.parent / "schema" / "ws" / "server_frame.json"
+    return jsonschema.Draft202012Validator(json.loads(path.read_text()),
+                                           format_checker=jsonschema.FormatChecker())
+
+
 async def read_frame(ws: Any, timeout: float = 5.0) -> Any:
-    """The next frame as a dict, or None when the socket closed."""
+    """The next frame as a dict (checked against schema/ws/server_frame.json), or None
+    when the socket closed."""
     raw = await asyncio.wait_for(ws.read_message(), timeout)
-    return ujson.loads(raw) if raw is not None else None
+    if raw is None:
+        return None
+    frame = ujson.loads(raw)
+    _frame_validator().validate(frame)
+    return frame
 
 
 async def read_frames(ws: Any, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
