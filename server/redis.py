@@ -76,6 +76,7 @@ def ping_key(token: str) -> str:
 def lock_key(name: str) -> str:
     return global_key("lock", name)
 
+
 def number_throttle_key(church_id: UUID | str, number_id: UUID | str) -> str:
     """The per-number send bucket (server/throttle.py)."""
     return church_key(church_id, "throttle", "number", number_id)
@@ -104,7 +105,6 @@ def queue_running_key() -> str:
 def sync_lock(client: redis.Redis, name: str, ttl_seconds: float) -> Any:
     """A redis-py Lock with a token and a TTL: a crashed holder cannot keep it forever."""
     return client.lock(lock_key(name), timeout=ttl_seconds, blocking=False)
-
 
 
 def cache_key(church_id: UUID | str, name: str, *parts: Any) -> str:
