@@ -293,6 +293,22 @@ inbound_dedupe = sa.Table(
     sa.Index(None, "received_at"),
 )
 
+early_receipts = sa.Table(
+    # Delivery receipts that beat the send worker's commit of the provider message id:
+    # held here (their dedupe row is kept) and applied by the reconciler once it exists.
+    "early_receipts", metadata,
+    _church(),
+    sa.Column("provider", sa.Text, nullable=False),
+    sa.Column("provider_message_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("error_code", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("number_id", UUID(as_uuid=True)),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.PrimaryKeyConstraint("church_id", "provider", "provider_message_id", "status"),
+    sa.Index(None, "received_at"),
+)
+
 consent_ledger = sa.Table(
     "consent_ledger", metadata,
     _church(), _id(),
