@@ -87,7 +87,7 @@ class StreamSocketHandler(tornado.websocket.WebSocketHandler):
         self.client = StreamClient(str(self.actor.church_id), self)
         try:
             await hub.join(self.client)
-            await self.client.catch_up(self.deps.db, self.last_event_id)
+            await self.client.catch_up(self.deps.db, self.last_event_id, self.deps.settings)
         except tornado.websocket.WebSocketClosedError:
             pass
         except Exception:  # noqa: BLE001 - Starlette's rule: log it, close 1011

@@ -8,6 +8,7 @@ because sockets resume by id.
 """
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 from uuid import UUID
@@ -16,7 +17,9 @@ import ujson
 
 from db.engine import Connection
 from db.queries import events as q
+from server import crypto
 from server.redis import events_channel
+from server.settings import Settings
 
 log = logging.getLogger("ywm.events")
 
@@ -39,20 +42,76 @@ def jsonable(data: Any) -> Any:
                                    escape_forward_slashes=False))
 
 
-def event_frame(row: dict[str, Any]) -> dict[str, Any]:
-    """The API.md §7 frame of one event row (or an append_event result)."""
+# Personal fields an event may carry (a conversation summary names the member's phone).
+# They are stored sealed with the field keys, like the members table, and unsealed on
+# replay: the event log must not hold a plain phone number (issue 3's at-rest rule).
+SEALED_FIELDS = frozenset(("phone", "email"))
+SEALED_MARK = "$sealed"
+
+
+def _walk(data: Any, change: Any) -> Any:
+    if isinstance(data, dict):
+        return {key: change(key, value) if key in SEALED_FIELDS else _walk(value, change)
+                for key, value in data.items()}
+    if isinstance(data, list):
+        return [_walk(item, change) for item in data]
+    return data
+
+
+def _has_sealed_field(data: Any) -> bool:
+    found = False
+
+    def note(key: str, value: Any) -> Any:
+        nonlocal found
+        found = found or isinstance(value, str)
+        return value
+    _walk(data, note)
+    return found
+
+
+def seal(settings: Settings, data: Any) -> Any:
+    """`data` with every phone/email string replaced by `{"$sealed": <ciphertext>}`."""
+    def encrypt(key: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        blob = crypto.encrypt(settings, value)
+        return {SEALED_MARK: base64.b64encode(blob).decode("ascii")}
+    return _walk(data, encrypt)
+
+
+def unseal(settings: Settings, data: Any) -> Any:
+    def decrypt(key: str, value: Any) -> Any:
+        if isinstance(value, dict) and SEALED_MARK in value:
+            return crypto.decrypt(settings, base64.b64decode(value[SEALED_MARK]))
+        return value
+    return _walk(data, decrypt)
+
+
+def event_frame(row: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+    """The API.md §7 frame of one event row (unsealed with `settings`) or append result."""
+    data = unseal(settings, row["data"]) if settings is not None else row["data"]
     return {"id": str(row["id"]), "type": row["type"], "created_at": _iso(row["created_at"]),
-            "data": row["data"]}
+            "data": data}
 
 
 async def append_event(conn: Connection, church_id: UUID | str, type: str,
-                       data: dict[str, Any]) -> dict[str, Any]:
-    """Write one event inside the caller's transaction; publish it after the commit."""
+                       data: dict[str, Any], settings: Settings | None = None
+                       ) -> dict[str, Any]:
+    """Write one event inside the caller's transaction; publish it after the commit.
+
+    Data naming a phone or email needs `settings`: those fields are stored sealed.
+    """
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
     data = jsonable(data)
+    if settings is not None:
+        stored = seal(settings, data)
+    elif _has_sealed_field(data):
+        raise ValueError("an event naming a phone or email must be sealed: pass settings")
+    else:
+        stored = data
     event_id = await q.next_event_id(conn, church_id)
-    row = await q.insert_event(conn, church_id, event_id, type, data)
+    row = await q.insert_event(conn, church_id, event_id, type, stored)
     return {"id": str(event_id), "type": type, "created_at": _iso(row["created_at"]),
             "data": data, "church_id": str(church_id)}
 

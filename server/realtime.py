@@ -35,6 +35,7 @@ from db.engine import Database
 from db.queries import events as q
 from server.events import encode_event, event_frame
 from server.redis import events_channel
+from server.settings import Settings
 
 log = logging.getLogger("ywm.realtime")
 
@@ -131,7 +132,7 @@ class StreamClient:
         except Exception:  # noqa: BLE001 - already closing
             log.debug("close failed", exc_info=True)
 
-    async def catch_up(self, db: Database, after: int | None) -> None:
+    async def catch_up(self, db: Database, after: int | None, settings: Settings) -> None:
         """hello, then resync_required or the replay after `after`, then live.
 
         Call after `Hub.join()` returned: the subscription is ready, so every event
@@ -151,7 +152,8 @@ class StreamClient:
         while rows and not self.closed:
             last_future = None
             for row in rows:
-                last_future = self._send_event(int(row["id"]), encode_event(event_frame(row)))
+                last_future = self._send_event(int(row["id"]),
+                                               encode_event(event_frame(row, settings)))
             if last_future is not None:
                 await last_future  # backpressure: a large replay waits for the socket
             if len(rows) < REPLAY_BATCH:
@@ -178,10 +180,11 @@ class _Church:
 class Hub:
     """Sockets per church, one pub/sub connection, gap fill from PostgreSQL."""
 
-    def __init__(self, db: Database, redis: Any, down_grace: float = REDIS_DOWN_GRACE
-                 ) -> None:
+    def __init__(self, db: Database, redis: Any, settings: Settings,
+                 down_grace: float = REDIS_DOWN_GRACE) -> None:
         self.db = db
         self.redis = redis
+        self.settings = settings
         self.down_grace = down_grace
         self._pubsub: Any = None
         self._churches: dict[str, _Church] = {}
@@ -346,7 +349,8 @@ class Hub:
                 rows = await q.events_after(conn, church_id, state.last_id, REPLAY_BATCH)
             for row in rows:
                 state.last_id = int(row["id"])
-                await self._fanout(state, state.last_id, encode_event(event_frame(row)))
+                await self._fanout(state, state.last_id,
+                                   encode_event(event_frame(row, self.settings)))
             if len(rows) < REPLAY_BATCH:
                 return
 
@@ -405,7 +409,7 @@ def hub_for(deps: Any) -> Hub:
     """The process's hub, created on first use and registered with the lifecycle hooks."""
     hub = deps.extras.get("hub")
     if hub is None:
-        hub = Hub(deps.db, deps.redis)
+        hub = Hub(deps.db, deps.redis, deps.settings)
         deps.extras["hub"] = hub
         deps.extras.setdefault("on_start", []).append(hub.start)
         deps.extras.setdefault("on_drain", []).append(hub.drain)

@@ -110,7 +110,8 @@ async def update_conversation(db: Database, redis: aioredis.Redis, settings: Set
         await q.update_conversation(conn, actor.church_id, row["id"], changes)
         view = public_conversation(settings, await q.get_conversation(
             conn, actor.church_id, row["id"]) or row)
-        event = await append_event(conn, actor.church_id, "conversation.updated", view)
+        event = await append_event(conn, actor.church_id, "conversation.updated", view,
+                                   settings)
     await publish_events(redis, [event])
     return view
 
@@ -127,7 +128,7 @@ async def mark_read(db: Database, redis: aioredis.Redis, settings: Settings, act
         view = public_conversation(settings, row)
         if changed:
             events.append(await append_event(conn, actor.church_id, "conversation.updated",
-                                             view))
+                                             view, settings))
     await publish_events(redis, events)
     return view
 
@@ -212,7 +213,7 @@ async def _write_reply(conn: Connection, settings: Settings, actor: Actor,
     # The reply is a new message of the thread: same event as an inbound text, so every
     # open screen adds it (message + conversation summary, API.md §7).
     event = await append_event(conn, actor.church_id, "message.received", {
-        "message": message_view(message), "conversation": conversation})
+        "message": message_view(message), "conversation": conversation}, settings)
     handoff = {"church_id": str(actor.church_id), "conversation_message_id": str(message["id"]),
                "created_at": iso(message["created_at"]),
                "conversation_id": str(row["id"]), "member_id": str(row["member_id"]),

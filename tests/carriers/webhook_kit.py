@@ -12,6 +12,7 @@ import ujson
 
 from db.queries import numbers as numbers_q
 from server.carriers import signatures
+from server.events import unseal
 from server.settings import DEV_TELNYX_PRIVATE_KEY
 from tests.factories import create_church
 
@@ -112,7 +113,11 @@ async def snapshot(deps: Any, church_id: UUID) -> dict[str, Any]:
         "ledger": "SELECT action, source, keyword, detail FROM consent_ledger "
                   "WHERE church_id = %(c)s ORDER BY created_at",
     }
-    return {name: await deps.db.fetch_all(sql, {"c": church_id}) for name, sql in q.items()}
+    found = {name: await deps.db.fetch_all(sql, {"c": church_id}) for name, sql in q.items()}
+    # Events as the stream replays them: phones are stored sealed (server/events.py).
+    found["events"] = [{**row, "data": unseal(deps.settings, row["data"])}
+                       for row in found["events"]]
+    return found
 
 
 async def dedupe_count(deps: Any) -> int:

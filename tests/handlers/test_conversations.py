@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from db.queries import events as events_q
+from server.events import unseal
 from server import queue
 from tests.factories import add_user, register
 from tests.factories_inbox import add_number, conversation_with, random_phone, text_in
@@ -24,8 +25,10 @@ def no_queue(settings: Any, clean: None) -> Any:
 
 
 async def _events(deps: Any, church_id: Any, after: int = 0) -> list[dict[str, Any]]:
+    """Event rows as the stream replays them (phones unsealed)."""
     async with deps.db.acquire() as conn:
-        return await events_q.events_after(conn, church_id, after, 1000)
+        rows = await events_q.events_after(conn, church_id, after, 1000)
+    return [{**row, "data": unseal(deps.settings, row["data"])} for row in rows]
 
 
 async def _head(deps: Any, church_id: Any) -> int:

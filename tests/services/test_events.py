@@ -132,3 +132,29 @@ async def test_default_retention_keeps_ten_thousand(deps: Any) -> None:
     await _age(deps, church, 3, days=30)
     assert KEEP_EVENTS == 10_000
     assert (await prune_events(deps.db)).deleted == 0
+
+
+@pytest.mark.gen_test
+async def test_phones_are_stored_sealed_and_replayed_plain(deps: Any) -> None:
+    from server.events import event_frame
+    church = await new_church(deps)
+    data = {"conversation": {"member": {"id": "m", "phone": "+15551230001"}},
+            "message": {"body": "hi"}}
+    async with deps.db.transaction() as conn:
+        event = await append_event(conn, church, "message.received", data, deps.settings)
+    assert event["data"] == data  # what is published live is the plain frame
+    async with deps.db.acquire() as conn:
+        raw = await conn.fetch_val("SELECT data::text FROM events WHERE church_id = %(c)s",
+                                   {"c": church})
+        rows = await q.events_after(conn, church, 0, 10)
+    assert "5551230001" not in raw and "$sealed" in raw
+    assert event_frame(rows[0], deps.settings)["data"] == data
+
+
+@pytest.mark.gen_test
+async def test_an_unsealed_phone_is_refused(deps: Any) -> None:
+    church = await new_church(deps)
+    with pytest.raises(ValueError, match="sealed"):
+        async with deps.db.transaction() as conn:
+            await append_event(conn, church, "conversation.updated",
+                               {"member": {"phone": "+15551230001"}})

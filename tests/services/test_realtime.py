@@ -49,7 +49,7 @@ async def test_rejoin_right_after_the_last_leave_keeps_the_subscription(deps: An
     transport = Memory()
     second = realtime.StreamClient(church, transport)
     await hub.join(second)
-    await second.catch_up(deps.db, None)
+    await second.catch_up(deps.db, None, deps.settings)
     assert hub.subscribed_churches() == [church]
     await commit_events(deps.db, deps.redis, church, 2)
     await _wait_for(lambda: len(transport.frames) == 3)
@@ -65,7 +65,7 @@ async def test_many_concurrent_first_joins_all_go_live(deps: Any) -> None:
     clients = [realtime.StreamClient(c, t) for c, t in zip(churches, transports)]
     await asyncio.gather(*(hub.join(c) for c in clients))
     for client in clients:
-        await client.catch_up(deps.db, None)
+        await client.catch_up(deps.db, None, deps.settings)
     for church in churches:
         await commit_events(deps.db, deps.redis, church, 1)
     await _wait_for(lambda: all(len(t.frames) == 2 for t in transports))
