@@ -59,7 +59,7 @@ async def serve(settings: Settings, port: int, address: str = "127.0.0.1",
         await starter()
     app = make_app(deps)
     server = tornado.httpserver.HTTPServer(
-        app, xheaders=True, max_body_size=settings.max_import_bytes,
+        app, xheaders=settings.trust_proxy_headers, max_body_size=settings.max_import_bytes,
         idle_connection_timeout=75)
     server.add_sockets(tornado.netutil.bind_sockets(port, address, reuse_port=True))
     stop = asyncio.Event()

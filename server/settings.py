@@ -79,6 +79,9 @@ class Settings:
     # Carrier simulator only: the key it signs Telnyx webhooks with.
     sim_telnyx_private_key: str = field(default=DEV_TELNYX_PRIVATE_KEY, repr=False)
     webhook_allow_private: bool = False
+    # Believe X-Forwarded-For / X-Real-IP only behind our own proxy (deploy/nginx.conf):
+    # otherwise any client could pick its own IP and dodge the per-IP auth rate limit.
+    trust_proxy_headers: bool = False
     archive_url: str = "file://var/archive"
     retention_months: int = 24
     web_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -177,9 +180,10 @@ class Settings:
                           "YWM_USER_RATE_BURST": "user_rate_burst"}.items():
             if env.get(var):
                 values[attr] = _int(var, env[var])
-        if env.get("YWM_WEBHOOK_ALLOW_PRIVATE"):
-            values["webhook_allow_private"] = _bool(
-                "YWM_WEBHOOK_ALLOW_PRIVATE", env["YWM_WEBHOOK_ALLOW_PRIVATE"])
+        for var, attr in {"YWM_WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
+                          "YWM_TRUST_PROXY_HEADERS": "trust_proxy_headers"}.items():
+            if env.get(var):
+                values[attr] = _bool(var, env[var])
         if env.get("DATABASE_REPLICA_URLS"):
             values["database_replica_urls"] = _list(env["DATABASE_REPLICA_URLS"])
         settings = cls(**values)  # type: ignore[arg-type]
