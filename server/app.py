@@ -18,6 +18,6 @@ def make_app(deps: Deps) -> tornado.web.Application:
         cookie_secret=deps.settings.secret_key,
         xsrf_cookies=False,  # CSRF is our double-submit check in handlers/base.py
         websocket_ping_interval=20,
-        websocket_ping_timeout=30,
+        websocket_ping_timeout=20,  # Tornado caps it at the interval anyway
         compress_response=True,
     )
