@@ -92,6 +92,11 @@ def broadcast_progress_key(church_id: UUID | str, message_id: UUID | str) -> str
     return church_key(church_id, "dispatch", message_id, "progress")
 
 
+def broadcast_progress_trailing_key(church_id: UUID | str, message_id: UUID | str) -> str:
+    """Set while a trailing broadcast.progress publish is scheduled (one per window)."""
+    return church_key(church_id, "dispatch", message_id, "progress", "trailing")
+
+
 def queue_stats_key() -> str:
     """Hash of processed/failed counters per Huey task name (admin queues view)."""
     return global_key("queue", "stats")

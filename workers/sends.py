@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from uuid import UUID
 
+from server import queue
 from server.deps import Deps
 from server.queue import huey
 from server.queue import settings as queue_settings
@@ -25,11 +26,31 @@ def dispatch_lane(church_id: str, message_id: str) -> int:
     async def _lane(deps: Deps) -> dispatch.LaneResult:
         return await dispatch.run_lane(deps, church_id, message_id)
     result = run(_lane)
+    if result.progress_in is not None:
+        publish_progress.schedule((church_id, message_id), delay=result.progress_in)
     if result.again_in == 0:
         dispatch_lane(church_id, message_id)
     elif result.again_in is not None:
         dispatch_lane.schedule((church_id, message_id), delay=result.again_in)
     return result.sent
+
+
+@huey.task(name="sends.publish_progress", retries=3, retry_delay=1)
+def publish_progress(church_id: str, message_id: str) -> None:
+    """The trailing broadcast.progress a throttled publish asked for (the last counts)."""
+    async def _publish(deps: Deps) -> float | None:
+        return await dispatch.publish_trailing_progress(deps, church_id, message_id)
+    again = run(_publish)
+    if again is not None:
+        publish_progress.schedule((church_id, message_id), delay=again)
+
+
+async def progress_changed(deps: Deps, church_id: str, message_id: str) -> None:
+    """After a commit that changed a broadcast's counts outside a lane (delivery receipts):
+    publish broadcast.progress now, or schedule the trailing publish."""
+    delay = await dispatch.progress_changed(deps, church_id, message_id)
+    if delay is not None:
+        await queue.enqueue(publish_progress.schedule, (church_id, message_id), delay=delay)
 
 
 @huey.task(name="sends.send_reply", retries=3, retry_delay=1)

@@ -35,7 +35,8 @@ from server import crypto
 from server.carriers import CarrierClient, SendResult, client_for
 from server.deps import Deps
 from server.events import append_event, publish_events
-from server.redis import broadcast_progress_key, dispatch_heartbeat_key
+from server.redis import (broadcast_progress_key, broadcast_progress_trailing_key,
+                          dispatch_heartbeat_key)
 from server.segments import segment_info
 from server.services.broadcasts import message_view
 from server.throttle import NumberThrottle
@@ -48,6 +49,9 @@ REPLY_BATCH = 20  # replies a lane sends ahead of each bulk chunk
 # db.queries.recipients.analyze_partition); below it a stale plan costs little.
 ANALYZE_MIN_RECIPIENTS = 2000
 PROGRESS_INTERVAL_MS = 500  # broadcast.progress at most 2/s per broadcast (API.md §7)
+# A scheduled trailing publish holds its flag this long; if its task is lost, the next
+# change after that schedules another.
+PROGRESS_TRAILING_MS = 10_000
 # A lane refreshes this on every commit; once it lapses the reconciler starts new lanes.
 HEARTBEAT_SECONDS = 10.0
 # Carrier error codes meaning "this handset cannot get texts" (CARRIERS.md §1.4, §3):
@@ -60,6 +64,8 @@ UNDELIVERABLE_CODES = frozenset(("40001", "40008", "40310", "21211", "21214", "2
 class LaneResult:
     again_in: float | None  # None: this lane is done; 0: continue now; > 0: after a delay
     sent: int = 0
+    # Seconds after which `publish_trailing_progress` must run (a publish was throttled).
+    progress_in: float | None = None
 
 
 class Dispatcher:
@@ -157,7 +163,7 @@ async def run_lane(deps: Deps, church_id: UUID | str, message_id: UUID | str) ->
                 message["recipient_count"] >= ANALYZE_MIN_RECIPIENTS:
             await rq.analyze_partition(conn, message)
     dispatcher = dispatcher_for(deps)
-    started, sent = time.monotonic(), 0
+    started, sent, trailing = time.monotonic(), 0, None
     chunk = chunk_size(deps.settings, number)
     while time.monotonic() - started < LANE_SLICE_SECONDS:
         await _heartbeat(deps, message)
@@ -168,10 +174,11 @@ async def run_lane(deps: Deps, church_id: UUID | str, message_id: UUID | str) ->
         if not rows:
             break
         sent += await _send_chunk(dispatcher, message, number, rows)
-        await maybe_publish_progress(deps, message)
+        trailing = await maybe_publish_progress(deps, message) or trailing
     else:
-        return LaneResult(0.0, sent)
-    return await _after_chunks(deps, message, sent)
+        return LaneResult(0.0, sent, trailing)
+    result = await _after_chunks(deps, message, sent)
+    return LaneResult(result.again_in, sent, trailing)
 
 
 def chunk_size(settings: Any, number: Row | None) -> int:
@@ -210,6 +217,7 @@ async def _send_chunk(dispatcher: Dispatcher, message: Row, number: Row | None,
     settings = dispatcher.settings
     deps = dispatcher.deps
     provider = number["provider"] if number else "none"
+
     async def flush(batch: list[dict[str, Any]]) -> None:
         await record_outcomes(deps, message, provider, batch)
         await _heartbeat(deps, message)
@@ -273,18 +281,65 @@ async def record_outcomes(deps: Deps, message: Row, provider: str,
         await publish_events(deps.redis, events)
 
 
-async def maybe_publish_progress(deps: Deps, message: Row, force: bool = False) -> None:
-    """A `broadcast.progress` event, at most every PROGRESS_INTERVAL_MS per broadcast."""
-    key = broadcast_progress_key(message["church_id"], message["id"])
-    if not await deps.redis.set(key, "1", px=PROGRESS_INTERVAL_MS, nx=True) and not force:
-        return
+async def maybe_publish_progress(deps: Deps, message: Row, force: bool = False
+                                 ) -> float | None:
+    """A `broadcast.progress` event, at most every PROGRESS_INTERVAL_MS per broadcast.
+
+    Call after committing a change of the counts. A call the throttle skips must not lose
+    the last counts: the first skipped call of a window returns the seconds until the
+    window ends, and the caller schedules `publish_trailing_progress` (workers/sends.py
+    `publish_progress`) then; later skipped calls return None (that publish reads the
+    counts when it runs, so it covers them too).
+    """
+    church_id, message_id = message["church_id"], message["id"]
+    key = broadcast_progress_key(church_id, message_id)
+    if force:
+        await deps.redis.set(key, "1", px=PROGRESS_INTERVAL_MS)
+    elif not await deps.redis.set(key, "1", px=PROGRESS_INTERVAL_MS, nx=True):
+        if await deps.redis.set(broadcast_progress_trailing_key(church_id, message_id), "1",
+                                px=PROGRESS_TRAILING_MS, nx=True):
+            return await _window_left(deps, key)
+        return None
+    await _publish_progress(deps, church_id, message_id)
+    return None
+
+
+async def publish_trailing_progress(deps: Deps, church_id: UUID | str,
+                                    message_id: UUID | str) -> float | None:
+    """The scheduled publish of counts a throttled call skipped; returns the seconds after
+    which to run again when another publish holds the window (None: published)."""
+    church_id, message_id = UUID(str(church_id)), UUID(str(message_id))
+    key = broadcast_progress_key(church_id, message_id)
+    if not await deps.redis.set(key, "1", px=PROGRESS_INTERVAL_MS, nx=True):
+        return await _window_left(deps, key)  # the flag stays: no one else schedules
+    # Drop the flag before reading the counts: a change committed after this read finds
+    # the flag gone and the window taken, so it schedules the next trailing publish.
+    await deps.redis.delete(broadcast_progress_trailing_key(church_id, message_id))
+    await _publish_progress(deps, church_id, message_id)
+    return None
+
+
+async def progress_changed(deps: Deps, church_id: UUID | str, message_id: UUID | str
+                           ) -> float | None:
+    """For callers without the broadcast row (delivery receipts): as
+    `maybe_publish_progress`, after the receipt's transaction committed."""
+    church_id, message_id = UUID(str(church_id)), UUID(str(message_id))
+    return await maybe_publish_progress(deps, {"church_id": church_id, "id": message_id})
+
+
+async def _window_left(deps: Deps, key: str) -> float:
+    left_ms = await deps.redis.pttl(key)
+    return max(int(left_ms), 50) / 1000
+
+
+async def _publish_progress(deps: Deps, church_id: UUID, message_id: UUID) -> None:
     async with deps.db.transaction() as conn:
-        row = await bq.get_message(conn, message["church_id"], message["id"])
+        row = await bq.get_message(conn, church_id, message_id)
         if row is None:
             return
         counts = message_view(row, await rq.count_by_status(conn, row))["counts"]
-        event = await append_event(conn, message["church_id"], "broadcast.progress", {
-            "id": str(message["id"]), "counts": counts, "status": row["status"]})
+        event = await append_event(conn, church_id, "broadcast.progress", {
+            "id": str(message_id), "counts": counts, "status": row["status"]})
     await publish_events(deps.redis, [event])
 
 
