@@ -29,7 +29,7 @@ from server.settings import DEV_TELNYX_PUBLIC_KEY, Settings
 WEBHOOKS_METRIC = "ywm_carrier_webhooks_total"
 describe(WEBHOOKS_METRIC, "counter",
          "Carrier webhooks by provider and outcome (stored, duplicate, unknown_number, "
-         "unmatched, ignored, unauthorized).")
+         "unmatched, held, ignored, unauthorized).")
 
 # Telnyx `to[].status` → ours; None = not a state we track (queued, sending).
 STATUS_MAP: dict[str, str | None] = {

@@ -1,5 +1,5 @@
-"""SQL for inbound carrier traffic: durable webhook dedupe and delivery-receipt updates
-of broadcast recipients.
+"""SQL for inbound carrier traffic: durable webhook dedupe, delivery-receipt updates
+of broadcast recipients, and early receipts held until their send's provider id exists.
 
 Dedupe is keyed by (provider, provider event id) and lives in the same transaction as the
 effects of the webhook, so a retried webhook either finds the committed row (and changes
@@ -46,6 +46,52 @@ UPDATE message_recipients
 RETURNING message_id, member_id, status
 """)
 
+_SENT_EXISTS = """
+       EXISTS (SELECT 1 FROM conversation_messages m
+                WHERE m.church_id = {e}church_id
+                  AND m.provider_message_id = {e}provider_message_id)
+    OR EXISTS (SELECT 1 FROM message_recipients r
+                WHERE r.church_id = {e}church_id
+                  AND r.provider_message_id = {e}provider_message_id)"""
+
+# Hold a receipt that matched nothing, unless a row with its provider id exists (then it
+# was a late, backwards status: nothing to hold). True = held (or already held).
+_HOLD_RECEIPT = sa.text("""
+WITH k AS (SELECT CAST(:church_id AS uuid) AS church_id,
+                  CAST(:provider_message_id AS text) AS provider_message_id),
+missing AS (SELECT NOT (""" + _SENT_EXISTS.format(e="k.") + """) AS yes FROM k),
+ins AS (
+  INSERT INTO early_receipts (church_id, provider, provider_message_id, status, error_code,
+                              error, number_id)
+  SELECT k.church_id, :provider, k.provider_message_id, :status, :error_code, :error,
+         CAST(:number_id AS uuid)
+    FROM k, missing WHERE missing.yes
+  ON CONFLICT (church_id, provider, provider_message_id, status) DO NOTHING)
+SELECT yes FROM missing
+""")
+
+# Held receipts whose send now has its provider id, oldest first (carrier order), locked so
+# concurrent passes split the work; with the church fields the opt-out path needs.
+_READY_RECEIPTS = sa.text("""
+SELECT e.church_id, e.provider, e.provider_message_id, e.status, e.error_code, e.error,
+       e.number_id, c.name AS church_name, c.help_text, c.unknown_sender_opt_in
+  FROM early_receipts e JOIN churches c ON c.id = e.church_id
+ WHERE """ + _SENT_EXISTS.format(e="e.") + """
+ ORDER BY e.received_at
+ LIMIT :limit
+   FOR UPDATE OF e SKIP LOCKED
+""")
+
+_DELETE_RECEIPT = sa.text("""
+DELETE FROM early_receipts
+ WHERE church_id = :church_id AND provider = :provider
+   AND provider_message_id = :provider_message_id AND status = :status
+""")
+
+_PRUNE_RECEIPTS = sa.text("""
+DELETE FROM early_receipts WHERE received_at < now() - make_interval(hours => :hours)
+""")
+
 
 async def route_event(conn: Connection, provider: str, event_id: str, our_number: str
                       ) -> Row | None:
@@ -68,3 +114,29 @@ async def update_recipient_status(conn: Connection, church_id: UUID,
                               "provider_message_id": provider_message_id,
                               "allowed_from": list(allowed_from)}
     return await conn.fetch_all(_RECIPIENT_STATUS, params)
+
+
+async def hold_receipt(conn: Connection, church_id: UUID, number_id: UUID | None,
+                       provider: str, provider_message_id: str, status: str,
+                       error_code: str | None, error: str | None) -> bool:
+    """Keep a receipt whose provider message id no row carries yet; False when a row does
+    carry it (the receipt matched nothing because it would move the row backwards)."""
+    return bool(await conn.fetch_val(_HOLD_RECEIPT, {
+        "church_id": church_id, "number_id": number_id, "provider": provider,
+        "provider_message_id": provider_message_id, "status": status,
+        "error_code": error_code, "error": error}))
+
+
+async def lock_ready_receipts(conn: Connection, limit: int) -> list[Row]:
+    """Held receipts that can be applied now; call inside a transaction (rows locked)."""
+    return await conn.fetch_all(_READY_RECEIPTS, {"limit": limit})
+
+
+async def delete_receipt(conn: Connection, row: Row) -> None:
+    await conn.execute(_DELETE_RECEIPT, {k: row[k] for k in (
+        "church_id", "provider", "provider_message_id", "status")})
+
+
+async def delete_old_receipts(conn: Connection, older_than_hours: int = 72) -> int:
+    """A receipt whose send never got its provider id is dropped with its dedupe row."""
+    return await conn.execute(_PRUNE_RECEIPTS, {"hours": older_than_hours})

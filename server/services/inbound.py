@@ -5,7 +5,9 @@ durable dedupe, number → church, then the effects and their event rows; events
 published only after the commit, and the caller answers the carrier 2xx only after that.
 Confirmation replies (STOP/START/HELP) are written as outbound conversation messages in
 `queued` state and returned, so the caller enqueues them for the send worker; the
-reconciler picks them up if that enqueue is lost.
+reconciler picks them up if that enqueue is lost. A receipt that beats the send worker's
+commit of its provider message id is held in `early_receipts` and applied by the
+reconciler's pass (`apply_early_receipts`).
 """
 from __future__ import annotations
 
@@ -72,7 +74,7 @@ class StatusReceipt:
 
 @dataclass
 class InboundResult:
-    outcome: str           # stored | duplicate | unknown_number | unmatched
+    outcome: str           # stored | duplicate | unknown_number | unmatched | held
     church_id: UUID | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     replies: list[dict[str, Any]] = field(default_factory=list)  # queued rows to enqueue
@@ -191,23 +193,60 @@ async def record_status(db: Database, redis: aioredis.Redis, settings: Settings,
             return InboundResult(outcome=skipped or "duplicate")
         church_id = number["church_id"]
         result = InboundResult(outcome="stored", church_id=church_id)
-        error = _error_text(receipt)
-        moved = await conv_q.update_message_status(
-            conn, church_id, receipt.message_id, receipt.status, error,
-            CONVERSATION_FROM[receipt.status])
-        for row in moved:
-            result.events.append(await append_event(conn, church_id, "message.status", {
-                "message_id": row["id"], "conversation_id": row["conversation_id"],
-                "status": row["status"], "error": row["error"]}))
-        recipients = await q.update_recipient_status(
-            conn, church_id, receipt.message_id, receipt.status, error,
-            RECIPIENT_FROM[receipt.status])
-        if not moved and not recipients:
-            result.outcome = "unmatched"
-        if receipt.error_code in OPTED_OUT_CODES:
-            await _carrier_opt_out(conn, church_id, number, moved, recipients, receipt, result)
+        if not await _apply_status(conn, number, receipt, result):
+            # The send worker may not have committed this provider id yet (the carrier
+            # can answer the send and post `message.sent` first): hold the receipt for
+            # apply_early_receipts. The dedupe row stays, so the answer stays 2xx.
+            held = await q.hold_receipt(conn, church_id, number["id"], receipt.provider,
+                                        receipt.message_id, receipt.status,
+                                        receipt.error_code, receipt.error)
+            result.outcome = "held" if held else "unmatched"
     await publish_events(redis, result.events)
     return result
+
+
+async def _apply_status(conn: Connection, number: dict[str, Any], receipt: StatusReceipt,
+                        result: InboundResult) -> bool:
+    """Move the rows carrying the receipt's provider id forward (events into `result`);
+    False when none moved."""
+    church_id = number["church_id"]
+    error = _error_text(receipt)
+    moved = await conv_q.update_message_status(
+        conn, church_id, receipt.message_id, receipt.status, error,
+        CONVERSATION_FROM[receipt.status])
+    for row in moved:
+        result.events.append(await append_event(conn, church_id, "message.status", {
+            "message_id": row["id"], "conversation_id": row["conversation_id"],
+            "status": row["status"], "error": row["error"]}))
+    recipients = await q.update_recipient_status(
+        conn, church_id, receipt.message_id, receipt.status, error,
+        RECIPIENT_FROM[receipt.status])
+    if receipt.error_code in OPTED_OUT_CODES:
+        await _carrier_opt_out(conn, church_id, number, moved, recipients, receipt, result)
+    return bool(moved or recipients)
+
+
+async def apply_early_receipts(db: Database, redis: aioredis.Redis, settings: Settings,
+                               limit: int = 500) -> int:
+    """Apply held receipts whose send now has its provider id (forward only, as if they had
+    just arrived), delete them, and drop held ones older than the dedupe retention.
+    Returns how many were applied; events are published after the commit."""
+    result = InboundResult(outcome="stored")
+    async with db.transaction() as conn:
+        rows = await q.lock_ready_receipts(conn, limit)
+        for row in rows:
+            number = {"id": row["number_id"], "church_id": row["church_id"],
+                      "church_name": row["church_name"], "help_text": row["help_text"],
+                      "unknown_sender_opt_in": row["unknown_sender_opt_in"]}
+            receipt = StatusReceipt(
+                provider=row["provider"], event_id="", message_id=row["provider_message_id"],
+                our_number="", status=row["status"], error_code=row["error_code"],
+                error=row["error"])
+            await _apply_status(conn, number, receipt, result)
+            await q.delete_receipt(conn, row)
+        await q.delete_old_receipts(conn, DEDUPE_HOURS)
+    await publish_events(redis, result.events)
+    return len(rows)
 
 
 def _error_text(receipt: StatusReceipt) -> str | None:

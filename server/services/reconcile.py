@@ -8,7 +8,8 @@ periodic pass (one per interval cluster-wide, under a Redis lock with a TTL) loo
   the lease) and no live dispatch lane (its heartbeat key lapsed) → start lanes again;
 - scheduled broadcasts that are due → resolve recipients, start lanes;
 - recurring messages that are due → one broadcast per occurrence (services/recurring.py);
-- conversation replies overdue the same way → their send task again.
+- conversation replies overdue the same way → their send task again;
+- delivery receipts held because they beat their send's provider id → applied now.
 
 It returns what to enqueue; the worker task enqueues it (services never import tasks).
 """
@@ -22,7 +23,7 @@ from db.queries import recipients as rq
 from db.queries import replies as pq
 from server.deps import Deps
 from server.redis import dispatch_heartbeat_key
-from server.services import broadcasts, recurring
+from server.services import broadcasts, inbound, recurring
 from server.services.dispatch import HEARTBEAT_SECONDS
 
 log = logging.getLogger("ywm.reconcile")
@@ -35,6 +36,7 @@ class ReconcileReport:
     recurring: list[tuple[str, str]] = field(default_factory=list)
     # (church_id, conversation_message_id) of replies whose send task was lost
     replies: list[tuple[str, str]] = field(default_factory=list)
+    receipts: int = 0  # early delivery receipts applied
 
     @property
     def to_dispatch(self) -> list[tuple[str, str]]:
@@ -66,4 +68,5 @@ async def reconcile(deps: Deps, now: datetime | None = None) -> ReconcileReport:
     async with deps.db.acquire() as conn:
         overdue = await pq.list_overdue_replies(conn, deps.settings.reconcile_interval_seconds)
     report.replies = [(str(r["church_id"]), str(r["id"])) for r in overdue]
+    report.receipts = await inbound.apply_early_receipts(deps.db, deps.redis, deps.settings)
     return report
