@@ -25,19 +25,20 @@ from uuid import UUID
 
 import ujson
 
-from db.engine import Row
+from db.engine import Connection, Row
 from db.queries import broadcasts as bq
 from db.queries import dead_letters as dq
-from db.queries import members as mq
 from db.queries import recipients as rq
 from db.queries import replies as pq
 from server import crypto
 from server.carriers import CarrierClient, SendResult, client_for
 from server.deps import Deps
+from server.errors import NotFound
 from server.events import append_event, publish_events
 from server.redis import (broadcast_progress_key, broadcast_progress_trailing_key,
                           dispatch_heartbeat_key)
 from server.segments import segment_info
+from server.services import members
 from server.services.broadcasts import message_view
 from server.throttle import NumberThrottle
 
@@ -261,6 +262,7 @@ async def record_outcomes(deps: Deps, message: Row, provider: str,
                           batch: list[dict[str, Any]]) -> None:
     """One transaction: row states, dead letters, carrier opt-outs (+ their events)."""
     events: list[dict[str, Any]] = []
+    group_ids: set[UUID] = set()
     church_id = message["church_id"]
     async with deps.db.transaction() as conn:
         await rq.record_outcomes(conn, message, provider, batch)
@@ -270,15 +272,11 @@ async def record_outcomes(deps: Deps, message: Row, provider: str,
                 for o in batch if o.get("dead")]
         await dq.insert_dead_letters(conn, church_id, "broadcast_recipient", dead)
         for outcome in batch:
-            if outcome.get("opted_out") and await mq.set_opt_in(
-                    conn, church_id, outcome["member_id"], False):
-                await mq.insert_consent(conn, church_id, outcome["member_id"], "opt_out",
-                                        "carrier", number_id=message["number_id"],
-                                        detail=outcome.get("error"))
-                events.append(await append_event(conn, church_id, "member.opted_out", {
-                    "member_id": str(outcome["member_id"]), "source": "carrier"}))
-    if events:
-        await publish_events(deps.redis, events)
+            if outcome.get("opted_out"):
+                await _carrier_opt_out(conn, church_id, outcome["member_id"],
+                                       message["number_id"], outcome.get("error"), events,
+                                       group_ids)
+    await _after_opt_outs(deps, church_id, events, group_ids)
 
 
 async def maybe_publish_progress(deps: Deps, message: Row, force: bool = False
@@ -380,7 +378,9 @@ async def record_reply_outcome(deps: Deps, reply: Row, number: Row | None,
     """Row state, dead letter, carrier opt-out and a message.status event, one commit."""
     if outcome["status"] == "undeliverable":  # conversation messages have no such state
         outcome = {**outcome, "status": "failed"}
-    church_id, events = reply["church_id"], []
+    church_id = reply["church_id"]
+    events: list[dict[str, Any]] = []
+    group_ids: set[UUID] = set()
     async with deps.db.transaction() as conn:
         row = await pq.record_reply(conn, reply, number["provider"] if number else None,
                                     outcome)
@@ -390,14 +390,35 @@ async def record_reply_outcome(deps: Deps, reply: Row, number: Row | None,
             await dq.insert_dead_letters(conn, church_id, "conversation_reply", [(ujson.dumps({
                 "conversation_message_id": str(reply["id"]),
                 "created_at": reply["created_at"].isoformat()}), outcome.get("error"))])
-        if outcome.get("opted_out") and reply["member_id"] and await mq.set_opt_in(
-                conn, church_id, reply["member_id"], False):
-            await mq.insert_consent(conn, church_id, reply["member_id"], "opt_out", "carrier",
-                                    number_id=reply["number_id"], detail=outcome.get("error"))
-            events.append(await append_event(conn, church_id, "member.opted_out", {
-                "member_id": str(reply["member_id"]), "source": "carrier"}))
+        if outcome.get("opted_out") and reply["member_id"]:
+            await _carrier_opt_out(conn, church_id, reply["member_id"], reply["number_id"],
+                                   outcome.get("error"), events, group_ids)
         if row["status"] in ("sent", "failed"):
             events.append(await append_event(conn, church_id, "message.status", {
                 "message_id": str(row["id"]), "conversation_id": str(row["conversation_id"]),
                 "status": row["status"], "error": row["error"]}))
-    await publish_events(deps.redis, events)
+    await _after_opt_outs(deps, church_id, events, group_ids)
+
+
+async def _carrier_opt_out(conn: Connection, church_id: UUID, member_id: UUID,
+                           number_id: UUID | None, error: str | None,
+                           events: list[dict[str, Any]], group_ids: set[UUID]) -> None:
+    """The carrier refused the send as opted out (CARRIERS.md §4.4): mirror it, collect
+    the event and the member's groups (their cached pages show opt-in) for after commit."""
+    try:
+        result = await members.set_opt_in(conn, church_id, member_id, False, "carrier",
+                                          number_id=number_id, detail=error)
+    except NotFound:  # deleted since the broadcast was accepted: nothing to mark
+        return
+    if result["changed"]:
+        events.append(await append_event(conn, church_id, "member.opted_out", {
+            "member_id": str(member_id), "source": "carrier"}))
+        group_ids.update(result["group_ids"])
+
+
+async def _after_opt_outs(deps: Deps, church_id: UUID, events: list[dict[str, Any]],
+                          group_ids: set[UUID]) -> None:
+    if group_ids:
+        await members.invalidate_member_groups(deps.redis, church_id, sorted(group_ids))
+    if events:
+        await publish_events(deps.redis, events)
