@@ -46,28 +46,37 @@ UPDATE message_recipients
 RETURNING message_id, member_id, status
 """)
 
-_SENT_EXISTS = """
+
+def _carried(e: str, m_extra: str = "", r_extra: str = "") -> str:
+    """SQL: a conversation message or broadcast recipient of church `{e}church_id` carries
+    provider id `{e}provider_message_id` (and meets the extra conditions)."""
+    return f"""
        EXISTS (SELECT 1 FROM conversation_messages m
                 WHERE m.church_id = {e}church_id
-                  AND m.provider_message_id = {e}provider_message_id)
+                  AND m.provider_message_id = {e}provider_message_id{m_extra})
     OR EXISTS (SELECT 1 FROM message_recipients r
                 WHERE r.church_id = {e}church_id
-                  AND r.provider_message_id = {e}provider_message_id)"""
+                  AND r.provider_message_id = {e}provider_message_id{r_extra})"""
 
-# Hold a receipt that matched nothing, unless a row with its provider id exists (then it
-# was a late, backwards status: nothing to hold). True = held (or already held).
+
+# Hold a receipt that moved nothing, unless a row carrying its provider id is already past
+# it (a late, backwards status: nothing to hold). A row that carries the id but could still
+# move was committed after this receipt's UPDATEs ran: hold it, the next pass applies it.
+# Returns true = held (or already held).
 _HOLD_RECEIPT = sa.text("""
 WITH k AS (SELECT CAST(:church_id AS uuid) AS church_id,
                   CAST(:provider_message_id AS text) AS provider_message_id),
-missing AS (SELECT NOT (""" + _SENT_EXISTS.format(e="k.") + """) AS yes FROM k),
+hold AS (SELECT NOT (""" + _carried("k.", " AND m.status <> ALL(:message_from)",
+                                    " AND r.status <> ALL(:recipient_from)") + """) AS yes
+           FROM k),
 ins AS (
   INSERT INTO early_receipts (church_id, provider, provider_message_id, status, error_code,
                               error, number_id)
   SELECT k.church_id, :provider, k.provider_message_id, :status, :error_code, :error,
          CAST(:number_id AS uuid)
-    FROM k, missing WHERE missing.yes
+    FROM k, hold WHERE hold.yes
   ON CONFLICT (church_id, provider, provider_message_id, status) DO NOTHING)
-SELECT yes FROM missing
+SELECT yes FROM hold
 """)
 
 # Held receipts whose send now has its provider id, oldest first (carrier order), locked so
@@ -76,7 +85,7 @@ _READY_RECEIPTS = sa.text("""
 SELECT e.church_id, e.provider, e.provider_message_id, e.status, e.error_code, e.error,
        e.number_id, c.name AS church_name, c.help_text, c.unknown_sender_opt_in
   FROM early_receipts e JOIN churches c ON c.id = e.church_id
- WHERE """ + _SENT_EXISTS.format(e="e.") + """
+ WHERE """ + _carried("e.") + """
  ORDER BY e.received_at
  LIMIT :limit
    FOR UPDATE OF e SKIP LOCKED
@@ -118,13 +127,17 @@ async def update_recipient_status(conn: Connection, church_id: UUID,
 
 async def hold_receipt(conn: Connection, church_id: UUID, number_id: UUID | None,
                        provider: str, provider_message_id: str, status: str,
-                       error_code: str | None, error: str | None) -> bool:
-    """Keep a receipt whose provider message id no row carries yet; False when a row does
-    carry it (the receipt matched nothing because it would move the row backwards)."""
+                       error_code: str | None, error: str | None,
+                       message_from: tuple[str, ...], recipient_from: tuple[str, ...]
+                       ) -> bool:
+    """Keep a receipt that moved nothing for `apply_early_receipts`; False (not kept) when
+    a row carrying its provider id is in none of the `*_from` statuses, i.e. already past
+    it. `*_from`: the statuses the receipt may move a message / recipient from."""
     return bool(await conn.fetch_val(_HOLD_RECEIPT, {
         "church_id": church_id, "number_id": number_id, "provider": provider,
         "provider_message_id": provider_message_id, "status": status,
-        "error_code": error_code, "error": error}))
+        "error_code": error_code, "error": error, "message_from": list(message_from),
+        "recipient_from": list(recipient_from)}))
 
 
 async def lock_ready_receipts(conn: Connection, limit: int) -> list[Row]:

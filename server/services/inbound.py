@@ -197,9 +197,10 @@ async def record_status(db: Database, redis: aioredis.Redis, settings: Settings,
             # The send worker may not have committed this provider id yet (the carrier
             # can answer the send and post `message.sent` first): hold the receipt for
             # apply_early_receipts. The dedupe row stays, so the answer stays 2xx.
-            held = await q.hold_receipt(conn, church_id, number["id"], receipt.provider,
-                                        receipt.message_id, receipt.status,
-                                        receipt.error_code, receipt.error)
+            held = await q.hold_receipt(
+                conn, church_id, number["id"], receipt.provider, receipt.message_id,
+                receipt.status, receipt.error_code, receipt.error,
+                CONVERSATION_FROM[receipt.status], RECIPIENT_FROM[receipt.status])
             result.outcome = "held" if held else "unmatched"
     await publish_events(redis, result.events)
     return result
