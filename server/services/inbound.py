@@ -135,13 +135,13 @@ async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings
             text.provider, text.message_id, max(1, segment_info(text.body).segments))
         result.events.append(await append_event(conn, church["id"], "message.received", {
             "message": message_view(message),
-            "conversation": conversation_view(conversation, member)}))
+            "conversation": conversation_view(conversation, member)}, settings))
         consent = await optout.apply_keyword(conn, church, number, member_id, text.body,
                                              carrier_replied=text.carrier_replied)
         result.events.extend(consent.events)
         group_ids = consent.group_ids
         if consent.reply:
-            result.replies.append(await _queue_reply(conn, church["id"], conversation,
+            result.replies.append(await _queue_reply(conn, settings, church["id"], conversation,
                                                      number, member, consent.reply, result))
     await publish_events(redis, result.events)
     if group_ids:
@@ -162,7 +162,8 @@ async def _sender(conn: Connection, settings: Settings, church: dict[str, Any],
         conn, settings, church["id"], phone, church["unknown_sender_opt_in"])
 
 
-async def _queue_reply(conn: Connection, church_id: UUID, conversation: dict[str, Any],
+async def _queue_reply(conn: Connection, settings: Settings, church_id: UUID,
+                       conversation: dict[str, Any],
                        number: dict[str, Any], member: dict[str, Any], body: str,
                        result: InboundResult) -> dict[str, Any]:
     """The confirmation as an outbound `queued` message (sent_by NULL: the system)."""
@@ -177,7 +178,7 @@ async def _queue_reply(conn: Connection, church_id: UUID, conversation: dict[str
                                                        body)
     result.events.append(await append_event(conn, church_id, "conversation.updated",
                                             conversation_view(touched or conversation,
-                                                              member)))
+                                                              member), settings))
     return {"church_id": str(church_id), "conversation_message_id": str(row["id"]),
             "created_at": iso(row["created_at"]), "conversation_id": str(row["conversation_id"]),
             "member_id": str(member["id"]), "number_id": str(number["id"]), "body": body}
