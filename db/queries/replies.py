@@ -4,6 +4,14 @@ Same lease discipline as broadcast recipients: claimed rows are `sending` with
 `next_attempt_at` = lease expiry, so a killed worker's reply becomes due again. The claim
 returns what the send needs: the member's encrypted phone (from the conversation's
 member), the sending number, and whether the member has opted out since.
+
+The one exemption from `opted_out` is the opt-out's own confirmation (CARRIERS.md §4.4:
+one confirmation to the opted-out member). It is recognised without a marker column:
+server/services/inbound.py writes it in the very transaction that opts the member out, so
+its `created_at` equals the member's `opted_out_at` (both are that transaction's now()).
+No staff or API reply can share that transaction (they are refused at creation for an
+opted-out member, and any written before the STOP has an earlier `created_at`), and a
+later STOP moves `opted_out_at`, so an older confirmation is not exempt any more.
 """
 from __future__ import annotations
 
@@ -26,7 +34,8 @@ RETURNING cm.church_id, cm.id, cm.created_at, cm.conversation_id, cm.body, cm.at
           EXISTS (SELECT 1 FROM conversations c JOIN members m
                     ON m.church_id = c.church_id AND m.id = c.member_id
                    WHERE c.church_id = cm.church_id AND c.id = cm.conversation_id
-                     AND NOT (m.opt_in_sms AND m.opted_out_at IS NULL)) AS opted_out
+                     AND NOT (m.opt_in_sms AND m.opted_out_at IS NULL)
+                     AND m.opted_out_at IS DISTINCT FROM cm.created_at) AS opted_out
 """
 
 # Replies due now, oldest first, across churches (lanes send these before bulk work).
