@@ -13,6 +13,7 @@ payload; we branch on `payload.to[0].status`, not only on the event type.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import ujson
@@ -25,6 +26,9 @@ from server.metrics import describe
 from server.services import inbound
 from server.services.inbound import InboundText, StatusReceipt
 from server.settings import DEV_TELNYX_PUBLIC_KEY, Settings
+from workers import sends  # handlers import task functions solely to enqueue
+
+log = logging.getLogger("ywm.webhooks")
 
 WEBHOOKS_METRIC = "ywm_carrier_webhooks_total"
 describe(WEBHOOKS_METRIC, "counter",
@@ -87,6 +91,7 @@ class TelnyxWebhookHandler(ApiHandler):
             await enqueue_replies(result.replies)  # STOP/START/HELP confirmations
         elif isinstance(event, StatusReceipt):
             result = await inbound.record_status(deps.db, deps.redis, deps.settings, event)
+            await announce_progress(deps, result)
         else:
             result = inbound.InboundResult(outcome="ignored")
         outcome = result.outcome
@@ -99,6 +104,17 @@ def public_key(settings: Settings) -> str:
     if settings.production and settings.telnyx_public_key == DEV_TELNYX_PUBLIC_KEY:
         return ""
     return settings.telnyx_public_key
+
+
+async def announce_progress(deps: Any, result: inbound.InboundResult) -> None:
+    """A receipt moved broadcast counts: publish broadcast.progress (throttled).
+
+    The receipt is committed already; a failure here only delays the progress bar."""
+    for church_id, message_id in sorted(result.broadcasts):
+        try:
+            await sends.progress_changed(deps, church_id, message_id)
+        except Exception:  # noqa: BLE001 - counts are durable; the next change republishes
+            log.warning("progress announce failed", exc_info=True)
 
 
 def count_webhook(deps: Any, provider: str, outcome: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from handlers.base import ApiHandler
 from handlers.conversations import enqueue_replies
-from handlers.telnyx import count_webhook
+from handlers.telnyx import announce_progress, count_webhook
 from server.carriers import signatures
 from server.errors import Unauthorized
 from server.services import inbound
@@ -78,8 +78,9 @@ class TwilioWebhookHandler(ApiHandler):
             await enqueue_replies(result.replies)  # STOP/START/HELP confirmations
             outcome = result.outcome
         elif isinstance(event, StatusReceipt):
-            outcome = (await inbound.record_status(deps.db, deps.redis, deps.settings,
-                                                   event)).outcome
+            result = await inbound.record_status(deps.db, deps.redis, deps.settings, event)
+            await announce_progress(deps, result)
+            outcome = result.outcome
         count_webhook(deps, "twilio", outcome)
         self.set_header("Content-Type", "text/xml; charset=UTF-8")
         self.finish(EMPTY_TWIML)

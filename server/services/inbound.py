@@ -78,6 +78,8 @@ class InboundResult:
     church_id: UUID | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     replies: list[dict[str, Any]] = field(default_factory=list)  # queued rows to enqueue
+    # (church_id, broadcast id) pairs whose counts moved: their progress is announced
+    broadcasts: set[tuple[str, str]] = field(default_factory=set)
 
 
 def message_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +225,7 @@ async def _apply_status(conn: Connection, number: dict[str, Any], receipt: Statu
     recipients = await q.update_recipient_status(
         conn, church_id, receipt.message_id, receipt.status, error,
         RECIPIENT_FROM[receipt.status])
+    result.broadcasts.update((str(church_id), str(r["message_id"])) for r in recipients)
     if receipt.error_code in OPTED_OUT_CODES:
         await _carrier_opt_out(conn, church_id, number, moved, recipients, receipt, result)
     return bool(moved or recipients)
