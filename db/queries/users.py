@@ -8,7 +8,7 @@ import psycopg2.errors
 import sqlalchemy as sa
 
 from db.engine import Connection, Row
-from db.tables import users
+from db.tables import churches, users
 
 PUBLIC_COLUMNS = (users.c.id, users.c.church_id, users.c.email, users.c.name, users.c.role,
                   users.c.created_at)
@@ -24,6 +24,15 @@ GET_BY_EMAIL = (sa.select(*PUBLIC_COLUMNS, users.c.password_hash)
 GET = (sa.select(*PUBLIC_COLUMNS)
        .where(users.c.church_id == sa.bindparam("church_id"),
               users.c.id == sa.bindparam("user_id")))
+# /auth/me on every page load: the church and the caller in one round trip.
+_CHURCH_COLUMNS = (churches.c.id, churches.c.name, churches.c.timezone, churches.c.help_text,
+                   churches.c.unknown_sender_opt_in, churches.c.created_at)
+GET_WITH_CHURCH = (
+    sa.select(*(c.label(f"church_{c.key}") for c in _CHURCH_COLUMNS),
+              *(c.label(f"user_{c.key}") for c in PUBLIC_COLUMNS))
+    .select_from(churches.outerjoin(users, sa.and_(
+        users.c.church_id == churches.c.id, users.c.id == sa.bindparam("user_id"))))
+    .where(churches.c.id == sa.bindparam("church_id")))
 # FOR UPDATE: role changes and removals lock the row they check.
 GET_FOR_UPDATE = GET.with_for_update()
 EMAIL_EXISTS = sa.select(sa.exists().where(
@@ -75,6 +84,17 @@ async def get_user(conn: Connection, church_id: UUID, user_id: UUID,
                    for_update: bool = False) -> Row | None:
     stmt = GET_FOR_UPDATE if for_update else GET
     return await conn.fetch_one(stmt, {"church_id": church_id, "user_id": user_id})
+
+
+async def get_user_with_church(conn: Connection, church_id: UUID, user_id: UUID | None
+                               ) -> tuple[Row | None, Row | None]:
+    """(user, church); either is None when it does not exist."""
+    row = await conn.fetch_one(GET_WITH_CHURCH, {"church_id": church_id, "user_id": user_id})
+    if row is None:
+        return None, None
+    church = {k[len("church_"):]: v for k, v in row.items() if k.startswith("church_")}
+    user = {k[len("user_"):]: v for k, v in row.items() if k.startswith("user_")}
+    return (user if user["id"] is not None else None), church
 
 
 async def list_users(conn: Connection, church_id: UUID) -> list[Row]:

@@ -118,9 +118,7 @@ async def logout(redis: aioredis.Redis, actor: Actor) -> None:
 
 async def me(db: Database, actor: Actor) -> dict[str, Any]:
     async with db.acquire() as conn:
-        user = await user_q.get_user(conn, actor.church_id, actor.user_id) \
-            if actor.user_id else None
-        church = await church_q.get_church(conn, actor.church_id)
+        user, church = await user_q.get_user_with_church(conn, actor.church_id, actor.user_id)
     if church is None or (actor.user_id and user is None):
         raise Unauthorized("The account no longer exists.")
     return {"user": user_view(user) if user else None, "church": church_view(church)}
