@@ -5,10 +5,8 @@ from huey import crontab
 
 from server.deps import Deps
 from server.queue import huey
-from server.queue import settings as queue_settings
-from server.redis import connect_sync, sync_lock
 from server.services import events as retention
-from workers.runtime import run
+from workers.runtime import run, run_exclusive
 
 # A run deletes in 5,000-row batches and takes seconds; the TTL only has to outlive one
 # run, and frees the slot if the worker dies holding it.
@@ -18,17 +16,6 @@ PRUNE_LOCK_TTL = 900
 @huey.periodic_task(crontab(minute="*/15"), name="events.prune")
 def prune_events() -> int:
     """Prune past retention; one run cluster-wide per slot (Redis lock with a TTL)."""
-    client = connect_sync(queue_settings().redis_url)
-    lock = sync_lock(client, "events.prune", PRUNE_LOCK_TTL)
-    try:
-        if not lock.acquire():
-            return 0
-
-        async def _prune(deps: Deps) -> int:
-            return (await retention.prune_events(deps.db)).deleted
-        try:
-            return run(_prune)
-        finally:
-            lock.release()
-    finally:
-        client.close()
+    async def _prune(deps: Deps) -> int:
+        return (await retention.prune_events(deps.db)).deleted
+    return run_exclusive("events.prune", PRUNE_LOCK_TTL, lambda: run(_prune)) or 0

@@ -5,10 +5,8 @@ from huey import crontab
 
 from server.deps import Deps
 from server.queue import huey
-from server.queue import settings as queue_settings
-from server.redis import connect_sync, sync_lock
 from server.services import inbound
-from workers.runtime import run
+from workers.runtime import run, run_exclusive
 
 # One DELETE by the received_at index; the TTL only has to outlive one run.
 PRUNE_LOCK_TTL = 600
@@ -17,17 +15,6 @@ PRUNE_LOCK_TTL = 600
 @huey.periodic_task(crontab(minute="7"), name="inbound.prune_dedupe")
 def prune_dedupe() -> int:
     """Drop dedupe rows past 72 h; one run cluster-wide per hour (Redis lock with a TTL)."""
-    client = connect_sync(queue_settings().redis_url)
-    lock = sync_lock(client, "inbound.prune_dedupe", PRUNE_LOCK_TTL)
-    try:
-        if not lock.acquire():
-            return 0
-
-        async def _prune(deps: Deps) -> int:
-            return await inbound.prune_dedupe(deps.db)
-        try:
-            return run(_prune)
-        finally:
-            lock.release()
-    finally:
-        client.close()
+    async def _prune(deps: Deps) -> int:
+        return await inbound.prune_dedupe(deps.db)
+    return run_exclusive("inbound.prune_dedupe", PRUNE_LOCK_TTL, lambda: run(_prune)) or 0

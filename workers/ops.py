@@ -10,8 +10,8 @@ from db.partitions import ensure_partitions
 from server.deps import Deps
 from server.queue import huey
 from server.queue import settings as queue_settings
-from server.redis import connect_sync, ping_key, sync_lock
-from workers.runtime import run
+from server.redis import ping_key
+from workers.runtime import run, run_exclusive
 
 PING_TTL_SECONDS = 300  # long enough to read it back, short enough to need no cleanup
 # Upkeep takes well under a second; the lock only has to outlive one run.
@@ -32,14 +32,5 @@ def ping(token: str) -> str:
 @huey.periodic_task(crontab(minute="7", hour="*/6"), name="ops.ensure_partitions")
 def upkeep_partitions() -> list[str]:
     """Create next months' partitions; one run cluster-wide per slot (Redis lock, TTL)."""
-    client = connect_sync(queue_settings().redis_url)
-    lock = sync_lock(client, "ops.ensure_partitions", PARTITIONS_LOCK_TTL)
-    try:
-        if not lock.acquire():
-            return []
-        try:
-            return ensure_partitions(queue_settings().database_url)
-        finally:
-            lock.release()
-    finally:
-        client.close()
+    return run_exclusive("ops.ensure_partitions", PARTITIONS_LOCK_TTL,
+                         lambda: ensure_partitions(queue_settings().database_url)) or []

@@ -20,7 +20,7 @@ from server.queue import settings as queue_settings
 from server.redis import connect_sync, sync_lock
 from server.services import number_linking, reconcile
 from workers import queue_stats  # noqa: F401  (registers the queue counters)
-from workers.runtime import run
+from workers.runtime import run, run_exclusive
 from workers.sends import send_reply, start_dispatch
 
 log = logging.getLogger("ywm.workers.reconcile")
@@ -61,19 +61,9 @@ LINK_LOCK_TTL = 300.0  # longer than one pass of carrier calls; a crash frees it
 @huey.periodic_task(crontab(minute="*"), name="numbers.relink")
 def relink_numbers() -> int:
     """Retry provisioning of numbers that are not linked; one run cluster-wide."""
-    client = connect_sync(queue_settings().redis_url)
-    lock = sync_lock(client, "numbers.relink", LINK_LOCK_TTL)
-    try:
-        if not lock.acquire():
-            return 0
-        try:
-            async def _relink(deps: Deps) -> dict[str, object]:
-                return await number_linking.relink(deps)
-            return int(run(_relink)["linked"])  # type: ignore[call-overload]
-        finally:
-            lock.release()
-    finally:
-        client.close()
+    async def _relink(deps: Deps) -> int:
+        return int((await number_linking.relink(deps))["linked"])  # type: ignore[call-overload]
+    return run_exclusive("numbers.relink", LINK_LOCK_TTL, lambda: run(_relink)) or 0
 
 
 def _ticker() -> None:
@@ -86,7 +76,6 @@ def _ticker() -> None:
         _ticker_stop.wait(interval)
         if _ticker_stop.is_set():
             return
-
 
 
 @huey.on_startup()

@@ -12,6 +12,7 @@ import logging
 import threading
 from typing import Any, Awaitable, Callable, TypeVar
 
+import redis.exceptions
 from huey.api import Task
 from huey.signals import SIGNAL_INTERRUPTED
 
@@ -19,7 +20,7 @@ from db.engine import Database
 from server import queue
 from server.deps import Deps
 from server.queue import huey
-from server.redis import connect_async
+from server.redis import connect_async, connect_sync, sync_lock
 from server.settings import Settings
 
 T = TypeVar("T")
@@ -70,3 +71,22 @@ def run(fn: Callable[[Deps], Awaitable[T]]) -> T:
     """Run `fn(deps)` on this thread's loop, opening the runtime on first use."""
     open_runtime()
     return _local.loop.run_until_complete(fn(_local.deps))  # type: ignore[no-any-return]
+
+
+def run_exclusive(lock_name: str, ttl_seconds: float, fn: Callable[[], T]) -> T | None:
+    """Call `fn()` only while holding the cluster-wide Redis lock `lock_name` (with a TTL,
+    so a crashed holder frees it); None when another worker holds it (periodic jobs)."""
+    client = connect_sync(queue.settings().redis_url)
+    try:
+        lock = sync_lock(client, lock_name, ttl_seconds)
+        if not lock.acquire():
+            return None
+        try:
+            return fn()
+        finally:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:  # the TTL ran out first: already free
+                log.warning("lock %s expired before %s finished", lock_name, lock_name)
+    finally:
+        client.close()
