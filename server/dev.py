@@ -18,7 +18,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import Any
+from typing import Any, Callable
+
+import ujson
 
 from server.settings import Settings
 
@@ -94,15 +96,42 @@ def child_env(settings: Settings, port: int, sim_port: int, var: pathlib.Path
     return env
 
 
-def _web_answers(port: int) -> bool:
+def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+        with urllib.request.urlopen(url, timeout=1) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
 
 
-def supervise(conf: pathlib.Path, env: dict[str, str], port: int, banner: str) -> int:
+def _web_answers(port: int) -> bool:
+    return _answers(f"http://127.0.0.1:{port}/health")
+
+
+def inject_demo_texts(sim_port: int) -> None:
+    """Text the demo number through the carrier simulator (the real webhook path)."""
+    from server.seed import DEMO_NUMBER, DEMO_TEXTS
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _answers(f"http://127.0.0.1:{sim_port}/control/received?limit=1"):
+        if time.monotonic() > deadline:
+            print("dev: the carrier simulator did not answer; no demo texts", file=sys.stderr)
+            return
+        time.sleep(0.2)
+    for handset, text in DEMO_TEXTS:
+        body = ujson.dumps({"provider": DEMO_NUMBER["provider"], "from": handset,
+                            "to": DEMO_NUMBER["phone"], "text": text}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{sim_port}/control/inbound", data=body, method="POST",
+            headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(request, timeout=10).close()
+        except OSError as exc:  # the demo still works; only the sample texts are missing
+            print(f"dev: could not inject a demo text: {exc}", file=sys.stderr)
+            return
+
+
+def supervise(conf: pathlib.Path, env: dict[str, str], port: int, banner: str,
+              on_ready: Callable[[], None] | None = None) -> int:
     """Run supervisord until it exits; forward Ctrl-C/SIGTERM to it exactly once."""
     proc = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
                             env=env, start_new_session=True)
@@ -121,6 +150,8 @@ def supervise(conf: pathlib.Path, env: dict[str, str], port: int, banner: str) -
             break
         time.sleep(0.2)
     if proc.poll() is None and _web_answers(port):
+        if on_ready is not None:
+            on_ready()
         print(banner, flush=True)
     return proc.wait()
 
@@ -134,4 +165,6 @@ def run_dev(settings: Settings, port: int = 8000, sim_port: int = 8900,
     conf = write_config(var)
     banner = (f"\nOpen http://127.0.0.1:{port}/ — sign in as {login.email} / "
               f"{login.password}\nCtrl-C stops everything started here.\n")
-    return supervise(conf, child_env(settings, port, sim_port, var), port, banner)
+    # Sample texts only on the first run, so restarts do not repeat them.
+    on_ready = (lambda: inject_demo_texts(sim_port)) if login.created else None
+    return supervise(conf, child_env(settings, port, sim_port, var), port, banner, on_ready)

@@ -24,6 +24,14 @@ OWNER_PASSWORD = "grace-demo-2026"
 # 555-01xx numbers are reserved for fiction; the carrier simulator accepts any number.
 DEMO_NUMBER = {"phone": "+12025550100", "provider": "telnyx", "mps": 10}
 GROUPS = ("Youth Group", "Worship Team", "Volunteers")
+# Texted in through the carrier simulator on the first `make run`, so the inbox opens
+# with live conversations (the last sender is not a member yet: it becomes one).
+DEMO_TEXTS = (
+    ("+12025550111", "Is choir practice still at 7 tonight?"),
+    ("+12025550114", "Can I bring a friend to youth group on Friday? 🙂"),
+    ("+12025550117", "Thank you for the prayers this week."),
+    ("+12025550199", "Hi, we visited on Sunday. What time is the Wednesday meal?"),
+)
 MEMBERS = (
     ("Mary", "Johnson", "+12025550111", ("Worship Team", "Volunteers")),
     ("James", "Smith", "+12025550112", ("Volunteers",)),

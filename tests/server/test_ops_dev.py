@@ -39,13 +39,21 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _login(port: int) -> int:
+def _login(port: int) -> str:
     body = ujson.dumps({"email": "demo@ywmessaging.local", "password": "grace-demo-2026"})
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/api/v1/auth/login", data=body.encode(),
         headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status
+        assert response.status == 200
+        return str(ujson.loads(response.read())["data"]["access_token"])
+
+
+def _conversation_texts(port: int, token: str) -> list[str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/conversations",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return [c["last_message"]["body"] for c in ujson.loads(response.read())["data"]]
 
 
 def test_dev_runs_everything_and_ctrl_c_stops_it_all(settings, clean, tmp_path):
@@ -65,7 +73,10 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(settings, clean, tmp_path):
         started = _descendants(proc.pid)
         # supervisord, 2 web, worker, scheduler, carrier simulator
         assert len(started) >= 6, started
-        assert _login(port) == 200
+        token = _login(port)
+        # The inbox opens with the sample texts, sent in through the carrier simulator.
+        from server.seed import DEMO_TEXTS
+        assert sorted(_conversation_texts(port, token)) == sorted(t for _, t in DEMO_TEXTS)
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the foreground process
         proc.communicate(timeout=60)
