@@ -15,7 +15,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from uuid import UUID
 
 from server.dev import ROOT, child_env, write_config
 from server.settings import Settings
+from bench.procs import exit_on_sigterm, stop_processes
 
 VAR = ROOT / "var" / "bench"
 LUA = pathlib.Path(__file__).with_name("report.lua")
@@ -125,14 +125,6 @@ def _start_targets(settings: Settings, processes: int, web_port: int, hello_port
     return procs
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        proc.wait(timeout=60)
-
-
 def _row(name: str, r: dict[str, Any]) -> str:
     errors = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
     return (f"| {name} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} "
@@ -140,6 +132,7 @@ def _row(name: str, r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--seconds", type=int, default=10, help="per measurement")
     parser.add_argument("--rounds", type=int, default=2)
@@ -174,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             results["auth_me"].append(run_wrk(wrk, me_url, args.seconds, args.connections,
                                               args.threads, tokens_file))
     finally:
-        _stop(procs)
+        stop_processes(procs)
     # Other work on the machine skews absolute numbers: report the load around the run.
     load = (round(load_before, 2), round(os.getloadavg()[0], 2))
     report = {"processes": args.processes, "connections": args.connections,

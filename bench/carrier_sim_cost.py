@@ -28,6 +28,7 @@ import ujson
 
 from server.carriers import client_for
 from server.settings import Settings
+from bench.procs import exit_on_sigterm
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -133,6 +134,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--inbound", type=int, default=2000)

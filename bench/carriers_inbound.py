@@ -19,7 +19,6 @@ import os
 import pathlib
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ import uuid
 import psycopg2
 import redis
 import ujson
+
+from bench.procs import exit_on_sigterm, stop_processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ADMIN_DSN = os.environ.get("YWM_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -173,6 +174,7 @@ def _count(database_url: str) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
@@ -221,13 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         (OUT / "carriers_inbound.json").write_text(json.dumps(report, indent=2))
         return 0
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
         _drop_db(database_url)
         control = redis.Redis.from_url(f"{REDIS_BASE}/0")
         redis.Redis.from_url(redis_url).flushdb()

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from bench.auth_me import (VAR, WARMUP_SECONDS, _free_port, _wait, ensure_wrk, p
                            run_wrk)
 from server.dev import ROOT
 from server.settings import Settings
+from bench.procs import exit_on_sigterm, stop_processes
 
 BENCH_DB = "ywm_bench"
 
@@ -88,14 +88,6 @@ def _analyze(database_url: str) -> None:
     with conn.cursor() as cur:
         cur.execute("ANALYZE members, group_memberships, groups")
     conn.close()
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        proc.wait(timeout=60)
 
 
 def measure_imports(base: str, token: str, pid: int) -> list[dict[str, Any]]:
@@ -164,6 +156,7 @@ async def service_latency(settings: Settings, group_id: str, count: int = 300
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(prog="python -m bench.members")
     parser.add_argument("--seconds", type=int, default=10, help="per wrk measurement")
     parser.add_argument("--connections", type=int, default=64)
@@ -192,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         _wait(f"{base}/api/v1/auth/me", owner)
         report["imports"] = measure_imports(base, owner, procs[0].pid)
     finally:
-        _stop(procs)
+        stop_processes(procs)
     # What autovacuum does within a minute of a bulk load; without it the planner still
     # believes the tables are nearly empty and picks plans 50x slower.
     _analyze(settings.database_url)
@@ -221,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 (_cpu_seconds([p.pid for p in procs]) - cpu) * 1000 / result["requests"], 2)
             report["http"][name] = result
     finally:
-        _stop(procs)
+        stop_processes(procs)
     report["service"] = asyncio.run(service_latency(settings, group["id"]))
     (VAR / "members.json").write_text(json.dumps(report, indent=2))
     _print(report, args)

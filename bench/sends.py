@@ -31,6 +31,8 @@ from typing import Any
 import psycopg2
 import redis
 
+from bench.procs import exit_on_sigterm, stop_processes
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench"
 BENCH_DB = "ywm_bench_sends"
@@ -190,14 +192,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         full = _http("GET", f"{sim_url}/control/received?limit={args.recipients * 2}")
     finally:
         for group in ("worker", "web", "sim"):
-            for proc in procs[group]:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT if group == "worker" else signal.SIGTERM)
-            for proc in procs[group]:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes(procs[group],
+                           signal.SIGINT if group == "worker" else signal.SIGTERM)
         log.close()
         redis.Redis.from_url(f"{REDIS_BASE}/0").delete(redis_lock)
     stamps = [m["at"] for m in full["messages"]]
@@ -235,6 +231,7 @@ async def _token(settings: Any, church: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--mps", type=int, default=0, help="the number's MPS; 0 = no limit")

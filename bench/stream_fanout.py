@@ -36,6 +36,7 @@ import ujson
 
 from bench.carriers_inbound import (OUT, REDIS_BASE, ROOT, _create_db, _drop_db,
                                     _start_web, _take_redis_db)
+from bench.procs import exit_on_sigterm, stop_processes
 
 CONNECT_CONCURRENCY = 200
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -327,6 +328,7 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tokens", help=argparse.SUPPRESS)
@@ -370,13 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         (OUT / f"stream_fanout_{args.source}.json").write_text(json.dumps(reports, indent=2))
         return 0
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
         _drop_db(database_url)
         redis.Redis.from_url(redis_url).flushdb()
         redis.Redis.from_url(f"{REDIS_BASE}/0").delete(redis_lock)
