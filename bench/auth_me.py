@@ -22,8 +22,8 @@ import urllib.request
 from typing import Any
 from uuid import UUID
 
-from server.dev import ROOT, child_env, write_config
-from server.settings import Settings
+from server.devtools.dev import ROOT, child_env, write_config
+from server.platform.settings import Settings
 from bench.procs import exit_on_sigterm, stop_processes
 
 VAR = ROOT / "var" / "bench"
@@ -49,7 +49,7 @@ def ensure_wrk() -> str:
 async def prepare_tokens(settings: Settings, count: int) -> list[str]:
     """A fresh church with `count` users, one session each; returns access tokens."""
     from db.queries import users as user_q
-    from server import auth
+    from server.auth import sessions as auth
     from server.main import close_deps, open_deps
     from server.services import accounts
     deps = await open_deps(settings)

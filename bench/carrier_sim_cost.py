@@ -27,7 +27,7 @@ import tornado.web
 import ujson
 
 from server.carriers import client_for
-from server.settings import Settings
+from server.platform.settings import Settings
 from bench.procs import exit_on_sigterm
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

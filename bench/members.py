@@ -30,8 +30,8 @@ from typing import Any
 
 from bench.auth_me import (VAR, WARMUP_SECONDS, _free_port, _wait, ensure_wrk, prepare_tokens,
                            run_wrk)
-from server.dev import ROOT
-from server.settings import Settings
+from server.devtools.dev import ROOT
+from server.platform.settings import Settings
 from bench.procs import exit_on_sigterm, stop_processes
 
 BENCH_DB = "ywm_bench"

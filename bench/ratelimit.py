@@ -1,4 +1,4 @@
-"""Benchmark the Redis token bucket (server/ratelimit.py) against a bare Redis round trip.
+"""Benchmark the Redis token bucket (server/platform/ratelimit.py) against a bare Redis round trip.
 
 `python -m bench.ratelimit [--redis URL] [--n N] [--concurrency C]`: one asyncio client,
 N calls each of (a) PING, (b) `ratelimit.consume` (EVALSHA of the bucket script) on C
@@ -14,9 +14,9 @@ import statistics
 import time
 from typing import Awaitable, Callable
 
-from server import ratelimit
-from server.ratelimit import Limit
-from server.redis import connect_async
+from server.platform import ratelimit
+from server.platform.ratelimit import Limit
+from server.platform.redis import connect_async
 
 KEY_PREFIX = "ywm:bench:ratelimit:"
 

@@ -133,7 +133,7 @@ def _sliding_max(stamps: list[float]) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from server.settings import Settings
+    from server.platform.settings import Settings
     from tests.workers.bulk import seed_church
     from tests.workers.procs import free_port
     VAR.mkdir(parents=True, exist_ok=True)
@@ -220,8 +220,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _token(settings: Any, church: Any) -> str:
-    from server.auth import create_session
-    from server.redis import connect_async
+    from server.auth.sessions import create_session
+    from server.platform.redis import connect_async
     client = connect_async(settings.redis_url)
     try:
         pair = await create_session(client, settings, church.id, church.group_id, "admin")

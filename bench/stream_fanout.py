@@ -101,8 +101,8 @@ async def _seed(database_url: str, redis_url: str, churches: int
     from db.queries import churches as churches_q
     from db.queries import numbers as numbers_q
     from db.queries import users as users_q
-    from server.auth import create_session
-    from server.settings import Settings
+    from server.auth.sessions import create_session
+    from server.platform.settings import Settings
     settings = Settings.from_env({"YWM_ENV": "test", "DATABASE_URL": database_url,
                                   "REDIS_URL": redis_url})
     db = await Database.connect(database_url)
@@ -133,8 +133,8 @@ async def _inject_direct(database_url: str, redis_url: str, church_ids: list[str
     """Events committed and published by this process (no webhook path): isolates the
     stream's own cost (hub, fan-out, sockets) from inbound processing."""
     from db.engine import Database
-    from server.events import append_event, publish_events
-    from server.redis import connect_async
+    from server.events.log import append_event, publish_events
+    from server.platform.redis import connect_async
     db = await Database.connect(database_url, maxsize=8)
     client = connect_async(redis_url)
     answered: list[int] = []
@@ -173,7 +173,7 @@ async def _inject(port: int, phones: list[str], rate: float, duration: float
     import tornado.httpclient
 
     from server.carriers.signatures import telnyx_headers
-    from server.settings import DEV_TELNYX_PRIVATE_KEY
+    from server.platform.settings import DEV_TELNYX_PRIVATE_KEY
     http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=256)
     pending: set[asyncio.Future] = set()
     answered: list[int] = []  # webhook response times, ns

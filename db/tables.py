@@ -99,7 +99,7 @@ members = sa.Table(
     _church(), _id(),
     sa.Column("first_name", sa.Text, nullable=False, server_default=""),
     sa.Column("last_name", sa.Text, nullable=False, server_default=""),
-    # AES-GCM ciphertexts carrying their key id (server/crypto.py); never plaintext.
+    # AES-GCM ciphertexts carrying their key id (server/platform/crypto.py); never plaintext.
     sa.Column("phone_enc", BYTEA, nullable=False),
     sa.Column("email_enc", BYTEA),
     # HMAC of the E.164 phone with its own key: equality lookups without plaintext.

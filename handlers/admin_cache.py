@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler
-from server import cache
+from server.platform import cache
 
 
 class AdminCacheHandler(ApiHandler):

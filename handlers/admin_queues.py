@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from handlers.base import ApiHandler
-from server import queue
+from server.platform import queue
 from server.services import queue_admin
 from server.services.member_views import parse_limit, parse_uuid
 from workers import sends

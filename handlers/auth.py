@@ -9,9 +9,9 @@ from __future__ import annotations
 from uuid import UUID
 
 from handlers.base import ApiHandler
-from server import auth
-from server.auth import CSRF_COOKIE, SESSION_COOKIE, TokenPair
-from server.errors import Unauthorized
+from server.auth import sessions as auth
+from server.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, TokenPair
+from server.platform.errors import Unauthorized
 from server.services import accounts
 
 COOKIE_DAYS = 30  # the Redis session (24 h sliding) decides; the cookie only points at it

@@ -20,13 +20,13 @@ import tornado.web
 import ujson
 
 import schema
-from server import ratelimit
-from server.auth import (CSRF_COOKIE, SESSION_COOKIE, Actor, actor_from_access_token,
+from server.platform import ratelimit
+from server.auth.sessions import (CSRF_COOKIE, SESSION_COOKIE, Actor, actor_from_access_token,
                          actor_from_session, bearer_token, parse_session_cookie)
 from server.deps import Deps
-from server.errors import (AppError, CsrfFailed, Forbidden, InvalidJson, MethodNotAllowed,
+from server.platform.errors import (AppError, CsrfFailed, Forbidden, InvalidJson, MethodNotAllowed,
                            NotFound, PayloadTooLarge, Unauthorized, Unavailable)
-from server.logging import request_id_var
+from server.platform.logging import request_id_var
 
 log = logging.getLogger("ywm.http")
 

@@ -5,7 +5,7 @@ import logging
 from typing import Any
 
 from handlers.base import ApiHandler
-from server import queue
+from server.platform import queue
 from server.services import conversations
 from server.services.member_views import parse_limit
 from workers import sends  # handlers import task functions solely to enqueue

@@ -16,7 +16,7 @@ import tornado.web
 import schema
 from handlers.base import BaseHandler, dumps
 from server.deps import Deps
-from server.errors import AppError, NotFound
+from server.platform.errors import AppError, NotFound
 
 DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
             "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "

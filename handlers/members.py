@@ -4,8 +4,8 @@ from __future__ import annotations
 import tornado.web
 
 from handlers.base import ApiHandler
-from server.auth import Actor
-from server.errors import PayloadTooLarge, ValidationFailed
+from server.auth.sessions import Actor
+from server.platform.errors import PayloadTooLarge, ValidationFailed
 from server.services import member_import, members
 from server.services.member_views import parse_limit, parse_uuid
 

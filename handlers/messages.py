@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 
 from handlers.base import ApiHandler
-from server import queue
-from server.errors import ValidationFailed
+from server.platform import queue
+from server.platform.errors import ValidationFailed
 from server.services import broadcasts
 from server.services.member_views import parse_limit, parse_uuid
 from workers import sends

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from handlers.base import BaseHandler
-from server.metrics import exposition
+from server.platform.metrics import exposition
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -2,7 +2,7 @@
 
 Credentials are checked in `get()` before the upgrade, so a bad ticket, token or cookie
 is a plain `401` with the error body and never a socket. After the upgrade the socket
-registers with the process hub (`server.realtime`), which subscribes first; the client
+registers with the process hub (`server.realtime.hub`), which subscribes first; the client
 then replays from the durable log and goes live (`StreamClient.catch_up`).
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ import tornado.websocket
 import ujson
 
 from handlers.base import dumps
-from server.auth import (SESSION_COOKIE, Actor, actor_from_access_token, actor_from_session,
+from server.auth.sessions import (SESSION_COOKIE, Actor, actor_from_access_token, actor_from_session,
                          bearer_token, parse_session_cookie, redeem_stream_ticket)
 from server.deps import Deps
-from server.errors import AppError, Unauthorized, ValidationFailed
-from server.realtime import CLOSE_INTERNAL, CLOSE_POLICY, StreamClient, hub_for
+from server.platform.errors import AppError, Unauthorized, ValidationFailed
+from server.realtime.hub import CLOSE_INTERNAL, CLOSE_POLICY, StreamClient, hub_for
 
 log = logging.getLogger("ywm.stream")
 

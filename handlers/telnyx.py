@@ -21,11 +21,11 @@ import ujson
 from handlers.base import ApiHandler
 from handlers.conversations import enqueue_replies
 from server.carriers import signatures
-from server.errors import InvalidJson, Unauthorized
-from server.metrics import describe
+from server.platform.errors import InvalidJson, Unauthorized
+from server.platform.metrics import describe
 from server.services import inbound
 from server.services.inbound import InboundText, StatusReceipt
-from server.settings import DEV_TELNYX_PUBLIC_KEY, Settings
+from server.platform.settings import DEV_TELNYX_PUBLIC_KEY, Settings
 from workers import sends  # handlers import task functions solely to enqueue
 
 log = logging.getLogger("ywm.webhooks")

@@ -13,10 +13,10 @@ from handlers.base import ApiHandler
 from handlers.conversations import enqueue_replies
 from handlers.telnyx import announce_progress, count_webhook
 from server.carriers import signatures
-from server.errors import Unauthorized
+from server.platform.errors import Unauthorized
 from server.services import inbound
 from server.services.inbound import InboundText, StatusReceipt
-from server.settings import DEV_TWILIO_AUTH_TOKEN, Settings
+from server.platform.settings import DEV_TWILIO_AUTH_TOKEN, Settings
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 # Twilio `MessageStatus` → ours; None = not a state we track.

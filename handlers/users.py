@@ -4,7 +4,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from handlers.base import ApiHandler
-from server.errors import NotFound
+from server.platform.errors import NotFound
 from server.services import accounts
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from server.errors import ValidationFailed
+from server.platform.errors import ValidationFailed
 
 HERE = pathlib.Path(__file__).parent
 

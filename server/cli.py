@@ -6,8 +6,8 @@ import asyncio
 import os
 import sys
 
-from server.logging import configure_logging
-from server.settings import Settings, SettingsError
+from server.platform.logging import configure_logging
+from server.platform.settings import Settings, SettingsError
 
 
 def _web(args: argparse.Namespace, settings: Settings) -> int:
@@ -42,7 +42,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _carrier_sim(args: argparse.Namespace, settings: Settings) -> int:
-    from server.carrier_sim import serve_forever
+    from server.carriers.simulator import serve_forever
     config = {"callback_base": args.callback_url or settings.public_url,
               "delivered_ratio": args.delivered_ratio, "rate_429": args.rate_429,
               "rate_5xx": args.rate_5xx, "latency_ms": args.latency_ms}
@@ -54,7 +54,7 @@ def _carrier_sim(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from server.dev import seed
+    from server.devtools.dev import seed
     login = asyncio.run(seed(settings))
     state = "created" if login.created else "already there"
     print(f"ywm seed-demo: demo church {state}; sign in as {login.email} / {login.password}")
@@ -62,7 +62,7 @@ def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
-    from server.dev import run_dev
+    from server.devtools.dev import run_dev
     return run_dev(settings, args.port, args.sim_port, args.var_dir)
 
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import redis.asyncio as aioredis
 
 from db.engine import Database
-from server.settings import Settings
+from server.platform.settings import Settings
 
 
 @dataclass

@@ -18,10 +18,10 @@ import tornado.netutil
 from db.engine import Database
 from server.app import make_app
 from server.deps import Deps
-from server.metrics import Metrics
-from server.realtime import hub_for
-from server.redis import connect_async
-from server.settings import Settings
+from server.platform.metrics import Metrics
+from server.realtime.hub import hub_for
+from server.platform.redis import connect_async
+from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.web")
 

@@ -24,7 +24,7 @@ from db.tables import metadata
 from server.app import make_app
 from server.deps import Deps
 from server.main import close_deps, open_deps
-from server.settings import Settings
+from server.platform.settings import Settings
 
 ADMIN_DSN = os.environ.get("YWM_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("YWM_TEST_REDIS", "redis://127.0.0.1:6379")

@@ -13,7 +13,7 @@ import pytest
 import tornado.websocket
 import ujson
 
-from server.events import append_event, publish_events
+from server.events.log import append_event, publish_events
 
 
 _OPEN: list[Any] = []

@@ -3,7 +3,7 @@
 Importing this package imports the Huey instance and every task module, so the consumer
 knows every task name (huey docs/imports.rst). Add new task modules to the list below.
 """
-from server.queue import huey
+from server.platform.queue import huey
 # Each import registers its tasks and hooks on `huey`.
 from workers import events, inbound, ops, reconcile, recurring, runtime, sends  # noqa: F401
 

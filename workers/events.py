@@ -4,7 +4,7 @@ from __future__ import annotations
 from huey import crontab
 
 from server.deps import Deps
-from server.queue import huey
+from server.platform.queue import huey
 from server.services import events as retention
 from workers.runtime import run, run_exclusive
 

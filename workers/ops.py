@@ -8,9 +8,9 @@ from huey import crontab
 
 from db.partitions import ensure_partitions
 from server.deps import Deps
-from server.queue import huey
-from server.queue import settings as queue_settings
-from server.redis import ping_key
+from server.platform.queue import huey
+from server.platform.queue import settings as queue_settings
+from server.platform.redis import ping_key
 from workers.runtime import run, run_exclusive
 
 PING_TTL_SECONDS = 300  # long enough to read it back, short enough to need no cleanup

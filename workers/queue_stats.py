@@ -12,9 +12,9 @@ from typing import Any
 
 from huey import signals
 
-from server.queue import huey
-from server.queue import settings as queue_settings
-from server.redis import connect_sync, queue_running_key, queue_stats_key
+from server.platform.queue import huey
+from server.platform.queue import settings as queue_settings
+from server.platform.redis import connect_sync, queue_running_key, queue_stats_key
 from server.services.queue_admin import RUNNING_TTL_SECONDS
 
 log = logging.getLogger("ywm.workers.queue_stats")

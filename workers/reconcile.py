@@ -15,9 +15,9 @@ import threading
 from huey import crontab
 
 from server.deps import Deps
-from server.queue import huey
-from server.queue import settings as queue_settings
-from server.redis import connect_sync, sync_lock
+from server.platform.queue import huey
+from server.platform.queue import settings as queue_settings
+from server.platform.redis import connect_sync, sync_lock
 from server.services import number_linking, reconcile
 from workers import queue_stats  # noqa: F401  (registers the queue counters)
 from workers.runtime import run, run_exclusive

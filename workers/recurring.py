@@ -9,9 +9,9 @@ from __future__ import annotations
 from huey import crontab
 
 from server.deps import Deps
-from server.queue import huey
-from server.queue import settings as queue_settings
-from server.redis import connect_sync, sync_lock
+from server.platform.queue import huey
+from server.platform.queue import settings as queue_settings
+from server.platform.redis import connect_sync, sync_lock
 from server.services import recurring
 from workers.runtime import run
 from workers.sends import start_dispatch

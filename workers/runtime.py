@@ -17,11 +17,11 @@ from huey.api import Task
 from huey.signals import SIGNAL_INTERRUPTED
 
 from db.engine import Database
-from server import queue
+from server.platform import queue
 from server.deps import Deps
-from server.queue import huey
-from server.redis import connect_async, connect_sync, sync_lock
-from server.settings import Settings
+from server.platform.queue import huey
+from server.platform.redis import connect_async, connect_sync, sync_lock
+from server.platform.settings import Settings
 
 T = TypeVar("T")
 log = logging.getLogger("ywm.workers")

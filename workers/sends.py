@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from uuid import UUID
 
-from server import queue
+from server.platform import queue
 from server.deps import Deps
-from server.queue import huey
-from server.queue import settings as queue_settings
+from server.platform.queue import huey
+from server.platform.queue import settings as queue_settings
 from server.services import dispatch
 from workers.runtime import run
 

@@ -1,4 +1,4 @@
-// SMS segment counting for the compose boxes: a mirror of server/segments.py
+// SMS segment counting for the compose boxes: a mirror of server/sms/segments.py
 // (CARRIERS.md §5). GSM-7: 160 septets in one segment, 153 per part, extension characters
 // cost two. Any other character makes the whole text UCS-2: 70 UTF-16 units, 67 per part.
 // Parts are filled without splitting an escape pair, a surrogate pair or a grapheme.

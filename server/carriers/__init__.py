@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from server.carriers.base import CarrierClient, SendResult
-from server.settings import Settings
+from server.platform.settings import Settings
 
 __all__ = ["CarrierClient", "SendResult", "client_for"]
 

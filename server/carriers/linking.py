@@ -15,7 +15,7 @@ import ujson
 
 from server.carriers import http
 from server.carriers.base import SendResult
-from server.settings import Settings
+from server.platform.settings import Settings
 
 
 async def link_number(settings: Settings, number: dict[str, Any]) -> SendResult:

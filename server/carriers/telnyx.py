@@ -14,7 +14,7 @@ import ujson
 
 from server.carriers import http
 from server.carriers.base import SendResult
-from server.settings import Settings
+from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.carriers.telnyx")
 

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 
 from server.carriers import http
 from server.carriers.base import SendResult
-from server.settings import Settings
+from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.carriers.twilio")
 

@@ -18,10 +18,10 @@ import redis.asyncio as aioredis
 from db.engine import Database, Row
 from db.queries import churches as church_q
 from db.queries import users as user_q
-from server import auth
-from server.auth import Actor, TokenPair
-from server.errors import Conflict, NotFound, Unauthorized, ValidationFailed
-from server.settings import Settings
+from server.auth import sessions as auth
+from server.auth.sessions import Actor, TokenPair
+from server.platform.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from server.platform.settings import Settings
 
 BAD_CREDENTIALS = "The email or password is incorrect."
 USER_FIELDS = ("id", "email", "name", "role", "created_at")

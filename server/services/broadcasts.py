@@ -19,11 +19,11 @@ import ujson
 from db.engine import Connection, Database, Row
 from db.queries import broadcasts as q
 from db.queries import recipients as rq
-from server import crypto
-from server.errors import Conflict, NotFound, ValidationFailed
-from server.segments import segment_info
+from server.platform import crypto
+from server.platform.errors import Conflict, NotFound, ValidationFailed
+from server.sms.segments import segment_info
 from server.services.member_views import decode_cursor, iso, page
-from server.settings import Settings
+from server.platform.settings import Settings
 
 IDEMPOTENCY_SCOPE = "messages"
 MAX_BODY_CHARS = 1600  # 10+ segments; carriers reject longer (CARRIERS.md §1.3 parts ≤ 10)

@@ -1,7 +1,7 @@
 """The staff inbox (API.md §6): list, read, update, mark read, page messages, reply.
 
 Each state change writes its stream event in the same transaction and publishes it after
-the commit (server/events.py). A reply is written `queued` and handed back to the caller
+the commit (server/events/log.py). A reply is written `queued` and handed back to the caller
 to enqueue; the carrier send, and the status moves after it, belong to the dispatcher.
 """
 from __future__ import annotations
@@ -18,14 +18,14 @@ from db.engine import Connection, Database
 from db.queries import broadcasts as idempotency_q
 from db.queries import conversations as conv_q
 from db.queries import inbox as q
-from server import crypto
-from server.auth import Actor
-from server.errors import Conflict, NotFound, RecipientOptedOut, ValidationFailed
-from server.events import append_event, publish_events
-from server.segments import segment_info
+from server.platform import crypto
+from server.auth.sessions import Actor
+from server.platform.errors import Conflict, NotFound, RecipientOptedOut, ValidationFailed
+from server.events.log import append_event, publish_events
+from server.sms.segments import segment_info
 from server.services.inbound import conversation_view, message_view
 from server.services.member_views import decode_cursor, iso, page, parse_uuid
-from server.settings import Settings
+from server.platform.settings import Settings
 
 IDEMPOTENCY_SCOPE = "conversation_replies"
 STATUSES = ("open", "closed")

@@ -30,17 +30,17 @@ from db.queries import broadcasts as bq
 from db.queries import dead_letters as dq
 from db.queries import recipients as rq
 from db.queries import replies as pq
-from server import crypto
+from server.platform import crypto
 from server.carriers import CarrierClient, SendResult, client_for
 from server.deps import Deps
-from server.errors import NotFound
-from server.events import append_event, publish_events
-from server.redis import (broadcast_progress_key, broadcast_progress_trailing_key,
+from server.platform.errors import NotFound
+from server.events.log import append_event, publish_events
+from server.platform.redis import (broadcast_progress_key, broadcast_progress_trailing_key,
                           dispatch_heartbeat_key)
-from server.segments import segment_info
+from server.sms.segments import segment_info
 from server.services import members
 from server.services.broadcasts import message_view
-from server.throttle import NumberThrottle
+from server.sms.throttle import NumberThrottle
 
 log = logging.getLogger("ywm.dispatch")
 

@@ -2,7 +2,7 @@
 
 API.md §7 promises a replay of at least the last 10,000 events AND the last 24 hours per
 church; a row is deleted only when it is past both. A client resuming from a pruned id
-gets `resync_required` (server/realtime.py), never a silent gap.
+gets `resync_required` (server/realtime/hub.py), never a silent gap.
 """
 from __future__ import annotations
 

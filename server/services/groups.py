@@ -14,10 +14,10 @@ import redis.asyncio as aioredis
 from db.engine import Database
 from db.queries import groups as q
 from db.queries import members as member_q
-from server import cache
-from server.errors import Conflict, NotFound
+from server.platform import cache
+from server.platform.errors import Conflict, NotFound
 from server.services import member_views as views
-from server.settings import Settings
+from server.platform.settings import Settings
 
 GROUP_MEMBERS_CACHE = "group_members"
 GROUP_MEMBERS_TTL = 30 * 60  # API.md §4: first page cached; 30 min bounds staleness risk

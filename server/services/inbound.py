@@ -23,12 +23,12 @@ from db.engine import Connection, Database
 from db.queries import conversations as conv_q
 from db.queries import inbound as q
 from db.queries import members as members_q
-from server import crypto
-from server.events import append_event, publish_events
-from server.segments import segment_info
+from server.platform import crypto
+from server.events.log import append_event, publish_events
+from server.sms.segments import segment_info
 from server.services import members, optout
 from server.services.member_views import iso
-from server.settings import Settings
+from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.inbound")
 

@@ -16,8 +16,8 @@ from uuid import UUID
 from db.engine import Database
 from db.queries import key_rotation as rq
 from db.queries import members as q
-from server import crypto
-from server.settings import Settings
+from server.platform import crypto
+from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.rotate_keys")
 BATCH_SIZE = 500  # rows per transaction: short locks, few round trips

@@ -32,10 +32,11 @@ import redis.asyncio as aioredis
 from db.engine import Database
 from db.queries import groups as group_q
 from db.queries import member_import as q
-from server import crypto, phones
-from server.errors import ValidationFailed
+from server.platform import crypto
+from server.sms import phones
+from server.platform.errors import ValidationFailed
 from server.services.groups import invalidate_group_pages
-from server.settings import Settings
+from server.platform.settings import Settings
 
 MAX_ROWS = 50_000  # API.md §4: one request carries up to 50 000 rows
 BATCH_ROWS = 1_000  # rows per transaction: big enough for set-based speed, small in memory

@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from server import crypto
-from server.errors import ValidationFailed
-from server.settings import Settings
+from server.platform import crypto
+from server.platform.errors import ValidationFailed
+from server.platform.settings import Settings
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

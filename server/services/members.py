@@ -1,7 +1,7 @@
 """Members: create, read, list, update, delete, opt-in state, and lookups by phone.
 
-Phones are normalised to E.164 (server/phones.py), stored encrypted with a keyed hash for
-lookups (server/crypto.py). Consent changes write a `consent_ledger` row in the same
+Phones are normalised to E.164 (server/sms/phones.py), stored encrypted with a keyed hash for
+lookups (server/platform/crypto.py). Consent changes write a `consent_ledger` row in the same
 transaction. For other areas (inbound texts): `find_or_create_member_by_phone` and
 `set_opt_in` run inside the caller's transaction and never commit; after the caller
 commits it passes `group_ids` from `set_opt_in`'s result to `invalidate_member_groups`.
@@ -17,11 +17,12 @@ import redis.asyncio as aioredis
 
 from db.engine import Connection, Database
 from db.queries import members as q
-from server import crypto, phones
-from server.errors import Conflict, NotFound, ValidationFailed
+from server.platform import crypto
+from server.sms import phones
+from server.platform.errors import Conflict, NotFound, ValidationFailed
 from server.services import member_views as views
 from server.services.groups import invalidate_group_pages
-from server.settings import Settings
+from server.platform.settings import Settings
 
 DUPLICATE_PHONE = "A member with this phone number already exists."
 

@@ -18,8 +18,8 @@ from uuid import UUID
 
 from db.engine import Database
 from db.queries import numbers as q
-from server import phones
-from server.errors import Conflict, NotFound, ValidationFailed
+from server.sms import phones
+from server.platform.errors import Conflict, NotFound, ValidationFailed
 from server.services.member_views import iso
 
 DEFAULT_MPS = {

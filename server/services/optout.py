@@ -15,9 +15,9 @@ from uuid import UUID
 
 from db.engine import Connection
 from db.queries import members as members_q
-from server.errors import RecipientOptedOut
-from server.events import append_event
-from server.optout import keyword_action
+from server.platform.errors import RecipientOptedOut
+from server.events.log import append_event
+from server.sms.keywords import keyword_action
 from server.services import members
 
 STOP_CONFIRMATION = ("{church}: you are unsubscribed and will get no more texts from this "

@@ -20,9 +20,9 @@ from db.engine import Database
 from db.queries import broadcasts as bq
 from db.queries import dead_letters as dq
 from db.queries import recipients as rq
-from server import queue
-from server.errors import Conflict, NotFound
-from server.redis import queue_running_key, queue_stats_key
+from server.platform import queue
+from server.platform.errors import Conflict, NotFound
+from server.platform.redis import queue_running_key, queue_stats_key
 from server.services.member_views import decode_cursor, iso, page
 
 RUNNING_TTL_SECONDS = 900  # longer than any task runs; a killed worker's entries lapse

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from db.queries import recipients as rq
 from db.queries import replies as pq
 from server.deps import Deps
-from server.redis import dispatch_heartbeat_key
+from server.platform.redis import dispatch_heartbeat_key
 from server.services import broadcasts, inbound, recurring
 from server.services.dispatch import HEARTBEAT_SECONDS
 

@@ -25,7 +25,7 @@ from db.engine import Connection, Database, Row
 from db.queries import broadcasts as bq
 from db.queries import recurring as q
 from server.deps import Deps
-from server.errors import AppError, NotFound, ValidationFailed
+from server.platform.errors import AppError, NotFound, ValidationFailed
 from server.services import broadcasts
 from server.services.member_views import decode_cursor, iso, page
 

@@ -5,9 +5,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from server.carrier_sim import Simulator, start_simulator
+from server.carriers.simulator import Simulator, start_simulator
 from server.carriers import client_for
-from server.settings import Settings
+from server.platform.settings import Settings
 
 OURS, HANDSET = "+18445550001", "+14155552671"
 PROVIDERS = ("telnyx", "twilio")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.optout import keyword_action
+from server.sms.keywords import keyword_action
 
 
 @pytest.mark.parametrize("body, action", [

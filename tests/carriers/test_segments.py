@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.segments import GSM7, UCS2, graphemes, segment_info
+from server.sms.segments import GSM7, UCS2, graphemes, segment_info
 
 EMOJI = "\U0001F600"  # one astral char = a surrogate pair = 2 UTF-16 units
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 
 from server.carriers import signatures as sig
-from server.settings import DEV_TELNYX_PRIVATE_KEY, DEV_TELNYX_PUBLIC_KEY
+from server.platform.settings import DEV_TELNYX_PRIVATE_KEY, DEV_TELNYX_PUBLIC_KEY
 
 TELNYX_SEED = base64.b64encode(bytes(range(32))).decode()
 TELNYX_PUBLIC = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="

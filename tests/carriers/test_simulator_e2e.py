@@ -8,9 +8,9 @@ from uuid import UUID
 import pytest
 
 from db.queries import conversations as conv_q
-from server.carrier_sim import Simulator, start_simulator
+from server.carriers.simulator import Simulator, start_simulator
 from server.carriers import client_for
-from server.errors import RecipientOptedOut
+from server.platform.errors import RecipientOptedOut
 from server.services import optout
 from tests.carriers.webhook_kit import HANDSET, OURS, church_with_number, snapshot
 
@@ -20,7 +20,7 @@ PROVIDERS = ("telnyx", "twilio")
 @pytest.fixture(autouse=True)
 def _run_queue(settings: Any) -> None:
     """Confirmation replies are enqueued on this run's own queue, never the default one."""
-    from server import queue
+    from server.platform import queue
     queue.configure(settings)
 
 
@@ -40,7 +40,7 @@ def carrier(sim: Simulator, deps: Any, base_url: str, provider: str) -> Any:
 
 
 async def inject(sim: Simulator, provider: str, text: str) -> dict[str, Any]:
-    from server.carrier_sim.carriers import inject_inbound
+    from server.carriers.simulator.carriers import inject_inbound
     return await inject_inbound(sim, provider, HANDSET, OURS, text, [])
 
 

@@ -6,7 +6,7 @@ import ujson
 
 from handlers.telnyx import parse_event
 from handlers.twilio import parse_params
-from server.errors import InvalidJson
+from server.platform.errors import InvalidJson
 from server.services.inbound import InboundText, StatusReceipt
 from tests.carriers.webhook_kit import HANDSET, OURS, telnyx_inbound, telnyx_status, \
     twilio_inbound, twilio_status

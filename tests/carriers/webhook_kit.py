@@ -12,8 +12,8 @@ import ujson
 
 from db.queries import numbers as numbers_q
 from server.carriers import signatures
-from server.events import unseal
-from server.settings import DEV_TELNYX_PRIVATE_KEY
+from server.events.log import unseal
+from server.platform.settings import DEV_TELNYX_PRIVATE_KEY
 from tests.factories import create_church
 
 OURS = "+18445550001"
@@ -114,7 +114,7 @@ async def snapshot(deps: Any, church_id: UUID) -> dict[str, Any]:
                   "WHERE church_id = %(c)s ORDER BY created_at",
     }
     found = {name: await deps.db.fetch_all(sql, {"c": church_id}) for name, sql in q.items()}
-    # Events as the stream replays them: phones are stored sealed (server/events.py).
+    # Events as the stream replays them: phones are stored sealed (server/events/log.py).
     found["events"] = [{**row, "data": unseal(deps.settings, row["data"])}
                        for row in found["events"]]
     return found

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server import queue
+from server.platform import queue
 from server.services import broadcasts
 from tests.workers.bulk import seed_church, sql, token_for
 
@@ -87,7 +87,7 @@ def test_task_counters_from_a_consumer(settings: Any, test_queue: Any) -> None:
             worker.loop()
     finally:
         runtime.close_runtime()  # the task opened this thread's loop and pools
-    from server.redis import connect_sync, queue_stats_key
+    from server.platform.redis import connect_sync, queue_stats_key
     client = connect_sync(settings.redis_url)
     stats = client.hgetall(queue_stats_key())
     client.close()

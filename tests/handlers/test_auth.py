@@ -5,8 +5,8 @@ import uuid
 import jwt
 import pytest
 
-from server import auth
-from server.errors import Unauthorized
+from server.auth import sessions as auth
+from server.platform.errors import Unauthorized
 from tests.factories import DEFAULT_PASSWORD, login, register
 
 API = "/api/v1"

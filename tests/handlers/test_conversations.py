@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 
 from db.queries import events as events_q
-from server.events import unseal
-from server import queue
+from server.events.log import unseal
+from server.platform import queue
 from tests.factories import add_user, register
 from tests.factories_inbox import add_number, conversation_with, random_phone, text_in
 from tests.stream_client import close_sockets, open_stream, read_frame

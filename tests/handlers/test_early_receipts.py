@@ -21,7 +21,7 @@ TWILIO = "/webhooks/twilio"
 @pytest.fixture(autouse=True)
 def _run_queue(settings: Any) -> None:
     """The inbound text that opens a conversation may enqueue; use this run's queue."""
-    from server import queue
+    from server.platform import queue
     queue.configure(settings)
 
 

@@ -15,7 +15,7 @@ from db.engine import Database
 from handlers.base import ApiHandler
 from server.app import make_app
 from server.deps import Deps
-from server.redis import connect_async
+from server.platform.redis import connect_async
 from tests.factories import add_user, register
 
 API = "/api/v1"

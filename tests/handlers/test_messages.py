@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from server import queue
+from server.platform import queue
 from tests.workers.bulk import seed_church, sql, token_for
 
 API = "/api/v1"

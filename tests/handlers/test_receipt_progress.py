@@ -11,7 +11,7 @@ from tests.carriers.webhook_kit import church_with_number, twilio_request, twili
 
 @pytest.fixture(autouse=True)
 def _run_queue(settings: Any) -> None:
-    from server import queue
+    from server.platform import queue
     queue.configure(settings)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from db.engine import Database
 from server.deps import Deps
-from server.redis import connect_async
+from server.platform.redis import connect_async
 from server.services import recurring
 from server.services.recurring import next_occurrence
 from tests.workers.bulk import seed_church, sql, token_for

@@ -9,9 +9,9 @@ import tornado.httpclient
 import tornado.websocket
 
 from db.queries import events as q
-from server import realtime
-from server.events import publish_events
-from server.redis import events_channel
+from server.realtime import hub as realtime
+from server.events.log import publish_events
+from server.platform.redis import events_channel
 from tests.factories import register
 from tests.stream_client import (assert_silent, close_sockets, commit_events, connect,
                                  open_stream, read_frame, read_frames, stream_url,
@@ -217,7 +217,7 @@ async def test_slow_consumer_is_closed_and_can_resume(api: Any, base_url: str, d
     await read_frame(ws)
     # Large events, never read: the socket's writes back up past the bound.
     async with deps.db.transaction() as conn:
-        from server.events import append_event
+        from server.events.log import append_event
         events = [await append_event(conn, church, "conversation.updated",
                                      {"blob": "x" * 200_000}) for _ in range(60)]
     await publish_events(deps.redis, events)

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import pytest
 import tornado.httpclient
 
-from server.redis import connect_async
+from server.platform.redis import connect_async
 from tests.carriers.webhook_kit import church_with_number, telnyx_headers, telnyx_inbound
 from tests.factories import create_church
 from tests.server.ops_support import (PrivateRedis, answers, free_port, start_web,
@@ -159,7 +159,7 @@ async def create_church_session(deps: Any, owner: dict[str, Any]) -> str:
     """A new access token for the owner (the restart emptied Redis and its sessions)."""
     from uuid import UUID
 
-    from server.auth import create_session
+    from server.auth.sessions import create_session
     pair = await create_session(deps.redis, deps.settings, UUID(str(owner["church_id"])),
                                 UUID(str(owner["user_id"])), owner["role"])
     return pair.access_token

@@ -19,7 +19,7 @@ URL = "/webhooks/telnyx"
 @pytest.fixture(autouse=True)
 def _run_queue(settings: Any) -> None:
     """Confirmation replies are enqueued on this run's own queue, never the default one."""
-    from server import queue
+    from server.platform import queue
     queue.configure(settings)
 
 
@@ -79,7 +79,7 @@ async def test_help_reply_is_the_church_help_text(api: Any, deps: Any) -> None:
     rows = await snapshot(deps, setup["church_id"])
     assert rows["messages"][1]["body"] == "Reply STOP to unsubscribe. Msg&data rates may apply."
     assert rows["conversations"][0]["last_message_direction"] == "outbound"
-    from server import queue
+    from server.platform import queue
     pending = queue.huey.pending()
     assert [task.name for task in pending] == ["sends.send_reply"]
     reply = await deps.db.fetch_one(

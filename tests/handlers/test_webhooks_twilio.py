@@ -16,7 +16,7 @@ URL = "/webhooks/twilio"
 @pytest.fixture(autouse=True)
 def _run_queue(settings: Any) -> None:
     """Confirmation replies are enqueued on this run's own queue, never the default one."""
-    from server import queue
+    from server.platform import queue
     queue.configure(settings)
 
 

@@ -75,7 +75,7 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(settings, clean, tmp_path):
         assert len(started) >= 6, started
         token = _login(port)
         # The inbox opens with the sample texts, sent in through the carrier simulator.
-        from server.seed import DEMO_TEXTS
+        from server.devtools.seed import DEMO_TEXTS
         assert sorted(_conversation_texts(port, token)) == sorted(t for _, t in DEMO_TEXTS)
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the foreground process

@@ -6,8 +6,8 @@ import re
 import pytest
 import redis.asyncio as aioredis
 
-from server import metrics as m
-from server.redis import metrics_index_key, metrics_key
+from server.platform import metrics as m
+from server.platform.redis import metrics_index_key, metrics_key
 
 
 def _value(text: str, series: str) -> float:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from server import seed
+from server.devtools import seed
 from server.services import accounts
 
 COUNTS = ("SELECT (SELECT count(*) FROM churches) AS churches, "

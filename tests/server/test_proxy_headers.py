@@ -12,7 +12,7 @@ import pytest
 import tornado.httpclient
 import ujson
 
-from server.settings import Settings
+from server.platform.settings import Settings
 
 
 def _free_port() -> int:

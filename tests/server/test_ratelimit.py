@@ -1,8 +1,8 @@
 """The Redis token bucket itself: burst, refusal with a retry time, refill, expiry."""
 import pytest
 
-from server import ratelimit
-from server.ratelimit import Limit
+from server.platform import ratelimit
+from server.platform.ratelimit import Limit
 
 
 @pytest.mark.gen_test
@@ -44,7 +44,7 @@ async def test_script_survives_a_script_flush(deps):
 
 @pytest.mark.gen_test
 async def test_enforce_raises_rate_limited(deps):
-    from server.errors import RateLimited
+    from server.platform.errors import RateLimited
     limit = Limit(rate=0.01, burst=1)
     await ratelimit.enforce(deps.redis, "auth", "10.0.0.1", limit)
     with pytest.raises(RateLimited) as caught:
@@ -54,7 +54,7 @@ async def test_enforce_raises_rate_limited(deps):
 
 
 def test_rate_settings_come_from_the_environment():
-    from server.settings import Settings, SettingsError
+    from server.platform.settings import Settings, SettingsError
     settings = Settings.from_env({"YWM_AUTH_RATE_PER_SECOND": "2.5", "YWM_AUTH_RATE_BURST": "7",
                                   "YWM_USER_RATE_PER_SECOND": "50",
                                   "YWM_USER_RATE_BURST": "80"})
@@ -68,8 +68,8 @@ def test_rate_settings_come_from_the_environment():
 def test_an_api_keys_own_limit_overrides_the_user_default():
     import uuid
 
-    from server.auth import Actor
-    from server.settings import Settings
+    from server.auth.sessions import Actor
+    from server.platform.settings import Settings
     settings = Settings()
     church = uuid.uuid4()
     user = Actor(church_id=church, role="staff", user_id=uuid.uuid4())

@@ -5,8 +5,8 @@ import base64
 
 import pytest
 
-from server import crypto
-from server.settings import Settings
+from server.platform import crypto
+from server.platform.settings import Settings
 
 
 def _key(seed: int) -> str:

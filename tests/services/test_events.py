@@ -10,8 +10,8 @@ import ujson
 
 from db.queries import events as q
 from db.tables import churches
-from server.events import append_event, publish_events
-from server.redis import events_channel
+from server.events.log import append_event, publish_events
+from server.platform.redis import events_channel
 
 _NEW_CHURCH = sa.insert(churches).values(name=sa.bindparam("name")).returning(churches.c.id)
 
@@ -136,7 +136,7 @@ async def test_default_retention_keeps_ten_thousand(deps: Any) -> None:
 
 @pytest.mark.gen_test
 async def test_phones_are_stored_sealed_and_replayed_plain(deps: Any) -> None:
-    from server.events import event_frame
+    from server.events.log import event_frame
     church = await new_church(deps)
     data = {"conversation": {"member": {"id": "m", "phone": "+15551230001"}},
             "message": {"body": "hi"}}

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from server import crypto
+from server.platform import crypto
 from server.services import key_rotation, members
 from server.services.member_import import MemberImport
 from tests.factories import create_church

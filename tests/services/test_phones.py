@@ -6,7 +6,7 @@ import random
 import phonenumbers
 import pytest
 
-from server import phones
+from server.sms import phones
 
 ACCEPTED = [
     ("(415) 555-2671", "+14155552671"), ("415-555-2671", "+14155552671"),

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import ujson
 
-from server import realtime
+from server.realtime import hub as realtime
 from tests.services.test_events import new_church
 from tests.stream_client import commit_events
 

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from server.segments import segment_info
+from server.sms.segments import segment_info
 from tests.carriers.webhook_kit import HANDSET, OURS
 from tests.factories import add_user, register
 from tests.webapp.browser import PHONE, DESKTOP, Browser, ensure_installed, launch
@@ -350,7 +350,7 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
 @pytest.fixture
 def sim(io_loop: Any, deps: Any, http_server: Any, base_url: str) -> Iterator[Any]:
     """The carrier simulator in-process, posting signed webhooks to the test server."""
-    from server.carrier_sim import start_simulator
+    from server.carriers.simulator import start_simulator
     value = io_loop.run_sync(lambda: start_simulator(
         deps.settings, callback_base=base_url, public_base=deps.settings.public_url,
         status_delay_ms=100, webhook_retry_delay_ms=10, seed=11))
@@ -361,7 +361,7 @@ def sim(io_loop: Any, deps: Any, http_server: Any, base_url: str) -> Iterator[An
 @pytest.fixture
 def worker(sim: Any, deps: Any, base_url: str) -> Iterator[Any]:
     """A real `ywm worker` process sending through the simulator."""
-    from server import queue
+    from server.platform import queue
     from tests.workers import procs
     queue.configure(deps.settings)  # the in-process server enqueues on this run's queue
     proc = procs.start_worker(procs.service_env(deps.settings, sim.url, base_url), threads=2)
@@ -370,7 +370,7 @@ def worker(sim: Any, deps: Any, base_url: str) -> Iterator[Any]:
 
 
 async def inject(sim: Any, text: str) -> None:
-    from server.carrier_sim.carriers import inject_inbound
+    from server.carriers.simulator.carriers import inject_inbound
     result = await inject_inbound(sim, "telnyx", HANDSET, OURS, text, [])
     assert result["status"] == 200, result
 

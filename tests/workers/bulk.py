@@ -10,8 +10,8 @@ from typing import Any
 import psycopg2
 import psycopg2.extras
 
-from server import crypto
-from server.settings import Settings
+from server.platform import crypto
+from server.platform.settings import Settings
 
 psycopg2.extras.register_uuid()
 
@@ -68,7 +68,7 @@ def seed_church(settings: Settings, members: int, opted_out: int = 0, mps: int =
 
 
 async def token_for(deps: Any, church: Church, role: str = "admin") -> str:
-    from server.auth import create_session
+    from server.auth.sessions import create_session
     pair = await create_session(deps.redis, deps.settings, church.id, uuid.uuid4(), role)
     return pair.access_token
 

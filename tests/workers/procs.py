@@ -14,7 +14,7 @@ import time
 import urllib.request
 from typing import Any
 
-from server.settings import Settings
+from server.platform.settings import Settings
 
 
 def free_port() -> int:

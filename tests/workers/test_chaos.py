@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from server import queue
-from server.carrier_sim import start_simulator
+from server.platform import queue
+from server.carriers.simulator import start_simulator
 from server.services import broadcasts
 from tests.workers import procs
 from tests.workers.bulk import seed_church, sql

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg2
 import pytest
 
-from server import crypto
-from server.carrier_sim import start_simulator
+from server.platform import crypto
+from server.carriers.simulator import start_simulator
 from server.deps import Deps
 from server.services import broadcasts, dispatch
 from tests.workers.bulk import seed_church, sql

@@ -5,9 +5,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from server import queue
-from server.events import append_event
-from server.redis import connect_sync, sync_lock
+from server.platform import queue
+from server.events.log import append_event
+from server.platform.redis import connect_sync, sync_lock
 from server.services import events as retention
 from tests.services.test_events import _age, new_church
 from workers.runtime import close_runtime

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from server import queue
-from server.carrier_sim import start_simulator
+from server.platform import queue
+from server.carriers.simulator import start_simulator
 from server.deps import Deps
-from server.redis import connect_sync, sync_lock
+from server.platform.redis import connect_sync, sync_lock
 from server.services import number_linking
 from tests.workers.bulk import seed_church, sql
 

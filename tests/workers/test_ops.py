@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from db.partitions import months_to_cover, partition_name
-from server import queue
-from server.redis import connect_sync, ping_key, sync_lock
+from server.platform import queue
+from server.platform.redis import connect_sync, ping_key, sync_lock
 
 
 def _env(settings) -> dict[str, str]:

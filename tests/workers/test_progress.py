@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from server import queue
-from server.redis import (broadcast_progress_key, broadcast_progress_trailing_key,
+from server.platform import queue
+from server.platform.redis import (broadcast_progress_key, broadcast_progress_trailing_key,
                           connect_sync)
 from server.services import dispatch
 from tests.workers.bulk import seed_church, sql

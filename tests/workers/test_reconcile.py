@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from server.redis import dispatch_heartbeat_key
+from server.platform.redis import dispatch_heartbeat_key
 from server.services import reconcile
 from tests.workers.bulk import seed_church, sql
 from tests.workers.test_dispatch import accept, run_lanes_once, sim_deps  # noqa: F401

@@ -17,8 +17,8 @@ import pytest
 import tornado.httpclient
 import ujson
 
-from server import queue
-from server.carrier_sim import start_simulator
+from server.platform import queue
+from server.carriers.simulator import start_simulator
 from server.services import broadcasts
 from tests.workers import procs
 from tests.workers.bulk import seed_church, token_for

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from server.redis import connect_async
-from server.throttle import NumberThrottle
+from server.platform.redis import connect_async
+from server.sms.throttle import NumberThrottle
 
 
 def max_in_window(stamps: list[float], weights: list[int] | None = None,

@@ -19,9 +19,9 @@ from typing import Any
 import tornado.web
 import ujson
 
-from server.carrier_sim.state import E164, SimState, now
-from server.carrier_sim.webhooks import DELIVERY_FAILURE, TELNYX_ACCOUNT_CARRIER, iso
-from server.optout import keyword_action
+from server.carriers.simulator.state import E164, SimState, now
+from server.carriers.simulator.webhooks import DELIVERY_FAILURE, TELNYX_ACCOUNT_CARRIER, iso
+from server.sms.keywords import keyword_action
 
 STOP_REPLY = ("You have successfully been unsubscribed. You will not receive any more "
               "messages from this number. Reply START to resubscribe.")

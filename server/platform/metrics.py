@@ -24,8 +24,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from server.errors import Unavailable
-from server.redis import metrics_index_key, metrics_key
+from server.platform.errors import Unavailable
+from server.platform.redis import metrics_index_key, metrics_key
 
 log = logging.getLogger("ywm.metrics")
 

@@ -21,7 +21,7 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from server.settings import Settings
+from server.platform.settings import Settings
 
 NONCE_BYTES = 12  # the size AES-GCM is specified for (NIST SP 800-38D)
 

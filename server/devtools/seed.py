@@ -13,7 +13,7 @@ from uuid import UUID
 
 from db.queries import users as user_q
 from server.deps import Deps
-from server.errors import Conflict
+from server.platform.errors import Conflict
 from server.services import accounts, groups, members, numbers
 
 CHURCH_NAME = "Grace Community Church"

@@ -20,9 +20,9 @@ from uuid import UUID
 import jwt
 import redis.asyncio as aioredis
 
-from server import redis as keys
-from server.errors import Unauthorized
-from server.settings import Settings
+from server.platform import redis as keys
+from server.platform.errors import Unauthorized
+from server.platform.settings import Settings
 
 ROLE_RANK = {"staff": 1, "admin": 2, "owner": 3}
 # scrypt cost: N=2**14, r=8 → 16 MiB of memory per hash, ~50 ms on this kind of machine.
@@ -210,7 +210,7 @@ return 1
 
 
 async def _read_session(redis: aioredis.Redis, key: str) -> dict[str, str]:
-    # The client decodes responses (server/redis.py); the cast is for the type checker.
+    # The client decodes responses (server/platform/redis.py); the cast is for the type checker.
     return cast(dict[str, str], await redis.hgetall(key))
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from huey import RedisExpireHuey
 from huey.api import Result
 
-from server.settings import Settings
+from server.platform.settings import Settings
 
 RESULT_TTL_SECONDS = 3600  # results are for debugging; durable state lives in PostgreSQL
 

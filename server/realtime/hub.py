@@ -6,7 +6,7 @@ churches that have sockets here: the first socket of a church subscribes, the la
 leave unsubscribes.
 
 No gap, no duplicate. Event ids are gapless per church and committed in id order (the
-`churches` row lock in `server.events`), so:
+`churches` row lock in `server.events.log`), so:
 - the hub keeps, per church, `last_id`: the highest id it has fanned out contiguously. It
   is read from PostgreSQL once the SUBSCRIBE is confirmed, so every later event reaches us
   by pub/sub or by the gap fill below;
@@ -33,9 +33,9 @@ import ujson
 
 from db.engine import Database
 from db.queries import events as q
-from server.events import encode_event, event_frame
-from server.redis import events_channel
-from server.settings import Settings
+from server.events.log import encode_event, event_frame
+from server.platform.redis import events_channel
+from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.realtime")
 

@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 import ujson
 
-from server.settings import Settings
+from server.platform.settings import Settings
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROGRAM_FILES = ("web.conf", "worker.conf", "scheduler.conf", "carrier-sim.conf")
 START_TIMEOUT = 60.0  # seconds for the web processes to answer /health
 
@@ -63,7 +63,7 @@ def prepare_database(settings: Settings) -> None:
 
 async def seed(settings: Settings) -> Any:
     from server.main import close_deps, open_deps
-    from server.seed import seed_demo
+    from server.devtools.seed import seed_demo
     deps = await open_deps(settings)
     try:
         return await seed_demo(deps)
@@ -110,7 +110,7 @@ def _web_answers(port: int) -> bool:
 
 def inject_demo_texts(sim_port: int) -> None:
     """Text the demo number through the carrier simulator (the real webhook path)."""
-    from server.seed import DEMO_NUMBER, DEMO_TEXTS
+    from server.devtools.seed import DEMO_NUMBER, DEMO_TEXTS
     deadline = time.monotonic() + START_TIMEOUT
     while not _answers(f"http://127.0.0.1:{sim_port}/control/received?limit=1"):
         if time.monotonic() > deadline:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from server import redis as keys
-from server.auth import Actor
-from server.errors import RateLimited
-from server.settings import Settings
+from server.platform import redis as keys
+from server.auth.sessions import Actor
+from server.platform.errors import RateLimited
+from server.platform.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Run it as `ywm carrier-sim --port 8900`, or in-process with `await start_simulator(...)`
 (tests, benchmarks). Paths: `/telnyx/v2/messages`,
 `/twilio/2010-04-01/Accounts/{sid}/Messages.json`, and the control API in
-`server/carrier_sim/control.py`. Credentials and the Telnyx signing key come from
+`server/carriers/simulator/control.py`. Credentials and the Telnyx signing key come from
 `Settings` (YWM_TELNYX_API_KEY, YWM_TWILIO_ACCOUNT_SID/AUTH_TOKEN,
 YWM_SIM_TELNYX_PRIVATE_KEY), so the simulator accepts exactly what our clients send.
 """
@@ -18,12 +18,12 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from server.carrier_sim import control
-from server.carrier_sim.carriers import TelnyxMessagesHandler, TwilioMessagesHandler
-from server.carrier_sim.numbers import TelnyxNumberMessagingHandler
-from server.carrier_sim.state import SimConfig, SimState
-from server.carrier_sim.webhooks import WebhookSender
-from server.settings import Settings
+from server.carriers.simulator import control
+from server.carriers.simulator.carriers import TelnyxMessagesHandler, TwilioMessagesHandler
+from server.carriers.simulator.numbers import TelnyxNumberMessagingHandler
+from server.carriers.simulator.state import SimConfig, SimState
+from server.carriers.simulator.webhooks import WebhookSender
+from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.carrier_sim")
 

@@ -17,9 +17,9 @@ import ujson
 
 from db.engine import Connection
 from db.queries import events as q
-from server import crypto
-from server.redis import events_channel
-from server.settings import Settings
+from server.platform import crypto
+from server.platform.redis import events_channel
+from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.events")
 
@@ -124,7 +124,7 @@ async def publish_events(redis: Any, events: list[dict[str, Any]]) -> None:
     """PUBLISH committed events as their stream frames on the church's channel.
 
     A failure is logged, not raised: the commit already happened, and the hub refills a
-    missed id from the log (server/realtime.py).
+    missed id from the log (server/realtime/hub.py).
     """
     for event in events:
         try:

@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 
 import ujson
 
-from server.carrier_sim.state import SimState, now
+from server.carriers.simulator.state import SimState, now
 from server.carriers import keepalive, signatures
 
 log = logging.getLogger("ywm.carrier_sim")

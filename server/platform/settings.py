@@ -13,7 +13,7 @@ DEV_SECRET_KEY = "dev-only-secret-key-change-me-0123456789abcdef"
 # id:base64(32 bytes) pairs, newest first; a development key only.
 DEV_FIELD_KEYS = "k1:ZGV2LW9ubHktZmllbGQta2V5LTAxMjM0NTY3ODlhYmM="
 DEV_ADMIN_TOKEN = "dev-admin-token"
-# HMAC key for member phone lookups (server/crypto.py); its own key, never a field key.
+# HMAC key for member phone lookups (server/platform/crypto.py); its own key, never a field key.
 DEV_HASH_KEY = "dev-only-phone-hash-key-0123456789abcdef"
 DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
 # The carrier simulator's DEVELOPMENT Ed25519 key pair (base64 of the raw 32 bytes; seed

@@ -78,7 +78,7 @@ def lock_key(name: str) -> str:
 
 
 def number_throttle_key(church_id: UUID | str, number_id: UUID | str) -> str:
-    """The per-number send bucket (server/throttle.py)."""
+    """The per-number send bucket (server/sms/throttle.py)."""
     return church_key(church_id, "throttle", "number", number_id)
 
 
@@ -113,7 +113,7 @@ def sync_lock(client: redis.Redis, name: str, ttl_seconds: float) -> Any:
 
 
 def cache_key(church_id: UUID | str, name: str, *parts: Any) -> str:
-    """A cached value of one church (server/cache.py)."""
+    """A cached value of one church (server/platform/cache.py)."""
     return church_key(church_id, "cache", name, *parts)
 
 

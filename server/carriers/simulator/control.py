@@ -16,8 +16,8 @@ from typing import Any
 import tornado.web
 import ujson
 
-from server.carrier_sim.carriers import SimHandler, inject_inbound
-from server.carrier_sim.state import E164
+from server.carriers.simulator.carriers import SimHandler, inject_inbound
+from server.carriers.simulator.state import E164
 
 
 class ControlHandler(SimHandler):

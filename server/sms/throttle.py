@@ -24,7 +24,7 @@ from uuid import UUID
 
 import redis.asyncio as aioredis
 
-from server.redis import number_throttle_key
+from server.platform.redis import number_throttle_key
 
 # KEYS[1] bucket; ARGV: interval µs per segment, cost in segments, max_ahead µs.
 # Returns {granted (1|0), wait µs}: when granted, wait until the slot; else retry after wait.

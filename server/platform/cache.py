@@ -17,7 +17,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 import ujson
 
-from server import redis as keys
+from server.platform import redis as keys
 
 # Store only if the generation is unchanged since the caller read it ("" = no generation).
 _STORE_IF_CURRENT = """

@@ -1,0 +1,1 @@
+"""Who is calling: passwords, sessions, access tokens, stream tickets."""

@@ -1,0 +1,1 @@
+"""The church event log: append inside a transaction, publish after commit."""
