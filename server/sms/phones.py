@@ -4,11 +4,17 @@ Input in common US formats (`(415) 555-2671`, `415.555.2671`, `1 415 555 2671`,
 `+1 (415) 555-2671`) and international numbers with a leading `+` are accepted; letters
 (vanity numbers, `ext`/`x` extensions) and anything `phonenumbers` does not consider a
 valid number are refused. Only E.164 strings are stored.
+
+Digits from other scripts (fullwidth `４１５`, Arabic-Indic `٤١٥`, Devanagari ...) are
+folded to ASCII first: phonenumbers reads them as the same number, so keeping them would
+store a second spelling of one phone, dodge the duplicate check and the phone hash, and a
+STOP from the real number would miss that member (docs/decisions.md, "Phone digits").
 """
 from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 
 import phonenumbers
 
@@ -16,7 +22,10 @@ DEFAULT_REGION = "US"
 # Vanity letters and extension markers are refused for SMS (CARRIERS.md §6); phonenumbers
 # would otherwise translate letters to digits or drop an extension silently.
 _REFUSED = re.compile(r"[A-Za-z#*;,]")
-_ALLOWED = re.compile(r"^\+?[\d\s().\-/]+$")  # a "+" only in front
+# ASCII classes only (re.ASCII): any other digit has been folded before this runs, and
+# anything left that is not ASCII is refused.
+_ALLOWED = re.compile(r"^\+?[\d\s().\-/]+$", re.ASCII)  # a "+" only in front
+_NON_DIGIT = re.compile(r"\D", re.ASCII)
 TOLL_FREE_NPAS = frozenset({"800", "833", "844", "855", "866", "877", "888"})
 MAX_INPUT = 40
 
@@ -27,12 +36,12 @@ class InvalidPhone(ValueError):
 
 def normalize(raw: str) -> str:
     """Return the E.164 form of `raw`, or raise InvalidPhone."""
-    text = (raw or "").strip()
+    text = fold_digits((raw or "").strip())
     if not text:
         raise InvalidPhone("A phone number is required.")
     if len(text) > MAX_INPUT or _REFUSED.search(text) or not _ALLOWED.match(text):
         raise InvalidPhone("Use digits only; letters and extensions cannot receive texts.")
-    digits = re.sub(r"\D", "", text)
+    digits = _NON_DIGIT.sub("", text)
     if not text.startswith("+") and len(digits) == 11 and digits.startswith("1"):
         text = "+" + digits  # `1 415 555 2671`: a US trunk prefix, not a country code
     nanp = _nanp_digits(text, digits)
@@ -41,6 +50,23 @@ def normalize(raw: str) -> str:
             raise InvalidPhone("This is not a valid phone number.")
         return "+1" + nanp
     return _normalize_slow(text)
+
+
+def fold_digits(text: str) -> str:
+    """`text` with every Unicode decimal digit (category Nd) replaced by its ASCII digit,
+    the fullwidth plus sign by "+" and any Unicode space (a pasted no-break space, which
+    was always accepted) by " "; other characters are left for validation to refuse."""
+    if text.isascii():
+        return text
+    return "".join(_fold_char(ch) for ch in text)
+
+
+def _fold_char(ch: str) -> str:
+    if unicodedata.category(ch) == "Nd":
+        return str(unicodedata.decimal(ch))
+    if ch.isspace():
+        return " "
+    return "+" if ch == "\uff0b" else ch
 
 
 def _nanp_digits(text: str, digits: str) -> str | None:

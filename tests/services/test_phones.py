@@ -48,3 +48,29 @@ def test_toll_free() -> None:
     assert phones.is_toll_free("+18885550100")
     assert not phones.is_toll_free("+14155552671")
     assert not phones.is_toll_free("+442079460958")
+
+
+# Digits from other scripts name the same number; phonenumbers reads them, so they are
+# folded to ASCII before anything is checked, stored or hashed.
+FOLDED = [
+    ("４１５５５５２６７１", "+14155552671"),  # fullwidth
+    ("＋１ (４１５) ５５５-２６７１", "+14155552671"),  # fullwidth plus too
+    ("٤١٥٥٥٥٢٦٧١", "+14155552671"),  # Arabic-Indic
+    ("۴۱۵۵۵۵۲۶۷۱", "+14155552671"),  # Extended Arabic-Indic (Persian)
+    ("४१५ ५५५ २६७१", "+14155552671"),  # Devanagari
+    ("415\u00a0555\u00a02671", "+14155552671"),  # a pasted no-break space
+    ("+44 ２０ 7946 0958", "+442079460958"),
+]
+
+
+@pytest.mark.parametrize("raw,expected", FOLDED)
+def test_non_ascii_digits_fold_to_ascii(raw: str, expected: str) -> None:
+    result = phones.normalize(raw)
+    assert result == expected and result.isascii()
+
+
+@pytest.mark.parametrize("raw", ["４１５-５５５-２６７１ ｘ１２", "415\u2013555\u20132671",
+                                 "①②③4567890", "4155552671\u200b"])
+def test_other_non_ascii_is_refused(raw: str) -> None:
+    with pytest.raises(phones.InvalidPhone):
+        phones.normalize(raw)
