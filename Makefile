@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services migrate seed-demo bench clean
+.PHONY: run test install services browser migrate seed-demo bench clean
 
 run: install services
 	@$(BIN)/python -m server dev
 
-test: install services
+# The browser is installed before pytest starts, so no browser test is ever collected
+# without one (tests/handlers/test_docs.py fails, never skips, when it is missing).
+test: install services browser
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -21,6 +23,9 @@ $(STAMP): setup.cfg
 
 services:
 	@deploy/local/services.sh
+
+browser: install
+	@deploy/local/browser.sh
 
 migrate: install services
 	@$(BIN)/ywm migrate

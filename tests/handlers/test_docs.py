@@ -1,7 +1,11 @@
 """The OpenAPI document and the interactive docs page, served locally (no CDN)."""
 import asyncio
+import os
+import pathlib
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import ujson
@@ -10,6 +14,7 @@ import yaml
 import schema
 
 API = "/api/v1"
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.gen_test
@@ -60,17 +65,17 @@ async def test_docs_static_does_not_escape_its_directory(api):
         assert status == 404 and body["error"]["code"] == "not_found"
 
 
-CHROMIUM = shutil.which("chromium")
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
-                    "(deploy/local/browser.sh installs it)")
 @pytest.mark.gen_test(timeout=120)
 async def test_docs_page_renders_every_operation_in_a_real_browser(api):
     # Headless Chromium enforces our CSP: if Swagger UI needed anything the policy
-    # blocks (inline script, eval, a CDN), no operation would render.
+    # blocks (inline script, eval, a CDN), no operation would render. A missing browser
+    # is a failure, never a skip: `make test` installs it before pytest starts
+    # (deploy/local/browser.sh), and a skip here once hid this test on every fresh CI box.
+    chromium = shutil.which("chromium")
+    assert chromium is not None, ("chromium is not installed: run deploy/local/browser.sh "
+                                  "(make test does, before pytest starts)")
     proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+        chromium, "--headless", "--no-sandbox", "--disable-gpu",
         "--virtual-time-budget=10000", "--dump-dom", f"{api.base_url}{API}/docs",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     dom, _ = await asyncio.wait_for(proc.communicate(), 100)
@@ -78,3 +83,19 @@ async def test_docs_page_renders_every_operation_in_a_real_browser(api):
     assert "Unable to render" not in html
     rendered = set(re.findall(r'data-path="([^"]+)"', html))
     assert {"/auth/login", "/auth/register", "/users/{id}", "/church"} <= rendered
+
+
+def test_a_missing_browser_fails_the_docs_test_and_never_skips(tmp_path):
+    # Run the browser test in a child pytest whose PATH has no chromium.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": str(bin_dir)}
+    node = f"{__file__}::test_docs_page_renders_every_operation_in_a_real_browser"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "no:randomly", node], env=env, cwd=REPO, timeout=180,
+                          capture_output=True, text=True)
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
+    assert done.returncode == 1 and "1 failed" in summary, done.stdout[-3000:]
+    assert "skipped" not in summary
+    assert "chromium is not installed" in done.stdout
