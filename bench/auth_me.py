@@ -49,6 +49,7 @@ def ensure_wrk() -> str:
 async def prepare_tokens(settings: Settings, count: int) -> list[str]:
     """A fresh church with `count` users, one session each; returns access tokens."""
     from db.queries import users as user_q
+    from server.auth import passwords
     from server.auth import sessions as auth
     from server.main import close_deps, open_deps
     from server.services import accounts
@@ -61,7 +62,7 @@ async def prepare_tokens(settings: Settings, count: int) -> list[str]:
             name="Bench owner")
         church_id = UUID(str(owner.church["id"]))
         tokens = [owner.tokens.access_token]
-        password_hash = auth.hash_password("bench-password-123")  # hashed once for all
+        password_hash = passwords.hash_password(settings, "bench-password-123")  # once for all
         async with deps.db.acquire() as conn:
             for n in range(1, count):
                 user = await user_q.insert_user(conn, church_id, f"bench-{stamp}-{n}@bench.local",

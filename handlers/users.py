@@ -25,7 +25,8 @@ class UsersHandler(ApiHandler):
     async def post(self) -> None:
         actor = self.require_role("owner")
         body = self.json_body("CreateUserRequest")
-        user = await accounts.create_user(self.deps.db, actor, email=body["email"],
+        user = await accounts.create_user(self.deps.db, self.deps.settings, actor,
+                                          email=body["email"],
                                           name=body["name"], role=body["role"],
                                           password=body["password"])
         self.write_data(user, status=201)

@@ -18,6 +18,11 @@ INSERT = (sa.insert(users)
                   name=sa.bindparam("name"), role=sa.bindparam("role"),
                   password_hash=sa.bindparam("password_hash"))
           .returning(*PUBLIC_COLUMNS))
+REPLACE_PASSWORD_HASH = (sa.update(users)
+                         .where(users.c.church_id == sa.bindparam("church_id"),
+                                users.c.id == sa.bindparam("user_id"),
+                                users.c.password_hash == sa.bindparam("old"))
+                         .values(password_hash=sa.bindparam("new")))
 # Sign-in is by email across churches (emails are unique case-insensitively).
 GET_BY_EMAIL = (sa.select(*PUBLIC_COLUMNS, users.c.password_hash)
                 .where(sa.func.lower(users.c.email) == sa.func.lower(sa.bindparam("email"))))
@@ -115,6 +120,13 @@ async def update_user(conn: Connection, church_id: UUID, user_id: UUID,
     if "name" in changes:
         row = await conn.fetch_one(UPDATE_NAME, {**params, "name": changes["name"]})
     return row
+
+
+async def replace_password_hash(conn: Connection, church_id: UUID, user_id: UUID,
+                                old_hash: str, new_hash: str) -> bool:
+    """Swap the hash only if it is still `old_hash` (a re-hash must not undo a change)."""
+    return await conn.execute(REPLACE_PASSWORD_HASH, {
+        "church_id": church_id, "user_id": user_id, "old": old_hash, "new": new_hash}) > 0
 
 
 async def delete_user(conn: Connection, church_id: UUID, user_id: UUID) -> bool:

@@ -1,4 +1,5 @@
-"""Credentials: password hashing, sessions in Redis, JWT access tokens, stream tickets.
+"""Credentials: sessions in Redis, JWT access tokens, stream tickets (passwords live in
+server/auth/passwords.py).
 
 A session (`sid`) lives in Redis for 24 h, sliding. The access token is a short JWT naming
 the session; a token whose session is gone is refused, so logout and user removal end
@@ -7,10 +8,7 @@ current secret is kept, and each refresh replaces it (rotation).
 """
 from __future__ import annotations
 
-import asyncio
-import functools
 import hashlib
-import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,8 +23,6 @@ from server.platform.errors import Unauthorized
 from server.platform.settings import Settings
 
 ROLE_RANK = {"staff": 1, "admin": 2, "owner": 3}
-# scrypt cost: N=2**14, r=8 → 16 MiB of memory per hash, ~50 ms on this kind of machine.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 STREAM_TICKET_TTL = 30
 SESSION_COOKIE = "ywm_session"
 CSRF_COOKIE = "ywm_csrf"
@@ -56,46 +52,6 @@ class TokenPair:
     session_id: str
     csrf_token: str
     expires_in: int
-
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                            maxmem=64 * 1024 * 1024)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
-
-
-def verify_password(password: str, encoded: str) -> bool:
-    try:
-        _, n, r, p, salt, digest = encoded.split("$")
-        candidate = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n),
-                                   r=int(r), p=int(p), maxmem=64 * 1024 * 1024)
-    except ValueError:
-        return False
-    return hmac.compare_digest(candidate.hex(), digest)
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    # Verified against when the email is unknown, so both paths cost one scrypt.
-    return hash_password(secrets.token_urlsafe(16))
-
-
-async def check_password(password: str, encoded: str | None) -> bool:
-    """Verify in a worker thread (~50 ms of scrypt must not block the event loop).
-
-    `encoded=None` (unknown user) still runs a full verify, so timing does not reveal
-    which emails exist.
-    """
-    loop = asyncio.get_running_loop()
-    if encoded is None:
-        await loop.run_in_executor(None, verify_password, password, _dummy_hash())
-        return False
-    return await loop.run_in_executor(None, verify_password, password, encoded)
-
-
-async def hash_password_async(password: str) -> str:
-    return await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
 
 
 def _secret_hash(secret: str) -> str:

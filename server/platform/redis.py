@@ -56,6 +56,17 @@ def rate_limit_key(scope: str, subject: str) -> str:
     return global_key("ratelimit", scope, subject)
 
 
+def login_failures_key(email_digest: str) -> str:
+    """Failed sign-ins on one email (server/auth/login_backoff.py); the email is hashed,
+    and known and unknown emails are counted alike. One hash tag with the lock key, so the
+    script that updates both runs on Redis Cluster too."""
+    return global_key("login", f"{{{email_digest}}}", "failures")
+
+
+def login_lock_key(email_digest: str) -> str:
+    return global_key("login", f"{{{email_digest}}}", "lock")
+
+
 def events_channel(church_id: UUID | str) -> str:
     return church_key(church_id, "events")
 

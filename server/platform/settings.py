@@ -109,6 +109,16 @@ class Settings:
     # (1/0.9 - 1 s) before any one-second window at the carrier goes over the MPS.
     throttle_headroom: float = 0.9
     reconcile_interval_seconds: float = 15.0
+    # Password hashing strength, a profile of server/auth/passwords.py: "rfc9106" (argon2id,
+    # 64 MiB, t=3, p=4), always in production; "test" (cheapest argon2id) for test runs.
+    password_hash_profile: str = "rfc9106"
+    # Per-account login back-off (server/auth/login_backoff.py): this many failures on one
+    # email are free, then each further one locks the email for base * 2**(n - free - 1)
+    # seconds, at most the cap (15 min); failures are forgotten after an hour of quiet.
+    login_free_failures: int = 5
+    login_backoff_base_seconds: float = 1.0
+    login_backoff_max_seconds: float = 900.0
+    login_failure_window_seconds: int = 3600
 
     @property
     def production(self) -> bool:
@@ -146,6 +156,7 @@ class Settings:
             "YWM_TWILIO_API_BASE": "twilio_api_base", "YWM_ARCHIVE_URL": "archive_url",
             "YWM_LOG_LEVEL": "log_level", "YWM_QUEUE_NAME": "queue_name",
             "YWM_SIM_TELNYX_PRIVATE_KEY": "sim_telnyx_private_key",
+            "YWM_PASSWORD_HASH_PROFILE": "password_hash_profile",
         }
         for var, attr in text.items():
             if env.get(var):
@@ -167,13 +178,19 @@ class Settings:
                           "YWM_SEND_LEASE_SECONDS": "send_lease_seconds",
                           "YWM_THROTTLE_HEADROOM": "throttle_headroom",
                           "YWM_RECONCILE_INTERVAL_SECONDS": "reconcile_interval_seconds",
-                          "YWM_PRICE_PER_SEGMENT_CENTS": "price_per_segment_cents"}.items():
+                          "YWM_PRICE_PER_SEGMENT_CENTS": "price_per_segment_cents",
+                          "YWM_LOGIN_BACKOFF_BASE_SECONDS": "login_backoff_base_seconds",
+                          "YWM_LOGIN_BACKOFF_MAX_SECONDS": "login_backoff_max_seconds",
+                          }.items():
             if env.get(var):
                 values[attr] = _float(var, env[var])
         for var, attr in {"YWM_SEND_MAX_ATTEMPTS": "send_max_attempts",
                           "YWM_SEND_CHUNK_SIZE": "send_chunk_size",
                           "YWM_SEND_LANES": "send_lanes",
-                          "YWM_SEND_CONCURRENCY": "send_concurrency"}.items():
+                          "YWM_SEND_CONCURRENCY": "send_concurrency",
+                          "YWM_LOGIN_FREE_FAILURES": "login_free_failures",
+                          "YWM_LOGIN_FAILURE_WINDOW_SECONDS": "login_failure_window_seconds",
+                          }.items():
             if env.get(var):
                 values[attr] = _int(var, env[var])
         for var, attr in {"YWM_AUTH_RATE_BURST": "auth_rate_burst",
@@ -191,4 +208,8 @@ class Settings:
             raise SettingsError("YWM_SECRET_KEY must be at least 32 bytes")
         if len(settings.hash_key.encode()) < 32:
             raise SettingsError("YWM_HASH_KEY must be at least 32 bytes")
+        if settings.password_hash_profile not in ("rfc9106", "test"):
+            raise SettingsError("YWM_PASSWORD_HASH_PROFILE must be rfc9106 or test")
+        if settings.production and settings.password_hash_profile != "rfc9106":
+            raise SettingsError("YWM_PASSWORD_HASH_PROFILE must be rfc9106 in production")
         return settings

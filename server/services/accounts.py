@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from db.engine import Database, Row
 from db.queries import churches as church_q
 from db.queries import users as user_q
+from server.auth import login_backoff, passwords
 from server.auth import sessions as auth
 from server.auth.sessions import Actor, TokenPair
 from server.platform.errors import Conflict, NotFound, Unauthorized, ValidationFailed
@@ -66,7 +67,7 @@ def check_timezone(name: str) -> None:
 async def register(db: Database, redis: aioredis.Redis, settings: Settings, *,
                    church_name: str, email: str, password: str, name: str) -> SignIn:
     """Create a church and its owner in one transaction, then open a session."""
-    password_hash = await auth.hash_password_async(password)
+    password_hash = await passwords.hash_password_async(settings, password)
     async with db.transaction() as conn:
         if await user_q.email_exists(conn, email):
             raise Conflict("An account with this email already exists.",
@@ -82,12 +83,22 @@ async def register(db: Database, redis: aioredis.Redis, settings: Settings, *,
 
 async def login(db: Database, redis: aioredis.Redis, settings: Settings, email: str,
                 password: str) -> SignIn:
-    """Check the password (same cost and message for unknown emails) and open a session."""
+    """Check the password (same cost and message for unknown emails) and open a session.
+
+    An email backing off after repeated failures is refused first (429, login_backoff);
+    a hash below today's strength is replaced after the password checks out.
+    """
+    await login_backoff.check_not_locked(redis, settings, email)
     async with db.acquire() as conn:
         user = await user_q.get_user_by_email(conn, email)
-    if not await auth.check_password(password, user["password_hash"] if user else None):
+    encoded = user["password_hash"] if user else None
+    if not await passwords.check_password(settings, password, encoded):
+        await login_backoff.record_failure(redis, settings, email)
         raise Unauthorized(BAD_CREDENTIALS)
-    assert user is not None
+    assert user is not None and encoded is not None
+    await login_backoff.clear(redis, settings, email)
+    if passwords.needs_rehash(settings, encoded):
+        await _rehash(db, settings, user, password)
     async with db.acquire() as conn:
         church = await church_q.get_church(conn, user["church_id"])
     if church is None:
@@ -95,6 +106,15 @@ async def login(db: Database, redis: aioredis.Redis, settings: Settings, email: 
     tokens = await auth.create_session(redis, settings, user["church_id"], user["id"],
                                        user["role"])
     return SignIn(user_view(user), church_view(church), tokens)
+
+
+async def _rehash(db: Database, settings: Settings, user: Row, password: str) -> None:
+    """Store `password` at today's strength; only if the hash is still the one checked,
+    so a password change racing this login is never undone."""
+    new_hash = await passwords.hash_password_async(settings, password)
+    async with db.transaction() as conn:
+        await user_q.replace_password_hash(conn, user["church_id"], user["id"],
+                                           user["password_hash"], new_hash)
 
 
 async def refresh(redis: aioredis.Redis, settings: Settings, refresh_token: str
@@ -148,9 +168,9 @@ async def list_users(db: Database, actor: Actor) -> list[dict[str, Any]]:
         return [user_view(row) for row in await user_q.list_users(conn, actor.church_id)]
 
 
-async def create_user(db: Database, actor: Actor, *, email: str, name: str, role: str,
-                      password: str) -> dict[str, Any]:
-    password_hash = await auth.hash_password_async(password)
+async def create_user(db: Database, settings: Settings, actor: Actor, *, email: str,
+                      name: str, role: str, password: str) -> dict[str, Any]:
+    password_hash = await passwords.hash_password_async(settings, password)
     async with db.transaction() as conn:
         if await user_q.email_exists(conn, email):
             raise Conflict("An account with this email already exists.",
