@@ -7,8 +7,8 @@ import logging
 
 from handlers.base import ApiHandler
 from server.platform import queue
+from server.platform.ids import parse_uuid
 from server.services import queue_admin
-from server.services.member_views import parse_limit, parse_uuid
 from workers import sends
 
 log = logging.getLogger("ywm.handlers.admin_queues")
@@ -28,7 +28,7 @@ class AdminDeadLettersHandler(ApiHandler):
 
     async def get(self) -> None:
         items, next_cursor = await queue_admin.list_dead_letters(
-            self.deps.db, parse_limit(self.query_arg("limit")), self.query_arg("cursor"))
+            self.deps.db, self.page_limit(), self.query_arg("cursor"))
         self.write_data(items, {"next_cursor": next_cursor})
 
 

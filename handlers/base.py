@@ -20,12 +20,14 @@ import tornado.web
 import ujson
 
 import schema
+from db import paging
 from server.platform import ratelimit
 from server.auth.sessions import (CSRF_COOKIE, SESSION_COOKIE, Actor, actor_from_access_token,
                          actor_from_session, bearer_token, parse_session_cookie)
 from server.deps import Deps
 from server.platform.errors import (AppError, CsrfFailed, Forbidden, InvalidJson, MethodNotAllowed,
-                           NotFound, PayloadTooLarge, Unauthorized, Unavailable)
+                           NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+                           ValidationFailed)
 from server.platform.logging import request_id_var
 
 log = logging.getLogger("ywm.http")
@@ -58,9 +60,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, deps: Deps) -> None:  # type: ignore[override]
         self.deps = deps
         self.started = time.perf_counter()
-        metrics = deps.extras.get("metrics")
-        if metrics is not None:  # in-flight count: the SIGTERM drain waits for zero
-            metrics.request_started()
+        deps.metrics.request_started()  # in-flight count: the SIGTERM drain waits for zero
         self.actor: Actor | None = None
         incoming = self.request.headers.get("X-Request-ID", "")
         self.request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() \
@@ -97,6 +97,8 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = exc_info[1] if exc_info else None
         if isinstance(exc, AppError):
             return exc
+        if isinstance(exc, paging.InvalidPage):
+            return ValidationFailed.field(exc.field, exc.message)
         if isinstance(exc, tornado.web.HTTPError) or exc is None:
             return _from_status(status_code)
         if isinstance(exc, UNAVAILABLE_ERRORS):
@@ -114,9 +116,8 @@ class BaseHandler(tornado.web.RequestHandler):
     def on_finish(self) -> None:
         duration_ms = round((time.perf_counter() - self.started) * 1000, 2)
         actor = self.actor
-        metrics = self.deps.extras.get("metrics")
-        if metrics is not None:
-            metrics.observe_request(self.request.method or "", self.get_status(), duration_ms)
+        self.deps.metrics.observe_request(self.request.method or "", self.get_status(),
+                                          duration_ms)
         log.info("request", extra={
             "method": self.request.method, "path": self.request.path,
             "status": self.get_status(), "duration_ms": duration_ms,
@@ -249,6 +250,10 @@ class ApiHandler(BaseHandler):
 
     def query_arg(self, name: str, default: str | None = None) -> str | None:
         return self.get_query_argument(name, default)
+
+    def page_limit(self) -> int:
+        """`?limit=` of a list (API.md §2); `?cursor=` goes to the query as it came."""
+        return paging.parse_limit(self.query_arg("limit"))
 
     def write_data(self, data: Any, meta: dict[str, Any] | None = None,
                    status: int = 200) -> None:

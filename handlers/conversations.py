@@ -7,7 +7,6 @@ from typing import Any
 from handlers.base import ApiHandler
 from server.platform import queue
 from server.services import conversations
-from server.services.member_views import parse_limit
 from workers import sends  # handlers import task functions solely to enqueue
 
 log = logging.getLogger("ywm.conversations")
@@ -17,7 +16,7 @@ class ConversationListHandler(ApiHandler):
     async def get(self) -> None:
         items, next_cursor = await conversations.list_conversations(
             self.deps.db, self.deps.settings, self.require_actor(),
-            limit=parse_limit(self.query_arg("limit")), status=self.query_arg("status"),
+            limit=self.page_limit(), status=self.query_arg("status"),
             unread=self.query_arg("unread"), assigned_to=self.query_arg("assigned_to"),
             cursor=self.query_arg("cursor"))
         self.write_data(items, {"next_cursor": next_cursor})
@@ -39,7 +38,7 @@ class ConversationMessagesHandler(ApiHandler):
     async def get(self, conversation_id: str) -> None:
         items, next_cursor = await conversations.list_messages(
             self.deps.db, self.require_actor(), conversation_id,
-            limit=parse_limit(self.query_arg("limit")), cursor=self.query_arg("cursor"))
+            limit=self.page_limit(), cursor=self.query_arg("cursor"))
         self.write_data(items, {"next_cursor": next_cursor})
 
     async def post(self, conversation_id: str) -> None:

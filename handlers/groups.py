@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler
+from server.platform.ids import parse_uuid
 from server.services import groups
-from server.services.member_views import parse_limit, parse_uuid
 
 
 class GroupsHandler(ApiHandler):
     async def get(self) -> None:
         actor = self.require_role("staff")
         items, next_cursor = await groups.list_groups(
-            self.deps.db, actor.church_id, parse_limit(self.query_arg("limit")),
+            self.deps.db, actor.church_id, self.page_limit(),
             self.query_arg("cursor"))
         self.write_data(items, {"next_cursor": next_cursor})
 
@@ -46,7 +46,7 @@ class GroupMembersHandler(ApiHandler):
         actor = self.require_role("staff")
         items, next_cursor = await groups.list_group_members(
             self.deps.db, self.deps.redis, self.deps.settings, actor.church_id,
-            parse_uuid(group_id), parse_limit(self.query_arg("limit")),
+            parse_uuid(group_id), self.page_limit(),
             self.query_arg("cursor"))
         self.write_data(items, {"next_cursor": next_cursor})
 

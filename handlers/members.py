@@ -6,8 +6,8 @@ import tornado.web
 from handlers.base import ApiHandler
 from server.auth.sessions import Actor
 from server.platform.errors import PayloadTooLarge, ValidationFailed
+from server.platform.ids import parse_uuid
 from server.services import member_import, members
-from server.services.member_views import parse_limit, parse_uuid
 
 CSV_TYPES = ("text/csv", "application/csv")
 
@@ -25,7 +25,7 @@ class MembersHandler(ApiHandler):
         actor = self.require_role("staff")
         items, next_cursor = await members.list_members(
             self.deps.db, self.deps.settings, actor.church_id,
-            parse_limit(self.query_arg("limit")), cursor=self.query_arg("cursor"),
+            self.page_limit(), cursor=self.query_arg("cursor"),
             query=self.query_arg("q"), group_id=self.query_arg("group_id"),
             opted_in=self.query_arg("opted_in"))
         self.write_data(items, {"next_cursor": next_cursor})

@@ -10,8 +10,8 @@ import logging
 from handlers.base import ApiHandler
 from server.platform import queue
 from server.platform.errors import ValidationFailed
+from server.platform.ids import parse_uuid
 from server.services import broadcasts
-from server.services.member_views import parse_limit, parse_uuid
 from workers import sends
 
 log = logging.getLogger("ywm.handlers.messages")
@@ -24,7 +24,7 @@ class MessagesHandler(ApiHandler):
     async def get(self) -> None:
         actor = self.require_role("staff")
         items, next_cursor = await broadcasts.list_broadcasts(
-            self.deps.db, actor.church_id, parse_limit(self.query_arg("limit")),
+            self.deps.db, actor.church_id, self.page_limit(),
             self.query_arg("cursor"))
         self.write_data(items, {"next_cursor": next_cursor})
 
@@ -57,7 +57,7 @@ class MessageRecipientsHandler(ApiHandler):
             raise ValidationFailed.field("status", "Unknown recipient status.")
         items, next_cursor = await broadcasts.list_recipients(
             self.deps.db, self.deps.settings, actor.church_id, parse_uuid(message_id),
-            status, parse_limit(self.query_arg("limit")), self.query_arg("cursor"))
+            status, self.page_limit(), self.query_arg("cursor"))
         self.write_data(items, {"next_cursor": next_cursor})
 
 

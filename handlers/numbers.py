@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler
+from server.platform.ids import parse_uuid
 from server.services import numbers
-from server.services.member_views import parse_uuid
 
 
 class NumbersHandler(ApiHandler):

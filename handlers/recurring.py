@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler
+from server.platform.ids import parse_uuid
 from server.services import recurring
-from server.services.member_views import parse_limit, parse_uuid
 
 
 class RecurringListHandler(ApiHandler):
     async def get(self) -> None:
         actor = self.require_role("staff")
         items, next_cursor = await recurring.list_all(
-            self.deps.db, actor.church_id, parse_limit(self.query_arg("limit")),
+            self.deps.db, actor.church_id, self.page_limit(),
             self.query_arg("cursor"))
         self.write_data(items, {"next_cursor": next_cursor})
 

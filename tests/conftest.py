@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
+import tempfile
 from typing import Any, Iterator
 from urllib.parse import urlencode
 
@@ -22,8 +24,9 @@ import ujson
 import schema
 from db.tables import metadata
 from server.app import make_app
-from server.deps import Deps
-from server.main import close_deps, open_deps
+from server.deps import Deps, close_deps, open_deps
+from server.platform import queue
+from server.platform.metrics import close_metrics
 from server.platform.settings import Settings
 
 ADMIN_DSN = os.environ.get("YWM_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -73,15 +76,23 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, redis_url: str) -> Settings:
-    return Settings.from_env({
+def metrics_dir() -> Iterator[str]:
+    """This test run's box: prometheus_client's multiprocess files of this process."""
+    path = tempfile.mkdtemp(prefix="ywm-test-metrics-")
+    yield path
+    close_metrics()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str, metrics_dir: str) -> Settings:
+    value = Settings.from_env({
         "YWM_ENV": "test", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
         "YWM_QUEUE_NAME": f"ywm-test-{os.getpid()}", "YWM_WEBHOOK_ALLOW_PRIVATE": "true",
-        "YWM_LOG_LEVEL": "WARNING",
-        # Hundreds of sign-ins per run: the cheapest argon2id here; the production
-        # strength has its own tests (tests/services/test_passwords.py).
-        "YWM_PASSWORD_HASH_PROFILE": "test",
+        "YWM_LOG_LEVEL": "WARNING", "YWM_METRICS_DIR": metrics_dir,
     })
+    queue.configure(value)  # as `ywm` does: the run's one Settings, handed to Huey
+    return value
 
 
 def reset_state(database_url: str, redis_url: str) -> None:

@@ -1,7 +1,7 @@
 """The process-local live-stream hub: sockets per church fed by ONE Redis subscription.
 
 The role of Zulip's `event_queue.py`. Each web process holds one `Hub` (in
-`deps.extras["hub"]`) with one redis.asyncio pub/sub connection, subscribed only to the
+`deps.hub`) with one redis.asyncio pub/sub connection, subscribed only to the
 churches that have sockets here: the first socket of a church subscribes, the last one to
 leave unsubscribes.
 
@@ -406,12 +406,8 @@ def _church_of(channel: str) -> str | None:
 
 
 def hub_for(deps: Any) -> Hub:
-    """The process's hub, created on first use and registered with the lifecycle hooks."""
-    hub = deps.extras.get("hub")
-    if hub is None:
-        hub = Hub(deps.db, deps.redis, deps.settings)
-        deps.extras["hub"] = hub
-        deps.extras.setdefault("on_start", []).append(hub.start)
-        deps.extras.setdefault("on_drain", []).append(hub.drain)
-        deps.extras.setdefault("on_close", []).append(hub.stop)
-    return hub
+    """The process's hub (`deps.hub`), created on first use; the Deps lifecycle
+    (server/deps.py) starts, drains and stops it."""
+    if deps.hub is None:
+        deps.hub = Hub(deps.db, deps.redis, deps.settings)
+    return deps.hub  # type: ignore[no-any-return]

@@ -22,7 +22,7 @@ from db.queries import recipients as rq
 from server.platform import crypto
 from server.platform.errors import Conflict, NotFound, ValidationFailed
 from server.sms.segments import segment_info
-from server.services.member_views import decode_cursor, iso, page
+from server.platform.jsonenc import iso_time
 from server.platform.settings import Settings
 
 IDEMPOTENCY_SCOPE = "messages"
@@ -71,8 +71,8 @@ def message_view(row: Row, counts: dict[str, int] | None = None) -> dict[str, An
         "recipient_count": row["recipient_count"], "segments": row["segments"],
         "encoding": row["encoding"],
         "estimated_cost_cents": float(row["estimated_cost_cents"]),
-        "scheduled_at": iso(row["scheduled_at"]), "created_at": iso(row["created_at"]),
-        "completed_at": iso(row["completed_at"]),
+        "scheduled_at": iso_time(row["scheduled_at"]), "created_at": iso_time(row["created_at"]),
+        "completed_at": iso_time(row["completed_at"]),
         "recurring_id": str(row["recurring_id"]) if row["recurring_id"] else None,
     }
     if counts is not None:
@@ -200,37 +200,28 @@ async def get_broadcast(db: Database, church_id: UUID, message_id: UUID | None
 async def list_broadcasts(db: Database, church_id: UUID, limit: int, cursor: str | None
                           ) -> tuple[list[dict[str, Any]], str | None]:
     async with db.acquire() as conn:
-        rows = await q.list_messages(conn, church_id, limit + 1, decode_cursor(cursor))
-        rows, next_cursor = page(rows, limit)
-        return [message_view(r, await rq.count_by_status(conn, r)) for r in rows], next_cursor
+        page = await q.list_messages(conn, church_id, limit, cursor)
+        return ([message_view(r, await rq.count_by_status(conn, r)) for r in page.rows],
+                page.next_cursor)
 
 
 async def list_recipients(db: Database, settings: Settings, church_id: UUID,
                           message_id: UUID | None, status: str | None, limit: int,
                           cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    after = _recipient_cursor(cursor)
     async with db.acquire() as conn:
         message = await access_message(conn, church_id, message_id)
-        rows = await rq.list_recipients(conn, message, status, after, limit + 1)
-    next_cursor = str(rows[limit - 1]["member_id"]) if len(rows) > limit else None
-    return [_recipient_view(settings, r) for r in rows[:limit]], next_cursor
-
-
-def _recipient_cursor(cursor: str | None) -> UUID | None:
-    try:
-        return UUID(cursor) if cursor else None
-    except ValueError:
-        raise ValidationFailed.field("cursor", "This cursor is not valid.") from None
+        page = await rq.list_recipients(conn, message, status, limit, cursor)
+    return [_recipient_view(settings, r) for r in page.rows], page.next_cursor
 
 
 def _recipient_view(settings: Settings, row: Row) -> dict[str, Any]:
     return {"member_id": str(row["member_id"]),
             "phone": crypto.decrypt(settings, bytes(row["phone_enc"])),
             "status": row["status"], "attempts": row["attempts"],
-            "last_error": row["last_error"], "next_attempt_at": iso(row["next_attempt_at"]),
+            "last_error": row["last_error"], "next_attempt_at": iso_time(row["next_attempt_at"]),
             "provider_message_id": row["provider_message_id"],
-            "sent_at": iso(row["sent_at"]), "delivered_at": iso(row["delivered_at"]),
-            "updated_at": iso(row["updated_at"])}
+            "sent_at": iso_time(row["sent_at"]), "delivered_at": iso_time(row["delivered_at"]),
+            "updated_at": iso_time(row["updated_at"])}
 
 
 async def cancel(db: Database, church_id: UUID, message_id: UUID | None) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from server.platform.errors import Conflict, NotFound, RecipientOptedOut, Valida
 from server.events.log import append_event, publish_events
 from server.sms.segments import segment_info
 from server.services.inbound import conversation_view, message_view
-from server.services.member_views import decode_cursor, iso, page, parse_uuid
+from server.platform.ids import parse_uuid
+from server.platform.jsonenc import iso_time
 from server.platform.settings import Settings
 
 IDEMPOTENCY_SCOPE = "conversation_replies"
@@ -79,12 +80,11 @@ async def list_conversations(db: Database, settings: Settings, actor: Actor, *, 
         raise ValidationFailed.field("unread", "Must be `true` or `false`.")
     assignee, unassigned = _assignee_filter(actor, assigned_to)
     async with db.acquire() as conn:
-        rows = await q.list_conversations(
-            conn, actor.church_id, limit=limit + 1, status=status or None,
+        page = await q.list_conversations(
+            conn, actor.church_id, limit=limit, status=status or None,
             unread=unread == "true", assigned_to=assignee, unassigned=unassigned,
-            before=decode_cursor(cursor))
-    rows, next_cursor = page(rows, limit, at_key="last_message_at")
-    return [public_conversation(settings, r) for r in rows], next_cursor
+            cursor=cursor)
+    return [public_conversation(settings, r) for r in page.rows], page.next_cursor
 
 
 async def get_conversation(db: Database, settings: Settings, actor: Actor,
@@ -138,10 +138,9 @@ async def list_messages(db: Database, actor: Actor, conversation_id: str, *, lim
     """A page of messages, oldest → newest; the cursor goes further back in time."""
     async with db.acquire() as conn:
         row = await access_conversation(conn, actor, conversation_id)
-        rows = await q.list_messages(conn, actor.church_id, row["id"], limit=limit + 1,
-                                     before=decode_cursor(cursor))
-    rows, next_cursor = page(rows, limit)
-    return [message_view(r) for r in reversed(rows)], next_cursor
+        page = await q.list_messages(conn, actor.church_id, row["id"], limit=limit,
+                                     cursor=cursor)
+    return [message_view(r) for r in reversed(page.rows)], page.next_cursor
 
 
 def reply_hash(conversation_id: str, payload: dict[str, Any]) -> bytes:
@@ -215,7 +214,7 @@ async def _write_reply(conn: Connection, settings: Settings, actor: Actor,
     event = await append_event(conn, actor.church_id, "message.received", {
         "message": message_view(message), "conversation": conversation}, settings)
     handoff = {"church_id": str(actor.church_id), "conversation_message_id": str(message["id"]),
-               "created_at": iso(message["created_at"]),
+               "created_at": iso_time(message["created_at"]),
                "conversation_id": str(row["id"]), "member_id": str(row["member_id"]),
                "number_id": str(row["number_id"]), "body": body}
     return message, event, handoff

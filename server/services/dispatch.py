@@ -90,12 +90,10 @@ class Dispatcher:
 
 
 def dispatcher_for(deps: Deps) -> Dispatcher:
-    """The thread's dispatcher, kept on its Deps and closed with it."""
-    found = deps.extras.get("dispatcher")
-    if found is None:
-        found = deps.extras["dispatcher"] = Dispatcher(deps)
-        deps.extras.setdefault("on_close", []).append(found.close)
-    return found  # type: ignore[no-any-return]
+    """The thread's dispatcher, kept on its Deps; `close_deps` closes its clients."""
+    if deps.dispatcher is None:
+        deps.dispatcher = Dispatcher(deps)
+    return deps.dispatcher
 
 
 def retry_delay(settings: Any, attempts: int, retry_after: float | None = None) -> float:

@@ -6,23 +6,52 @@ update or delete, group delete) calls `invalidate_group_pages` after its commit.
 """
 from __future__ import annotations
 
+import base64
 from typing import Any, Iterable
 from uuid import UUID
 
 import redis.asyncio as aioredis
 
+from db import paging
 from db.engine import Database
 from db.queries import groups as q
 from db.queries import members as member_q
-from server.platform import cache
+from server.platform import cache, crypto
 from server.platform.errors import Conflict, NotFound
-from server.services import member_views as views
+from server.platform.ids import parse_uuid
+from server.platform.jsonenc import iso_time
 from server.platform.settings import Settings
 
 GROUP_MEMBERS_CACHE = "group_members"
 GROUP_MEMBERS_TTL = 30 * 60  # API.md §4: first page cached; 30 min bounds staleness risk
 MAX_MEMBER_IDS = 1000  # per add/remove request; the JSON schema says the same
 
+
+
+def public_group(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(row["id"]), "name": row["name"],
+            "member_count": int(row["member_count"]), "created_at": iso_time(row["created_at"])}
+
+
+def cacheable_group_member(row: dict[str, Any]) -> dict[str, Any]:
+    """A group-members row as JSON for Redis: phone and email stay encrypted there."""
+    email = row["email_enc"]
+    return {
+        "id": str(row["id"]), "first_name": row["first_name"], "last_name": row["last_name"],
+        "phone_enc": base64.b64encode(bytes(row["phone_enc"])).decode(),
+        "email_enc": base64.b64encode(bytes(email)).decode() if email is not None else None,
+        "opt_in_sms": row["opt_in_sms"], "opted_out_at": iso_time(row["opted_out_at"]),
+        "created_at": iso_time(row["created_at"]), "added_at": iso_time(row["added_at"]),
+    }
+
+
+def public_group_member(settings: Settings, item: dict[str, Any]) -> dict[str, Any]:
+    """The API form of a `cacheable_group_member` dict (decrypts for the owning church)."""
+    out = dict(item)
+    out["phone"] = crypto.decrypt(settings, base64.b64decode(out.pop("phone_enc")))
+    email = out.pop("email_enc")
+    out["email"] = crypto.decrypt(settings, base64.b64decode(email)) if email else None
+    return out
 
 async def invalidate_group_pages(redis: aioredis.Redis, church_id: UUID,
                                  group_ids: Iterable[UUID]) -> None:
@@ -37,7 +66,7 @@ async def create_group(db: Database, church_id: UUID, name: str) -> dict[str, An
     if row is None:
         raise Conflict("A group with this name already exists.",
                        [{"field": "$.name", "message": "This name is taken."}])
-    return views.public_group(row)
+    return public_group(row)
 
 
 async def get_group(db: Database, church_id: UUID, group_id: UUID | None) -> dict[str, Any]:
@@ -45,16 +74,14 @@ async def get_group(db: Database, church_id: UUID, group_id: UUID | None) -> dic
         row = await q.get_group(conn, church_id, group_id) if group_id else None
     if row is None:
         raise NotFound("No such group.")
-    return views.public_group(row)
+    return public_group(row)
 
 
 async def list_groups(db: Database, church_id: UUID, limit: int, cursor: str | None
                       ) -> tuple[list[dict[str, Any]], str | None]:
-    after = views.decode_cursor(cursor)
     async with db.acquire() as conn:
-        rows = await q.list_groups(conn, church_id, limit + 1, after)
-    items, next_cursor = views.page(rows, limit)
-    return [views.public_group(r) for r in items], next_cursor
+        page = await q.list_groups(conn, church_id, limit, cursor)
+    return [public_group(r) for r in page.rows], page.next_cursor
 
 
 async def rename_group(db: Database, church_id: UUID, group_id: UUID | None, name: str
@@ -67,7 +94,7 @@ async def rename_group(db: Database, church_id: UUID, group_id: UUID | None, nam
                            [{"field": "$.name", "message": "This name is taken."}])
         row = await q.get_group(conn, church_id, group_id)
     assert row is not None
-    return views.public_group(row)
+    return public_group(row)
 
 
 async def delete_group(db: Database, redis: aioredis.Redis, church_id: UUID,
@@ -83,7 +110,7 @@ async def change_members(db: Database, redis: aioredis.Redis, church_id: UUID,
                          group_id: UUID | None, member_ids: list[str], add: bool
                          ) -> dict[str, Any]:
     """Add or remove members (idempotent). Any id outside the church: 404, nothing written."""
-    ids = [views.parse_uuid(raw) for raw in member_ids]
+    ids = [parse_uuid(raw) for raw in member_ids]
     if group_id is None or any(i is None for i in ids):
         raise NotFound("No such group or member.")
     wanted: list[UUID] = sorted(set(ids))  # type: ignore[arg-type]
@@ -100,14 +127,13 @@ async def change_members(db: Database, redis: aioredis.Redis, church_id: UUID,
     if changed:
         await invalidate_group_pages(redis, church_id, [group_id])
     assert row is not None
-    return views.public_group(row)
+    return public_group(row)
 
 
 async def list_group_members(db: Database, redis: aioredis.Redis, settings: Settings,
                              church_id: UUID, group_id: UUID | None, limit: int,
                              cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
     """A page of a group's members; the first default-size page comes from the cache."""
-    after = views.decode_cursor(cursor)
     if group_id is None:
         raise NotFound("No such group.")
 
@@ -115,16 +141,15 @@ async def list_group_members(db: Database, redis: aioredis.Redis, settings: Sett
         async with db.acquire() as conn:
             if not await q.group_exists(conn, church_id, group_id):
                 raise NotFound("No such group.")
-            rows = await q.list_group_members(conn, church_id, group_id, limit + 1, after)
-        items, next_cursor = views.page(rows, limit, at_key="added_at")
+            page = await q.list_group_members(conn, church_id, group_id, limit, cursor)
         # Phones and emails stay encrypted in Redis; they are decrypted per response.
-        return {"items": [views.cacheable_group_member(r) for r in items],
-                "next_cursor": next_cursor}
+        return {"items": [cacheable_group_member(r) for r in page.rows],
+                "next_cursor": page.next_cursor}
 
-    if after is None and limit == views.DEFAULT_LIMIT:
+    if not cursor and limit == paging.DEFAULT_LIMIT:
         result = await cache.get_or_load(redis, church_id, GROUP_MEMBERS_CACHE,
                                          (str(group_id),), GROUP_MEMBERS_TTL, load)
     else:
         result = await load()
-    return ([views.public_group_member(settings, item) for item in result["items"]],
+    return ([public_group_member(settings, item) for item in result["items"]],
             result["next_cursor"])

@@ -27,7 +27,7 @@ from server.platform import crypto
 from server.events.log import append_event, publish_events
 from server.sms.segments import segment_info
 from server.services import members, optout
-from server.services.member_views import iso
+from server.platform.jsonenc import iso_time
 from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.inbound")
@@ -87,7 +87,7 @@ def message_view(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(row["id"]), "conversation_id": str(row["conversation_id"]),
             "direction": row["direction"], "body": row["body"],
             "media_urls": list(row["media_urls"] or []), "status": row["status"],
-            "error": row["error"], "created_at": iso(row["created_at"])}
+            "error": row["error"], "created_at": iso_time(row["created_at"])}
 
 
 def conversation_view(row: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:
@@ -98,8 +98,8 @@ def conversation_view(row: dict[str, Any], member: dict[str, Any]) -> dict[str, 
             "assigned_to": str(row["assigned_to"]) if row["assigned_to"] else None,
             "last_message": {"body": row["last_message_body"],
                              "direction": row["last_message_direction"],
-                             "created_at": iso(row["last_message_at"])},
-            "last_message_at": iso(row["last_message_at"])}
+                             "created_at": iso_time(row["last_message_at"])},
+            "last_message_at": iso_time(row["last_message_at"])}
 
 
 async def _route(conn: Connection, provider: str, our_number: str, event_id: str
@@ -182,7 +182,8 @@ async def _queue_reply(conn: Connection, settings: Settings, church_id: UUID,
                                             conversation_view(touched or conversation,
                                                               member), settings))
     return {"church_id": str(church_id), "conversation_message_id": str(row["id"]),
-            "created_at": iso(row["created_at"]), "conversation_id": str(row["conversation_id"]),
+            "created_at": iso_time(row["created_at"]),
+            "conversation_id": str(row["conversation_id"]),
             "member_id": str(member["id"]), "number_id": str(number["id"]), "body": body}
 
 

@@ -20,7 +20,8 @@ from db.queries import members as q
 from server.platform import crypto
 from server.sms import phones
 from server.platform.errors import Conflict, NotFound, ValidationFailed
-from server.services import member_views as views
+from server.platform.ids import parse_uuid
+from server.platform.jsonenc import iso_time
 from server.services.groups import invalidate_group_pages
 from server.platform.settings import Settings
 
@@ -44,13 +45,29 @@ def _now_marker() -> datetime:
     return datetime.now(timezone.utc)
 
 
+
+def public_member(settings: Settings, row: dict[str, Any],
+                  groups: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The API form of a member row; phone and email decrypted for the owning church."""
+    return {
+        "id": str(row["id"]),
+        "first_name": row["first_name"],
+        "last_name": row["last_name"],
+        "phone": crypto.decrypt(settings, row["phone_enc"]),
+        "email": crypto.decrypt_optional(settings, row["email_enc"]),
+        "opt_in_sms": row["opt_in_sms"],
+        "opted_out_at": iso_time(row["opted_out_at"]),
+        "groups": [{"id": str(g["id"]), "name": g["name"]} for g in groups or []],
+        "created_at": iso_time(row["created_at"]),
+    }
+
 async def _with_groups(conn: Connection, settings: Settings, church_id: UUID,
                        rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     memberships = await q.list_groups_of_members(conn, church_id, [r["id"] for r in rows])
     by_member: dict[UUID, list[dict[str, Any]]] = {}
     for m in memberships:
         by_member.setdefault(m["member_id"], []).append(m)
-    return [views.public_member(settings, r, by_member.get(r["id"], [])) for r in rows]
+    return [public_member(settings, r, by_member.get(r["id"], [])) for r in rows]
 
 
 async def create_member(db: Database, settings: Settings, church_id: UUID,
@@ -73,7 +90,7 @@ async def create_member(db: Database, settings: Settings, church_id: UUID,
         if not opt_in:
             await q.insert_consent(conn, church_id, row["id"], "opt_out", source,
                                    detail="created opted out")
-    return views.public_member(settings, row, [])
+    return public_member(settings, row, [])
 
 
 async def get_member(db: Database, settings: Settings, church_id: UUID,
@@ -95,7 +112,6 @@ async def list_members(db: Database, settings: Settings, church_id: UUID, limit:
                        group_id: str | None = None, opted_in: str | None = None
                        ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first. `query`: a phone (matched by hash) or a name substring."""
-    after = views.decode_cursor(cursor)
     filters: dict[str, Any] = {}
     if query and query.strip():
         phone = phones.try_normalize(query) if any(c.isdigit() for c in query) else None
@@ -104,7 +120,7 @@ async def list_members(db: Database, settings: Settings, church_id: UUID, limit:
         else:
             filters["name_like"] = _like_pattern(query.strip())
     if group_id is not None:
-        filters["group_id"] = views.parse_uuid(group_id)
+        filters["group_id"] = parse_uuid(group_id)
         if filters["group_id"] is None:
             raise ValidationFailed.field("group_id", "Must be a group id.")
     if opted_in is not None:
@@ -112,9 +128,8 @@ async def list_members(db: Database, settings: Settings, church_id: UUID, limit:
             raise ValidationFailed.field("opted_in", "Must be true or false.")
         filters["opted_in"] = opted_in == "true"
     async with db.acquire() as conn:
-        rows = await q.list_members(conn, church_id, limit + 1, after, **filters)
-    items, next_cursor = views.page(rows, limit)
-    return [views.public_member(settings, r, r["groups"]) for r in items], next_cursor
+        page = await q.list_members(conn, church_id, limit, cursor, **filters)
+    return [public_member(settings, r, r["groups"]) for r in page.rows], page.next_cursor
 
 
 async def update_member(db: Database, redis: aioredis.Redis, settings: Settings,
@@ -206,7 +221,7 @@ async def find_or_create_member_by_phone(conn: Connection, settings: Settings, c
                                    detail="unknown sender; church opt-in setting is off")
     assert row is not None
     member = (await _with_groups(conn, settings, church_id, [row]))[0] if not created \
-        else views.public_member(settings, row, [])
+        else public_member(settings, row, [])
     member["created"] = created
     return member
 

@@ -20,7 +20,7 @@ from db.engine import Database
 from db.queries import numbers as q
 from server.sms import phones
 from server.platform.errors import Conflict, NotFound, ValidationFailed
-from server.services.member_views import iso
+from server.platform.jsonenc import iso_time
 
 DEFAULT_MPS = {
     ("telnyx", "toll_free"): 20,
@@ -39,7 +39,7 @@ def public_number(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(row["id"]), "phone": row["phone"], "provider": row["provider"],
             "messaging_profile_id": row["messaging_profile_id"], "mps": row["mps"],
             "provider_handles_opt_out": row["provider_handles_opt_out"],
-            "status": row["status"], "created_at": iso(row["created_at"])}
+            "status": row["status"], "created_at": iso_time(row["created_at"])}
 
 
 async def create_number(db: Database, church_id: UUID, body: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from db.queries import recipients as rq
 from server.platform import queue
 from server.platform.errors import Conflict, NotFound
 from server.platform.redis import queue_running_key, queue_stats_key
-from server.services.member_views import decode_cursor, iso, page
+from server.platform.jsonenc import iso_time
 
 RUNNING_TTL_SECONDS = 900  # longer than any task runs; a killed worker's entries lapse
 
@@ -78,16 +78,15 @@ async def overview(db: Database, redis: aioredis.Redis) -> dict[str, Any]:
 
 def dead_letter_view(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(row["id"]), "church_id": str(row["church_id"]), "kind": row["kind"],
-            "ref": row["ref"], "error": row["error"], "created_at": iso(row["created_at"]),
-            "requeued_at": iso(row["requeued_at"])}
+            "ref": row["ref"], "error": row["error"], "created_at": iso_time(row["created_at"]),
+            "requeued_at": iso_time(row["requeued_at"])}
 
 
 async def list_dead_letters(db: Database, limit: int, cursor: str | None
                             ) -> tuple[list[dict[str, Any]], str | None]:
     async with db.acquire() as conn:
-        rows = await dq.list_dead_letters(conn, limit + 1, decode_cursor(cursor))
-    rows, next_cursor = page(rows, limit)
-    return [dead_letter_view(r) for r in rows], next_cursor
+        page = await dq.list_dead_letters(conn, limit, cursor)
+    return [dead_letter_view(r) for r in page.rows], page.next_cursor
 
 
 async def requeue(db: Database, dead_letter_id: UUID | None) -> tuple[dict[str, Any],

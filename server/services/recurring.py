@@ -27,7 +27,7 @@ from db.queries import recurring as q
 from server.deps import Deps
 from server.platform.errors import AppError, NotFound, ValidationFailed
 from server.services import broadcasts
-from server.services.member_views import decode_cursor, iso, page
+from server.platform.jsonenc import iso_time
 
 log = logging.getLogger("ywm.recurring")
 
@@ -66,9 +66,9 @@ def recurring_view(row: Row) -> dict[str, Any]:
             "group_ids": [str(g) for g in row["group_ids"]],
             "number_id": str(row["number_id"]) if row["number_id"] else None,
             "schedule": row["schedule"], "timezone": row["timezone"],
-            "active": row["active"], "next_run_at": iso(row["next_run_at"]),
-            "last_run_at": iso(row["last_run_at"]), "created_at": iso(row["created_at"]),
-            "updated_at": iso(row["updated_at"])}
+            "active": row["active"], "next_run_at": iso_time(row["next_run_at"]),
+            "last_run_at": iso_time(row["last_run_at"]), "created_at": iso_time(row["created_at"]),
+            "updated_at": iso_time(row["updated_at"])}
 
 
 async def _checked(conn: Connection, church_id: UUID, values: dict[str, Any],
@@ -131,9 +131,8 @@ async def delete(db: Database, church_id: UUID, recurring_id: UUID | None) -> No
 async def list_all(db: Database, church_id: UUID, limit: int, cursor: str | None
                    ) -> tuple[list[dict[str, Any]], str | None]:
     async with db.acquire() as conn:
-        rows = await q.list_recurring(conn, church_id, limit + 1, decode_cursor(cursor))
-    rows, next_cursor = page(rows, limit)
-    return [recurring_view(r) for r in rows], next_cursor
+        page = await q.list_recurring(conn, church_id, limit, cursor)
+    return [recurring_view(r) for r in page.rows], page.next_cursor
 
 
 def due_occurrences(row: Row, now: datetime) -> tuple[list[datetime], datetime]:

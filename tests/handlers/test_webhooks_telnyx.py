@@ -139,9 +139,8 @@ async def test_unknown_number_is_2xx_and_stores_nothing(api: Any, deps: Any) -> 
     rows = await snapshot(deps, setup["church_id"])
     assert rows["members"] == [] and rows["events"] == []
     assert await dedupe_count(deps) == 0
-    counters = deps.extras["metrics"].counters
-    assert counters['ywm_carrier_webhooks_total{outcome="unknown_number",provider="telnyx"}'] \
-        == 1
+    assert deps.metrics.counted("ywm_carrier_webhooks_total", outcome="unknown_number",
+                                provider="telnyx") == 1
 
 
 @pytest.mark.gen_test
