@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services browser migrate seed-demo bench clean
+.PHONY: run test install services browser deploy-tools migrate seed-demo bench clean
 
 run: install services
 	@$(BIN)/python -m server dev
 
 # The browser is installed before pytest starts, so no browser test is ever collected
 # without one (tests/handlers/test_docs.py fails, never skips, when it is missing).
-test: install services browser
+test: install services browser deploy-tools
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -26,6 +26,11 @@ services:
 
 browser: install
 	@deploy/local/browser.sh
+
+# Debian's nginx and promtool for tests/deploy/ (the tests also install them when missing).
+deploy-tools:
+	@deploy/nginx/ensure-nginx.sh
+	@deploy/prometheus/ensure-promtool.sh
 
 migrate: install services
 	@$(BIN)/ywm migrate
