@@ -13,6 +13,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from db.engine import Connection, Row
+from db.paging import NewestFirst, Page, fetch_page
 from db.tables import groups, idempotency_keys, members, messages, numbers
 
 M = messages.c
@@ -84,14 +85,8 @@ _GET = sa.select(*MESSAGE_COLUMNS).where(M.church_id == sa.bindparam("church_id"
 _GET_AT = sa.select(*MESSAGE_COLUMNS).where(M.church_id == sa.bindparam("church_id"),
                                             M.id == sa.bindparam("id"),
                                             M.created_at == sa.bindparam("created_at"))
-_LIST_FIRST = (sa.select(*MESSAGE_COLUMNS).where(M.church_id == sa.bindparam("church_id"))
-               .order_by(M.created_at.desc(), M.id.desc()).limit(sa.bindparam("limit")))
-_LIST_AFTER = (sa.select(*MESSAGE_COLUMNS)
-               .where(M.church_id == sa.bindparam("church_id"),
-                      sa.tuple_(M.created_at, M.id) < sa.tuple_(
-                          sa.bindparam("before_at", type_=sa.DateTime(timezone=True)),
-                          sa.bindparam("before_id", type_=M.id.type)))
-               .order_by(M.created_at.desc(), M.id.desc()).limit(sa.bindparam("limit")))
+_ORDER = NewestFirst(M.created_at, M.id)
+_LIST = _ORDER.paged(sa.select(*MESSAGE_COLUMNS).where(M.church_id == sa.bindparam("church_id")))
 
 _MARK_SENDING = (sa.update(messages)
                  .where(M.church_id == sa.bindparam("church_id"), M.id == sa.bindparam("id"),
@@ -207,11 +202,9 @@ async def get_message(conn: Connection, church_id: UUID, message_id: UUID) -> Ro
 
 
 async def list_messages(conn: Connection, church_id: UUID, limit: int,
-                        before: tuple[datetime, UUID] | None) -> list[Row]:
-    if before is None:
-        return await conn.fetch_all(_LIST_FIRST, {"church_id": church_id, "limit": limit})
-    return await conn.fetch_all(_LIST_AFTER, {"church_id": church_id, "limit": limit,
-                                              "before_at": before[0], "before_id": before[1]})
+                        cursor: str | None) -> Page:
+    """Broadcasts newest first."""
+    return await fetch_page(conn, _ORDER, _LIST, {"church_id": church_id}, limit, cursor)
 
 
 def _key(message: Row) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from db.engine import Connection, Row
+from db.paging import NewestFirst, Page, fetch_page
 from db.tables import dead_letters
 
 D = dead_letters.c
@@ -22,14 +23,8 @@ SELECT :church_id, :kind, v.ref, v.error
   FROM unnest(CAST(:refs AS jsonb[]), CAST(:errors AS text[])) AS v(ref, error)
 """)
 
-_LIST_FIRST = (sa.select(*_COLUMNS).where(D.requeued_at.is_(None))
-               .order_by(D.created_at.desc(), D.id.desc()).limit(sa.bindparam("limit")))
-_LIST_AFTER = (sa.select(*_COLUMNS)
-               .where(D.requeued_at.is_(None),
-                      sa.tuple_(D.created_at, D.id) < sa.tuple_(
-                          sa.bindparam("before_at", type_=sa.DateTime(timezone=True)),
-                          sa.bindparam("before_id", type_=D.id.type)))
-               .order_by(D.created_at.desc(), D.id.desc()).limit(sa.bindparam("limit")))
+_ORDER = NewestFirst(D.created_at, D.id)
+_LIST = _ORDER.paged(sa.select(*_COLUMNS).where(D.requeued_at.is_(None)))
 
 _GET = sa.select(*_COLUMNS).where(D.id == sa.bindparam("id")).with_for_update()
 _MARK_REQUEUED = (sa.update(dead_letters)
@@ -50,13 +45,9 @@ async def insert_dead_letters(conn: Connection, church_id: UUID, kind: str,
                                           "errors": [e for _, e in items]})
 
 
-async def list_dead_letters(conn: Connection, limit: int,
-                            before: tuple[Any, UUID] | None) -> list[Row]:
+async def list_dead_letters(conn: Connection, limit: int, cursor: str | None) -> Page:
     """Dead letters not yet requeued, newest first (operators see every church)."""
-    if before is None:
-        return await conn.fetch_all(_LIST_FIRST, {"limit": limit})
-    return await conn.fetch_all(_LIST_AFTER, {"limit": limit, "before_at": before[0],
-                                              "before_id": before[1]})
+    return await fetch_page(conn, _ORDER, _LIST, {}, limit, cursor)
 
 
 async def get_dead_letter_for_update(conn: Connection, dead_letter_id: UUID) -> Row | None:

@@ -4,18 +4,15 @@ Group names are unique per church case-insensitively (`uq_groups_church_id_name_
 """
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
 from db.engine import Connection, Row
+from db.paging import NewestFirst, Page, fetch_page
 from db.tables import group_memberships, groups, members
 
 g, gm, m = groups, group_memberships, members
-_UUID = PG_UUID(as_uuid=True)
-_TS = sa.DateTime(timezone=True)
 
 _member_count = (sa.select(sa.func.count()).select_from(gm)
                  .where(gm.c.church_id == g.c.church_id, gm.c.group_id == g.c.id)
@@ -32,14 +29,8 @@ _GET = sa.select(*COLUMNS).where(g.c.church_id == sa.bindparam("church_id"),
                                  g.c.id == sa.bindparam("id"))
 _EXISTS = sa.select(g.c.id).where(g.c.church_id == sa.bindparam("church_id"),
                                   g.c.id == sa.bindparam("id"))
-_cursor_at = sa.bindparam("cursor_at", type_=_TS)
-_LIST = (sa.select(*COLUMNS)
-         .where(g.c.church_id == sa.bindparam("church_id"),
-                sa.or_(_cursor_at.is_(None),
-                       sa.tuple_(g.c.created_at, g.c.id)
-                       < sa.tuple_(_cursor_at, sa.bindparam("cursor_id", type_=_UUID))))
-         .order_by(g.c.created_at.desc(), g.c.id.desc())
-         .limit(sa.bindparam("limit")))
+_ORDER = NewestFirst(g.c.created_at, g.c.id)
+_LIST = _ORDER.paged(sa.select(*COLUMNS).where(g.c.church_id == sa.bindparam("church_id")))
 _RENAME = sa.text(
     "UPDATE groups SET name = :name WHERE church_id = :church_id AND id = :id "
     "AND NOT EXISTS (SELECT 1 FROM groups o WHERE o.church_id = :church_id "
@@ -56,19 +47,15 @@ _REMOVE = (sa.delete(gm).where(gm.c.church_id == sa.bindparam("church_id"),
                                gm.c.group_id == sa.bindparam("group_id"),
                                gm.c.member_id.in_(sa.bindparam("member_ids", expanding=True))))
 
-_m_cursor_at = sa.bindparam("cursor_at", type_=_TS)
-_MEMBERS_PAGE = (
+# Most recently added first: keyset on (added_at, member id); rows name the member `id`.
+_MEMBERS_ORDER = NewestFirst(gm.c.created_at, gm.c.member_id, at_key="added_at")
+_MEMBERS_PAGE = _MEMBERS_ORDER.paged(
     sa.select(m.c.id, m.c.first_name, m.c.last_name, m.c.phone_enc, m.c.email_enc,
               m.c.opt_in_sms, m.c.opted_out_at, m.c.created_at,
               gm.c.created_at.label("added_at"))
     .join(m, sa.and_(m.c.church_id == gm.c.church_id, m.c.id == gm.c.member_id))
     .where(gm.c.church_id == sa.bindparam("church_id"),
-           gm.c.group_id == sa.bindparam("group_id"),
-           sa.or_(_m_cursor_at.is_(None),
-                  sa.tuple_(gm.c.created_at, gm.c.member_id)
-                  < sa.tuple_(_m_cursor_at, sa.bindparam("cursor_id", type_=_UUID))))
-    .order_by(gm.c.created_at.desc(), gm.c.member_id.desc())
-    .limit(sa.bindparam("limit")))
+           gm.c.group_id == sa.bindparam("group_id")))
 
 # Import: create missing groups by name, then read back every id (existing or new).
 _UPSERT_NAMES = sa.text(
@@ -94,10 +81,9 @@ async def group_exists(conn: Connection, church_id: UUID, group_id: UUID) -> boo
 
 
 async def list_groups(conn: Connection, church_id: UUID, limit: int,
-                      cursor: tuple[datetime, UUID] | None = None) -> list[Row]:
-    return await conn.fetch_all(_LIST, {
-        "church_id": church_id, "limit": limit,
-        "cursor_at": cursor[0] if cursor else None, "cursor_id": cursor[1] if cursor else None})
+                      cursor: str | None = None) -> Page:
+    """Groups newest first, with their member counts."""
+    return await fetch_page(conn, _ORDER, _LIST, {"church_id": church_id}, limit, cursor)
 
 
 async def rename_group(conn: Connection, church_id: UUID, group_id: UUID, name: str) -> bool:
@@ -130,11 +116,10 @@ async def remove_members(conn: Connection, church_id: UUID, group_id: UUID,
 
 
 async def list_group_members(conn: Connection, church_id: UUID, group_id: UUID, limit: int,
-                             cursor: tuple[datetime, UUID] | None = None) -> list[Row]:
-    """Most recently added first; keyset on (added_at, member id)."""
-    return await conn.fetch_all(_MEMBERS_PAGE, {
-        "church_id": church_id, "group_id": group_id, "limit": limit,
-        "cursor_at": cursor[0] if cursor else None, "cursor_id": cursor[1] if cursor else None})
+                             cursor: str | None = None) -> Page:
+    """A group's members, most recently added first."""
+    return await fetch_page(conn, _MEMBERS_ORDER, _MEMBERS_PAGE,
+                            {"church_id": church_id, "group_id": group_id}, limit, cursor)
 
 
 async def ensure_groups_by_name(conn: Connection, church_id: UUID, names: list[str]

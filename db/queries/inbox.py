@@ -7,38 +7,40 @@ conversation has a `last_message_at` because the text that creates it sets it.
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 
 from db.engine import Connection, Row
-from db.tables import conversation_messages, users
+from db.paging import NewestFirst, Page, fetch_page
+from db.tables import conversation_messages, conversations, members, users
 
-_CONVERSATION = """
-SELECT c.id, c.church_id, c.member_id, c.number_id, c.status, c.unread_count,
-       c.assigned_to, c.last_message_body, c.last_message_direction, c.last_message_at,
-       c.created_at, m.first_name, m.last_name, m.phone_enc, m.opt_in_sms
-  FROM conversations c
-  JOIN members m ON m.church_id = c.church_id AND m.id = c.member_id
-"""
+C, MB = conversations.c, members.c
+# A conversation joined with its member (phone still encrypted).
+_CONVERSATION = (
+    sa.select(C.id, C.church_id, C.member_id, C.number_id, C.status, C.unread_count,
+              C.assigned_to, C.last_message_body, C.last_message_direction,
+              C.last_message_at, C.created_at, MB.first_name, MB.last_name, MB.phone_enc,
+              MB.opt_in_sms)
+    .select_from(conversations.join(members, sa.and_(MB.church_id == C.church_id,
+                                                     MB.id == C.member_id))))
 
-_GET = sa.text(_CONVERSATION + " WHERE c.church_id = :church_id AND c.id = :id")
+_GET = _CONVERSATION.where(C.church_id == sa.bindparam("church_id"),
+                           C.id == sa.bindparam("id"))
 
 # Optional filters are NULL-guarded so one statement (one compiled plan) serves them all.
-_LIST = sa.text(_CONVERSATION + """
- WHERE c.church_id = :church_id
-   AND (CAST(:status AS text) IS NULL OR c.status = :status)
-   AND (NOT :unread OR c.unread_count > 0)
-   AND (CAST(:assigned_to AS uuid) IS NULL OR c.assigned_to = CAST(:assigned_to AS uuid))
-   AND (CAST(:unassigned AS boolean) IS NOT TRUE OR c.assigned_to IS NULL)
-   AND (CAST(:before_at AS timestamptz) IS NULL
-        OR (c.last_message_at, c.id) < (CAST(:before_at AS timestamptz),
-                                         CAST(:before_id AS uuid)))
- ORDER BY c.last_message_at DESC, c.id DESC
- LIMIT :limit
-""")
+_status = sa.bindparam("status", type_=sa.Text)
+_unread = sa.bindparam("unread", type_=sa.Boolean)
+_assigned_to = sa.bindparam("assigned_to", type_=C.assigned_to.type)
+_unassigned = sa.bindparam("unassigned", type_=sa.Boolean)
+_LIST_ORDER = NewestFirst(C.last_message_at, C.id, at_key="last_message_at")
+_LIST = _LIST_ORDER.paged(_CONVERSATION.where(
+    C.church_id == sa.bindparam("church_id"),
+    sa.or_(_status.is_(None), C.status == _status),
+    sa.or_(sa.not_(_unread), C.unread_count > 0),
+    sa.or_(_assigned_to.is_(None), C.assigned_to == _assigned_to),
+    sa.or_(_unassigned.is_not(True), C.assigned_to.is_(None))))
 
 _UPDATE = sa.text("""
 UPDATE conversations
@@ -67,15 +69,10 @@ CM = conversation_messages.c
 _MESSAGE_COLUMNS = (CM.id, CM.conversation_id, CM.direction, CM.body, CM.media_urls,
                     CM.status, CM.error, CM.created_at)
 
-_MESSAGES = sa.text("""
-SELECT id, conversation_id, direction, body, media_urls, status, error, created_at
-  FROM conversation_messages
- WHERE church_id = :church_id AND conversation_id = :conversation_id
-   AND (CAST(:before_at AS timestamptz) IS NULL
-        OR (created_at, id) < (CAST(:before_at AS timestamptz), CAST(:before_id AS uuid)))
- ORDER BY created_at DESC, id DESC
- LIMIT :limit
-""")
+_MESSAGES_ORDER = NewestFirst(CM.created_at, CM.id)
+_MESSAGES = _MESSAGES_ORDER.paged(
+    sa.select(*_MESSAGE_COLUMNS).where(CM.church_id == sa.bindparam("church_id"),
+                                       CM.conversation_id == sa.bindparam("conversation_id")))
 
 _INSERT_REPLY = (
     sa.insert(conversation_messages)
@@ -106,12 +103,11 @@ async def lock_conversation(conn: Connection, church_id: UUID, conversation_id: 
 async def list_conversations(conn: Connection, church_id: UUID, *, limit: int,
                              status: str | None = None, unread: bool = False,
                              assigned_to: UUID | None = None, unassigned: bool = False,
-                             before: tuple[datetime, UUID] | None = None) -> list[Row]:
-    return await conn.fetch_all(_LIST, {
+                             cursor: str | None = None) -> Page:
+    """Newest activity first."""
+    return await fetch_page(conn, _LIST_ORDER, _LIST, {
         "church_id": church_id, "status": status, "unread": unread,
-        "assigned_to": assigned_to, "unassigned": unassigned,
-        "before_at": before[0] if before else None, "before_id": before[1] if before else None,
-        "limit": limit})
+        "assigned_to": assigned_to, "unassigned": unassigned}, limit, cursor)
 
 
 async def update_conversation(conn: Connection, church_id: UUID, conversation_id: UUID,
@@ -136,13 +132,10 @@ async def user_exists(conn: Connection, church_id: UUID, user_id: UUID) -> bool:
 
 
 async def list_messages(conn: Connection, church_id: UUID, conversation_id: UUID, *,
-                        limit: int, before: tuple[datetime, UUID] | None = None
-                        ) -> list[Row]:
+                        limit: int, cursor: str | None = None) -> Page:
     """Newest first (the caller reverses a page to oldest → newest)."""
-    return await conn.fetch_all(_MESSAGES, {
-        "church_id": church_id, "conversation_id": conversation_id,
-        "before_at": before[0] if before else None, "before_id": before[1] if before else None,
-        "limit": limit})
+    return await fetch_page(conn, _MESSAGES_ORDER, _MESSAGES, {
+        "church_id": church_id, "conversation_id": conversation_id}, limit, cursor)
 
 
 async def insert_reply(conn: Connection, values: dict[str, Any]) -> Row:

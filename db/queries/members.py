@@ -6,7 +6,6 @@ live in `db/queries/member_import.py`.
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +15,7 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import Connection, Row
+from db.paging import NewestFirst, Page, fetch_page
 from db.tables import consent_ledger, group_memberships, groups, members
 
 m, gm, g = members, group_memberships, groups
@@ -50,18 +50,15 @@ _GROUPS_JSON = (
     .where(gm.c.church_id == m.c.church_id, gm.c.member_id == m.c.id)
     .scalar_subquery().label("groups"))
 
-_cursor_at = sa.bindparam("cursor_at", type_=_TS)
+_ORDER = NewestFirst(m.c.created_at, m.c.id)
 _group_id = sa.bindparam("group_id", type_=_UUID)
 _opted_in = sa.bindparam("opted_in", type_=sa.Boolean)
 _hash = sa.bindparam("phone_hash", type_=BYTEA)
 _name_like = sa.bindparam("name_like", type_=sa.Text)
-_LIST = (
+_LIST = _ORDER.paged(
     sa.select(*COLUMNS, _GROUPS_JSON)
     .where(
         m.c.church_id == sa.bindparam("church_id"),
-        sa.or_(_cursor_at.is_(None),
-               sa.tuple_(m.c.created_at, m.c.id)
-               < sa.tuple_(_cursor_at, sa.bindparam("cursor_id", type_=_UUID))),
         sa.or_(_opted_in.is_(None), m.c.opt_in_sms == _opted_in),
         sa.or_(_hash.is_(None), m.c.phone_hash == _hash),
         sa.or_(_name_like.is_(None),
@@ -69,10 +66,7 @@ _LIST = (
         sa.or_(_group_id.is_(None), sa.exists().where(
             gm.c.church_id == m.c.church_id, gm.c.group_id == _group_id,
             gm.c.member_id == m.c.id)),
-    )
-    .order_by(m.c.created_at.desc(), m.c.id.desc())
-    .limit(sa.bindparam("limit"))
-)
+    ))
 
 _UPDATE = (sa.update(m).where(m.c.church_id == sa.bindparam("church_id"),
                               m.c.id == sa.bindparam("id"))
@@ -157,17 +151,15 @@ async def get_member_by_hash(conn: Connection, church_id: UUID, phone_hash: byte
 
 
 async def list_members(conn: Connection, church_id: UUID, limit: int,
-                       cursor: tuple[datetime, UUID] | None = None,
+                       cursor: str | None = None,
                        name_like: str | None = None, phone_hash: bytes | None = None,
                        group_id: UUID | None = None, opted_in: bool | None = None
-                       ) -> list[Row]:
+                       ) -> Page:
     """Newest first, with `groups` ([{id, name}]); `name_like` is a LIKE pattern over
     lower('first last')."""
-    return await conn.fetch_all(_LIST, {
-        "church_id": church_id, "limit": limit,
-        "cursor_at": cursor[0] if cursor else None, "cursor_id": cursor[1] if cursor else None,
-        "name_like": name_like, "phone_hash": phone_hash, "group_id": group_id,
-        "opted_in": opted_in})
+    return await fetch_page(conn, _ORDER, _LIST, {
+        "church_id": church_id, "name_like": name_like, "phone_hash": phone_hash,
+        "group_id": group_id, "opted_in": opted_in}, limit, cursor)
 
 
 async def update_member(conn: Connection, values: dict[str, Any]) -> Row | None:

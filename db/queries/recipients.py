@@ -15,6 +15,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from db.engine import Connection, Row
+from db.paging import IdAscending, Page, fetch_page
 from db.tables import message_recipients
 
 R = message_recipients.c
@@ -81,15 +82,16 @@ _CANCEL = (sa.update(message_recipients)
                   R.status.in_(("queued", "retrying")))
            .values(status="canceled", next_attempt_at=None, updated_at=sa.func.now()))
 
-_LIST = sa.text("""
-SELECT member_id, phone_enc, status, attempts, last_error, next_attempt_at,
-       provider_message_id, sent_at, delivered_at, updated_at
-  FROM message_recipients
- WHERE church_id = :church_id AND message_id = :message_id AND created_at = :created_at
-   AND (CAST(:status AS text) IS NULL OR status = :status)
-   AND (CAST(:after AS uuid) IS NULL OR member_id > :after)
- ORDER BY member_id LIMIT :limit
-""")
+# Every recipient of a broadcast shares its time, so the page order is the member id.
+_LIST_ORDER = IdAscending(R.member_id, id_key="member_id")
+_status = sa.bindparam("status", type_=sa.Text)
+_LIST = _LIST_ORDER.paged(
+    sa.select(R.member_id, R.phone_enc, R.status, R.attempts, R.last_error, R.next_attempt_at,
+              R.provider_message_id, R.sent_at, R.delivered_at, R.updated_at)
+    .where(R.church_id == sa.bindparam("church_id"),
+           R.message_id == sa.bindparam("message_id"),
+           R.created_at == sa.bindparam("created_at"),
+           sa.or_(_status.is_(None), R.status == _status)))
 
 # Broadcasts with rows that should have moved by now (lease or retry time passed).
 _OVERDUE = sa.text("""
@@ -162,9 +164,10 @@ async def cancel_pending(conn: Connection, message: Row) -> int:
 
 
 async def list_recipients(conn: Connection, message: Row, status: str | None,
-                          after: UUID | None, limit: int) -> list[Row]:
-    return await conn.fetch_all(_LIST, {**_key(message), "status": status, "after": after,
-                                        "limit": limit})
+                          limit: int, cursor: str | None) -> Page:
+    """One broadcast's recipients, optionally of one status, in member id order."""
+    return await fetch_page(conn, _LIST_ORDER, _LIST, {**_key(message), "status": status},
+                            limit, cursor)
 
 
 async def list_overdue_broadcasts(conn: Connection, grace_seconds: float,

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.engine import Connection, Row
+from db.paging import NewestFirst, Page, fetch_page
 from db.tables import recurring_messages, recurring_runs
 
 C = recurring_messages.c
@@ -42,14 +43,8 @@ _GET = sa.select(*COLUMNS).where(C.church_id == sa.bindparam("church_id"),
 _DELETE = (sa.delete(recurring_messages)
            .where(C.church_id == sa.bindparam("church_id"), C.id == sa.bindparam("id"))
            .returning(C.id))
-_LIST_FIRST = (sa.select(*COLUMNS).where(C.church_id == sa.bindparam("church_id"))
-               .order_by(C.created_at.desc(), C.id.desc()).limit(sa.bindparam("limit")))
-_LIST_AFTER = (sa.select(*COLUMNS)
-               .where(C.church_id == sa.bindparam("church_id"),
-                      sa.tuple_(C.created_at, C.id) < sa.tuple_(
-                          sa.bindparam("before_at", type_=sa.DateTime(timezone=True)),
-                          sa.bindparam("before_id", type_=C.id.type)))
-               .order_by(C.created_at.desc(), C.id.desc()).limit(sa.bindparam("limit")))
+_ORDER = NewestFirst(C.created_at, C.id)
+_LIST = _ORDER.paged(sa.select(*COLUMNS).where(C.church_id == sa.bindparam("church_id")))
 
 _CLAIM_DUE = (sa.select(*COLUMNS)
               .where(C.active, C.next_run_at <= sa.bindparam("now"))
@@ -100,11 +95,9 @@ async def delete_recurring(conn: Connection, church_id: UUID, recurring_id: UUID
 
 
 async def list_recurring(conn: Connection, church_id: UUID, limit: int,
-                         before: tuple[datetime, UUID] | None) -> list[Row]:
-    if before is None:
-        return await conn.fetch_all(_LIST_FIRST, {"church_id": church_id, "limit": limit})
-    return await conn.fetch_all(_LIST_AFTER, {"church_id": church_id, "limit": limit,
-                                              "before_at": before[0], "before_id": before[1]})
+                         cursor: str | None) -> Page:
+    """Recurring messages newest first."""
+    return await fetch_page(conn, _ORDER, _LIST, {"church_id": church_id}, limit, cursor)
 
 
 async def claim_due(conn: Connection, now: datetime) -> Row | None:

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from server.services import dispatch, groups, member_views
+from db.paging import DEFAULT_LIMIT
+from server.services import dispatch, groups
+from tests.services.test_consent import CONSENT_KEYS
 from tests.workers.bulk import seed_church, sql
 from tests.workers.test_dispatch import (accept, queued_reply, run_lanes_once,  # noqa: F401
                                          sim_deps)
@@ -16,8 +18,7 @@ from tests.workers.test_dispatch import (accept, queued_reply, run_lanes_once,  
 async def cached_page(deps: Any, church: Any) -> dict[str, bool]:
     """The group's first members page (served from Redis after the first call)."""
     items, _ = await groups.list_group_members(deps.db, deps.redis, deps.settings, church.id,
-                                               church.group_id, member_views.DEFAULT_LIMIT,
-                                               None)
+                                               church.group_id, DEFAULT_LIMIT, None)
     return {item["phone"]: item["opt_in_sms"] for item in items}
 
 
@@ -34,6 +35,10 @@ async def test_broadcast_carrier_opt_out_refreshes_cached_group_page(
                (church.member_ids[0],)) == [(False,)]
     page = await cached_page(deps, church)
     assert page[church.phones[0]] is False and page[church.phones[1]] is True
+    # The event has the one shape every consent source gives it (server/events/types.py).
+    [(data,)] = sql(deps.settings, "SELECT data FROM events WHERE type = 'member.opted_out'")
+    assert set(data) == CONSENT_KEYS and data["source"] == "carrier"
+    assert data["member_id"] == str(church.member_ids[0]) and data["opted_out_at"]
 
 
 @pytest.mark.gen_test(timeout=60)
