@@ -68,18 +68,23 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
     from db.engine import Database
+    from server.platform.redis import connect_async
     from server.services.key_rotation import rotate_keys
 
     async def run() -> dict[str, object]:
         db = await Database.connect(settings.database_url, maxsize=2)
+        redis = connect_async(settings.redis_url)
         try:
-            return await rotate_keys(db, settings, args.batch_size)
+            return await rotate_keys(db, settings, redis, args.batch_size)
         finally:
+            await redis.aclose()
             await db.close()
     result = asyncio.run(run())
-    print(f"ywm rotate-keys: {result['rotated']} member rows and "
-          f"{result['recipients_rotated']} recipient rows re-encrypted under key "
-          f"{result['key_id']}; {result['remaining']} still under older keys")
+    print(f"ywm rotate-keys: {result['rotated']} member rows, "
+          f"{result['recipients_rotated']} recipient rows and {result['events_rotated']} "
+          f"values in events re-encrypted under key {result['key_id']}; "
+          f"{result['caches_dropped']} cached values dropped; "
+          f"{result['remaining']} still under older keys")
     return 0 if result["remaining"] == 0 else 1
 
 

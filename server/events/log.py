@@ -69,27 +69,51 @@ def _has_sealed_field(data: Any) -> bool:
     return found
 
 
-def seal(settings: Settings, data: Any) -> Any:
-    """`data` with every phone/email string replaced by `{"$sealed": <ciphertext>}`."""
+def seal(settings: Settings, data: Any, church_id: UUID | str) -> Any:
+    """`data` with every phone/email string replaced by `{"$sealed": <ciphertext>}`,
+    each bound to this church's event log (crypto.event_field)."""
+    where = crypto.event_field(church_id)
+
     def encrypt(key: str, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        blob = crypto.encrypt(settings, value)
+        blob = crypto.encrypt(settings, value, where)
         return {SEALED_MARK: base64.b64encode(blob).decode("ascii")}
     return _walk(data, encrypt)
 
 
-def unseal(settings: Settings, data: Any) -> Any:
+def unseal(settings: Settings, data: Any, church_id: UUID | str) -> Any:
+    where = crypto.event_field(church_id)
+
     def decrypt(key: str, value: Any) -> Any:
         if isinstance(value, dict) and SEALED_MARK in value:
-            return crypto.decrypt(settings, base64.b64decode(value[SEALED_MARK]))
+            return crypto.decrypt(settings, base64.b64decode(value[SEALED_MARK]), where)
         return value
     return _walk(data, decrypt)
 
 
+def reseal_stale(settings: Settings, data: Any, church_id: UUID | str) -> tuple[Any, int]:
+    """`data` with every sealed value not under the newest key (or not bound to its
+    place) sealed again, and how many were (`ywm rotate-keys`)."""
+    where, count = crypto.event_field(church_id), 0
+
+    def renew(key: str, value: Any) -> Any:
+        nonlocal count
+        if not (isinstance(value, dict) and SEALED_MARK in value):
+            return value
+        blob = base64.b64decode(value[SEALED_MARK])
+        if crypto.is_current(settings, blob):
+            return value
+        count += 1
+        return {SEALED_MARK: base64.b64encode(crypto.reseal(settings, blob, where)
+                                              ).decode("ascii")}
+    return _walk(data, renew), count
+
+
 def event_frame(row: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
     """The API.md §7 frame of one event row (unsealed with `settings`) or append result."""
-    data = unseal(settings, row["data"]) if settings is not None else row["data"]
+    data = unseal(settings, row["data"], row["church_id"]) if settings is not None \
+        else row["data"]
     return {"id": str(row["id"]), "type": row["type"], "created_at": _iso(row["created_at"]),
             "data": data}
 
@@ -105,7 +129,7 @@ async def append_event(conn: Connection, church_id: UUID | str, type: str,
         raise ValueError(f"unknown event type {type!r}")
     data = jsonable(data)
     if settings is not None:
-        stored = seal(settings, data)
+        stored = seal(settings, data, church_id)
     elif _has_sealed_field(data):
         raise ValueError("an event naming a phone or email must be sealed: pass settings")
     else:

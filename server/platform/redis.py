@@ -133,6 +133,19 @@ def cache_generation_key(church_id: UUID | str, name: str, *parts: Any) -> str:
     return church_key(church_id, "cache", name, *parts, "gen")
 
 
+# Every church's cache keys, values and generations (`ywm rotate-keys` drops the values).
+CACHE_SCAN_PATTERN = "ywm:{*}:cache:*"
+
+
+def is_cache_generation_key(key: str) -> bool:
+    return key.endswith(":gen")
+
+
+def generation_key_of(cache_value_key: str) -> str:
+    """The generation key next to a value key built by `cache_key`."""
+    return f"{cache_value_key}:gen"
+
+
 def cache_metrics_key() -> str:
     """One hash of `<cache name>:hits|misses` counters shared by every process."""
     return global_key("cache", "metrics")

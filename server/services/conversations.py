@@ -42,7 +42,9 @@ class Accepted:
 
 def public_conversation(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
     member = {"id": str(row["member_id"]), "first_name": row["first_name"],
-              "last_name": row["last_name"], "phone": crypto.decrypt(settings, row["phone_enc"])}
+              "last_name": row["last_name"],
+              "phone": crypto.decrypt(settings, row["phone_enc"],
+                                      crypto.member_phone(row["church_id"]))}
     return conversation_view(row, member)
 
 

@@ -45,12 +45,15 @@ def cacheable_group_member(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def public_group_member(settings: Settings, item: dict[str, Any]) -> dict[str, Any]:
+def public_group_member(settings: Settings, church_id: UUID, item: dict[str, Any]
+                        ) -> dict[str, Any]:
     """The API form of a `cacheable_group_member` dict (decrypts for the owning church)."""
     out = dict(item)
-    out["phone"] = crypto.decrypt(settings, base64.b64decode(out.pop("phone_enc")))
+    out["phone"] = crypto.decrypt(settings, base64.b64decode(out.pop("phone_enc")),
+                                  crypto.member_phone(church_id))
     email = out.pop("email_enc")
-    out["email"] = crypto.decrypt(settings, base64.b64decode(email)) if email else None
+    out["email"] = crypto.decrypt(settings, base64.b64decode(email),
+                                  crypto.member_email(church_id)) if email else None
     return out
 
 async def invalidate_group_pages(redis: aioredis.Redis, church_id: UUID,
@@ -151,5 +154,5 @@ async def list_group_members(db: Database, redis: aioredis.Redis, settings: Sett
                                          (str(group_id),), GROUP_MEMBERS_TTL, load)
     else:
         result = await load()
-    return ([public_group_member(settings, item) for item in result["items"]],
+    return ([public_group_member(settings, church_id, item) for item in result["items"]],
             result["next_cursor"])

@@ -278,10 +278,12 @@ class MemberImport:
                           ) -> dict[bytes, UUID]:
         new = [r for r in batch if r.phone_hash not in existing]
         enc = crypto.encrypt
+        phone_at, email_at = crypto.member_phone(self.church_id), \
+            crypto.member_email(self.church_id)
         rows = await q.insert_members(
             conn, self.church_id, [r.first_name for r in new], [r.last_name for r in new],
-            [enc(self.settings, r.phone) for r in new],
-            [enc(self.settings, r.email) if r.email else None for r in new],
+            [enc(self.settings, r.phone, phone_at) for r in new],
+            [enc(self.settings, r.email, email_at) if r.email else None for r in new],
             [r.phone_hash for r in new])
         inserted = {bytes(r["phone_hash"]): r["id"] for r in rows}
         self.result.created += len(inserted)
@@ -298,7 +300,8 @@ class MemberImport:
             old = existing.get(r.phone_hash)
             if old is None:
                 continue
-            old_email = crypto.decrypt_optional(self.settings, old["email_enc"])
+            old_email = crypto.decrypt_optional(self.settings, old["email_enc"],
+                                                crypto.member_email(self.church_id))
             email_changed = r.email is not None and r.email != old_email
             if (r.first_name, r.last_name) != (old["first_name"], old["last_name"]) \
                     or email_changed:
@@ -306,7 +309,8 @@ class MemberImport:
         await q.update_members(
             conn, self.church_id, [c[0] for c in changes], [c[1].first_name for c in changes],
             [c[1].last_name for c in changes],
-            [crypto.encrypt(self.settings, c[1].email) if c[2] and c[1].email else None
+            [crypto.encrypt(self.settings, c[1].email, crypto.member_email(self.church_id))
+             if c[2] and c[1].email else None
              for c in changes])
         return {c[0] for c in changes}
 

@@ -53,8 +53,10 @@ def public_member(settings: Settings, row: dict[str, Any],
         "id": str(row["id"]),
         "first_name": row["first_name"],
         "last_name": row["last_name"],
-        "phone": crypto.decrypt(settings, row["phone_enc"]),
-        "email": crypto.decrypt_optional(settings, row["email_enc"]),
+        "phone": crypto.decrypt(settings, row["phone_enc"],
+                                crypto.member_phone(row["church_id"])),
+        "email": crypto.decrypt_optional(settings, row["email_enc"],
+                                         crypto.member_email(row["church_id"])),
         "opt_in_sms": row["opt_in_sms"],
         "opted_out_at": iso_time(row["opted_out_at"]),
         "groups": [{"id": str(g["id"]), "name": g["name"]} for g in groups or []],
@@ -78,8 +80,9 @@ async def create_member(db: Database, settings: Settings, church_id: UUID,
     values = {
         "church_id": church_id, "first_name": body["first_name"].strip(),
         "last_name": body.get("last_name", "").strip(),
-        "phone_enc": crypto.encrypt(settings, phone),
-        "email_enc": crypto.encrypt_optional(settings, _clean_email(body.get("email"))),
+        "phone_enc": crypto.encrypt(settings, phone, crypto.member_phone(church_id)),
+        "email_enc": crypto.encrypt_optional(settings, _clean_email(body.get("email")),
+                                             crypto.member_email(church_id)),
         "phone_hash": crypto.phone_hash(settings, phone), "opt_in_sms": opt_in,
         "opted_out_at": None if opt_in else _now_marker(),
     }
@@ -174,10 +177,13 @@ def _merged(settings: Settings, row: dict[str, Any], patch: dict[str, Any],
         if key in patch:
             values[key] = patch[key].strip()
     if "email" in patch:
-        values["email_enc"] = crypto.encrypt_optional(settings, _clean_email(patch["email"]))
-    current_phone = crypto.decrypt(settings, row["phone_enc"])
+        values["email_enc"] = crypto.encrypt_optional(settings, _clean_email(patch["email"]),
+                                                      crypto.member_email(row["church_id"]))
+    current_phone = crypto.decrypt(settings, row["phone_enc"],
+                                   crypto.member_phone(row["church_id"]))
     if phone is not None and phone != current_phone:
-        values["phone_enc"] = crypto.encrypt(settings, phone)
+        values["phone_enc"] = crypto.encrypt(settings, phone,
+                                             crypto.member_phone(row["church_id"]))
     values["phone_hash"] = crypto.phone_hash(settings, phone or current_phone)
     if "opt_in_sms" in patch and patch["opt_in_sms"] != row["opt_in_sms"]:
         values["opt_in_sms"] = patch["opt_in_sms"]
@@ -210,7 +216,8 @@ async def find_or_create_member_by_phone(conn: Connection, settings: Settings, c
     if row is None:
         row = await q.insert_member(conn, {
             "church_id": church_id, "first_name": "", "last_name": "",
-            "phone_enc": crypto.encrypt(settings, phone_e164), "email_enc": None,
+            "phone_enc": crypto.encrypt(settings, phone_e164, crypto.member_phone(church_id)),
+            "email_enc": None,
             "phone_hash": digest, "opt_in_sms": opt_in,
             "opted_out_at": None if opt_in else _now_marker()})
         created = row is not None

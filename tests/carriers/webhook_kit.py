@@ -115,7 +115,7 @@ async def snapshot(deps: Any, church_id: UUID) -> dict[str, Any]:
     }
     found = {name: await deps.db.fetch_all(sql, {"c": church_id}) for name, sql in q.items()}
     # Events as the stream replays them: phones are stored sealed (server/events/log.py).
-    found["events"] = [{**row, "data": unseal(deps.settings, row["data"])}
+    found["events"] = [{**row, "data": unseal(deps.settings, row["data"], church_id)}
                        for row in found["events"]]
     return found
 

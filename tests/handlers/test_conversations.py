@@ -28,7 +28,7 @@ async def _events(deps: Any, church_id: Any, after: int = 0) -> list[dict[str, A
     """Event rows as the stream replays them (phones unsealed)."""
     async with deps.db.acquire() as conn:
         rows = await events_q.events_after(conn, church_id, after, 1000)
-    return [{**row, "data": unseal(deps.settings, row["data"])} for row in rows]
+    return [{**row, "data": unseal(deps.settings, row["data"], church_id)} for row in rows]
 
 
 async def _head(deps: Any, church_id: Any) -> int:

@@ -75,23 +75,26 @@ async def test_rotate_keys_keeps_every_row_readable(deps: Any) -> None:
             await members.find_or_create_member_by_phone(
                 conn, old, church["church_id"], f"+1415555{1000 + i}", opt_in=True)
     await deps.db.execute("UPDATE members SET email_enc = %(e)s",
-                          {"e": crypto.encrypt(old, "same@example.org")})
+                          {"e": crypto.encrypt(old, "same@example.org",
+                                               crypto.member_email(church["church_id"]))})
     # A send accepted before the rotation holds copies of the phones (message_recipients).
     await deps.db.execute(
         "INSERT INTO message_recipients (church_id, message_id, member_id, phone_enc, "
         "phone_hash) SELECT church_id, %(message)s, id, phone_enc, phone_hash FROM members",
         {"message": uuid.uuid4()})
-    result = await key_rotation.rotate_keys(deps.db, new, batch_size=5)
+    result = await key_rotation.rotate_keys(deps.db, new, deps.redis, batch_size=5)
     assert result == {"key_id": "k2", "rotated": 12, "recipients_rotated": 12,
-                      "remaining": 0}
+                      "events_rotated": 0, "caches_dropped": 0, "remaining": 0}
     only_new = deps.settings.replace(field_keys=f"k2:{_key(2)}")
+    at_phone = crypto.member_phone(church["church_id"])
     rows = await deps.db.fetch_all("SELECT phone_enc, email_enc FROM members")
-    phones = sorted(crypto.decrypt(only_new, r["phone_enc"]) for r in rows)
+    phones = sorted(crypto.decrypt(only_new, r["phone_enc"], at_phone) for r in rows)
     assert phones == [f"+1415555{1000 + i}" for i in range(12)]
-    assert {crypto.decrypt(only_new, r["email_enc"]) for r in rows} == {"same@example.org"}
+    assert {crypto.decrypt(only_new, r["email_enc"], crypto.member_email(church["church_id"]))
+            for r in rows} == {"same@example.org"}
     copies = await deps.db.fetch_all("SELECT phone_enc FROM message_recipients")
-    assert sorted(crypto.decrypt(only_new, r["phone_enc"]) for r in copies) == phones
-    again = await key_rotation.rotate_keys(deps.db, new)
+    assert sorted(crypto.decrypt(only_new, r["phone_enc"], at_phone) for r in copies) == phones
+    again = await key_rotation.rotate_keys(deps.db, new, deps.redis)
     assert (again["rotated"], again["recipients_rotated"]) == (0, 0)
 
 
@@ -105,8 +108,9 @@ def test_rotate_keys_command(settings: Any, clean: None) -> None:
         for i in range(3):
             phone = f"+1415555{2000 + i}"
             cur.execute("INSERT INTO members (church_id, phone_enc, phone_hash) "
-                        "VALUES (%s, %s, %s)", (church_id, crypto.encrypt(old, phone),
-                                                crypto.phone_hash(old, phone)))
+                        "VALUES (%s, %s, %s)",
+                        (church_id, crypto.encrypt(old, phone, crypto.member_phone(church_id)),
+                         crypto.phone_hash(old, phone)))
     env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
            "YWM_FIELD_KEYS": f"k2:{_key(2)},k1:{_key(1)}", "YWM_LOG_LEVEL": "WARNING"}
     # A real process, as an operator runs it (asyncio.run would clash with the test loop).
@@ -114,8 +118,8 @@ def test_rotate_keys_command(settings: Any, clean: None) -> None:
                            "2"], env=env, capture_output=True, text=True, timeout=60,
                           cwd=pathlib.Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr
-    assert "3 member rows and 0 recipient rows re-encrypted under key k2; 0 still" \
-        in done.stdout
+    assert "3 member rows, 0 recipient rows and 0 values in events re-encrypted under key " \
+        "k2; 0 cached values dropped; 0 still" in done.stdout
     with conn.cursor() as cur:
         cur.execute("SELECT phone_enc FROM members")
         assert {crypto.key_id_of(bytes(r[0])) for r in cur.fetchall()} == {"k2"}

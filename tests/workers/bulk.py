@@ -52,7 +52,8 @@ def seed_church(settings: Settings, members: int, opted_out: int = 0, mps: int =
             member_id, phone = uuid.uuid4(), phone_for(i, block)
             opted_in = i < members
             rows.append((church.id, member_id, f"First{i}", f"Last{i}",
-                         crypto.encrypt(settings, phone), crypto.phone_hash(settings, phone),
+                         crypto.encrypt(settings, phone, crypto.member_phone(church.id)),
+                         crypto.phone_hash(settings, phone),
                          opted_in, None if opted_in else "2026-01-01T00:00:00Z"))
             (church.member_ids if opted_in else church.opted_out_ids).append(member_id)
             if opted_in:

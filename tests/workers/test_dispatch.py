@@ -112,7 +112,8 @@ async def test_permanent_errors_and_opt_outs_are_not_retried(sim_deps: Any) -> N
     conn = psycopg2.connect(deps.settings.database_url)
     with conn, conn.cursor() as cur:  # an unusable stored phone: the carrier says 400
         cur.execute("UPDATE members SET phone_enc = %s WHERE id = %s",
-                    (crypto.encrypt(deps.settings, "5550100"), invalid))
+                    (crypto.encrypt(deps.settings, "5550100", crypto.member_phone(church.id)),
+                     invalid))
     conn.close()
     message_id = await accept(deps, church)
     # Opting out after the broadcast was accepted still stops the text.
