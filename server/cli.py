@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import logging
 import sys
 
+from server.platform import queue
 from server.platform.logging import configure_logging
-from server.platform.settings import Settings, SettingsError
+from server.platform.settings import Settings, SettingsError, deprecated_names
+
+log = logging.getLogger("ywm.cli")
 
 
 def _web(args: argparse.Namespace, settings: Settings) -> int:
     from server.main import serve
-    port = args.port or int(os.environ.get("YW_PORT", "8000"))
-    asyncio.run(serve(settings, port, args.address))
+    asyncio.run(serve(settings, args.port or settings.port, args.address or settings.bind))
     return 0
 
 
@@ -32,7 +34,7 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from workers import huey  # its queue settings come from the same environment
+    from workers import huey  # configured with these settings by main()
     consumer = huey.create_consumer(
         workers=args.workers, worker_type="thread", periodic=not args.no_periodic,
         graceful_signal=args.graceful_signal, shutdown_timeout=args.grace,
@@ -66,6 +68,13 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     return run_dev(settings, args.port, args.sim_port, args.var_dir)
 
 
+def _reset_metrics(args: argparse.Namespace, settings: Settings) -> int:
+    from server.platform.metrics import reset_directory
+    reset_directory(settings.metrics_directory)
+    print(f"ywm reset-metrics: {settings.metrics_directory} emptied")
+    return 0
+
+
 def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
     from db.engine import Database
     from server.platform.redis import connect_async
@@ -92,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ywm", description="YWMessaging")
     commands = parser.add_subparsers(dest="command", required=True)
     web = commands.add_parser("web", help="serve REST, WebSockets and webhooks")
-    web.add_argument("--port", type=int, default=0, help="default: $YW_PORT or 8000")
-    web.add_argument("--address", default=os.environ.get("YWM_BIND", "127.0.0.1"))
+    web.add_argument("--port", type=int, default=0, help="default: $YWM_PORT or 8000")
+    web.add_argument("--address", default="", help="default: $YWM_BIND or 127.0.0.1")
     web.set_defaults(run=_web)
     migrate = commands.add_parser("migrate", help="migrate to head and create partitions")
     migrate.set_defaults(run=_migrate)
@@ -127,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="any Alembic command, e.g. `ywm db check`")
     db.add_argument("alembic_args", nargs=argparse.REMAINDER)
     db.set_defaults(run=_db)
+    reset = commands.add_parser(
+        "reset-metrics", help="empty this box's metrics directory (before its processes start)")
+    reset.set_defaults(run=_reset_metrics)
     rotate = commands.add_parser("rotate-keys",
                                  help="re-encrypt member fields under the newest field key")
     rotate.add_argument("--batch-size", type=int, default=500)
@@ -142,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ywm: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    for warning in deprecated_names():
+        log.warning("%s", warning)
+    queue.configure(settings)  # the one Settings of this process, for Huey too
     return int(args.run(args, settings) or 0)
 
 

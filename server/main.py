@@ -1,9 +1,9 @@
-"""The web process: open pools, listen with SO_REUSEPORT, stop gracefully on SIGTERM.
+"""The web process: open Deps, listen with SO_REUSEPORT, stop gracefully on SIGTERM.
 
 Shutdown order: stop accepting (the listening socket closes, so new connections are
-refused and the kernel sends them to the box's other processes), run the `on_drain` hooks
-(the live stream closes its WebSockets with 1001), wait for in-flight requests to finish,
-close the idle keep-alive connections, then run `on_close` hooks and close the pools.
+refused and the kernel sends them to the box's other processes), drain (the live stream
+closes its WebSockets with 1001, in-flight requests finish), close the idle keep-alive
+connections, then close everything Deps opened (server/deps.py).
 """
 from __future__ import annotations
 
@@ -15,48 +15,21 @@ from typing import Awaitable, Callable
 import tornado.httpserver
 import tornado.netutil
 
-from db.engine import Database
 from server.app import make_app
-from server.deps import Deps
-from server.platform.metrics import Metrics
-from server.realtime.hub import hub_for
-from server.platform.redis import connect_async
+from server.deps import Deps, close_deps, drain, open_deps, start
 from server.platform.settings import Settings
+
+__all__ = ["serve", "open_deps", "close_deps"]
 
 log = logging.getLogger("ywm.web")
 
 DRAIN_SECONDS = 20.0  # in-flight requests get this long after SIGTERM
-DRAIN_POLL_SECONDS = 0.05
-DB_POOL_MAX = 20
-
-
-async def open_deps(settings: Settings) -> Deps:
-    db = await Database.connect(settings.database_url, maxsize=DB_POOL_MAX)
-    deps = Deps(settings=settings, db=db, redis=connect_async(settings.redis_url))
-    metrics = Metrics()
-    deps.extras["metrics"] = metrics
-
-    async def start_metrics() -> None:
-        metrics.start(deps.redis)
-
-    deps.extras.setdefault("on_start", []).append(start_metrics)
-    deps.extras.setdefault("on_close", []).append(lambda: metrics.stop(deps.redis))
-    hub_for(deps)  # the live-stream hub registers its start/drain/close hooks
-    return deps
-
-
-async def close_deps(deps: Deps) -> None:
-    for closer in deps.extras.get("on_close", []):
-        await closer()
-    await deps.db.close()
-    await deps.redis.aclose()
 
 
 async def serve(settings: Settings, port: int, address: str = "127.0.0.1",
                 started: Callable[[Deps], Awaitable[None]] | None = None) -> None:
-    deps = await open_deps(settings)
-    for starter in deps.extras.get("on_start", []):
-        await starter()
+    deps = await open_deps(settings, "web")
+    await start(deps)
     app = make_app(deps)
     server = tornado.httpserver.HTTPServer(
         app, xheaders=settings.trust_proxy_headers, max_body_size=settings.max_import_bytes,
@@ -72,22 +45,9 @@ async def serve(settings: Settings, port: int, address: str = "127.0.0.1",
     await stop.wait()
     log.info("stopping: no new connections, draining in-flight requests")
     server.stop()
-    for closer in deps.extras.get("on_drain", []):
-        await closer()
-    await wait_for_in_flight(deps.extras["metrics"], DRAIN_SECONDS)
+    await drain(deps, DRAIN_SECONDS)
     # What is left are idle keep-alive connections (Tornado's close_all_connections
-    # would also cut requests mid-response, hence the wait above).
+    # would also cut requests mid-response, hence the drain above).
     await server.close_all_connections()
     await close_deps(deps)
     log.info("stopped")
-
-
-async def wait_for_in_flight(metrics: Metrics, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while metrics.in_flight > 0:
-        if loop.time() >= deadline:
-            log.warning("drain timed out after %ss with %s requests in flight",
-                        timeout, metrics.in_flight)
-            return
-        await asyncio.sleep(DRAIN_POLL_SECONDS)

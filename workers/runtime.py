@@ -1,8 +1,9 @@
 """The async bridge for Huey worker threads: one event loop and one Deps per thread.
 
 Services are async (aiopg, redis.asyncio); Huey runs tasks in threads. Each worker thread
-opens its own loop, aiopg pool and Redis client at start-up (huey
-docs/shared_resources.rst) and `run(fn)` runs `fn(deps)` to completion on that loop.
+opens its own loop and Deps at start-up (huey docs/shared_resources.rst) through the same
+lifecycle as the web process (server/deps.py), and closes everything it opened at
+shutdown, carrier clients included. `run(fn)` runs `fn(deps)` to completion on that loop.
 """
 from __future__ import annotations
 
@@ -16,12 +17,10 @@ import redis.exceptions
 from huey.api import Task
 from huey.signals import SIGNAL_INTERRUPTED
 
-from db.engine import Database
+from server.deps import Deps, close_deps, drain, open_deps, start
 from server.platform import queue
-from server.deps import Deps
 from server.platform.queue import huey
-from server.platform.redis import connect_async, connect_sync, sync_lock
-from server.platform.settings import Settings
+from server.platform.redis import connect_sync, sync_lock
 
 T = TypeVar("T")
 log = logging.getLogger("ywm.workers")
@@ -29,21 +28,29 @@ log = logging.getLogger("ywm.workers")
 # one once restarted (scheduled, not enqueued: an idle thread of the dying consumer could
 # take an enqueued task and lose it again, LIBRARIES.md §4d).
 INTERRUPTED_RETRY_SECONDS = 5
-WORKER_DB_POOL_MAX = 4  # a task uses one connection at a time; a few spare for fan-out
+# Huey's graceful stop has let running tasks finish before the shutdown hook runs; this
+# only bounds the lifecycle's own drain step.
+DRAIN_SECONDS = 5.0
 
 _local = threading.local()
 
 
-async def _open(settings: Settings) -> Deps:
-    db = await Database.connect(settings.database_url, maxsize=WORKER_DB_POOL_MAX)
-    return Deps(settings=settings, db=db, redis=connect_async(settings.redis_url))
+async def _open() -> Deps:
+    deps = await open_deps(queue.settings(), "worker")
+    await start(deps)
+    return deps
+
+
+async def _close(deps: Deps) -> None:
+    await drain(deps, DRAIN_SECONDS)
+    await close_deps(deps)
 
 
 @huey.on_startup()
 def open_runtime() -> None:
     if getattr(_local, "deps", None) is None:
         loop = asyncio.new_event_loop()
-        _local.loop, _local.deps = loop, loop.run_until_complete(_open(queue.settings()))
+        _local.loop, _local.deps = loop, loop.run_until_complete(_open())
 
 
 @huey.on_shutdown()
@@ -51,10 +58,11 @@ def close_runtime() -> None:
     deps, loop = getattr(_local, "deps", None), getattr(_local, "loop", None)
     if deps is None or loop is None:
         return
-    loop.run_until_complete(deps.db.close())
-    loop.run_until_complete(deps.redis.aclose())
-    loop.close()
-    _local.deps = _local.loop = None
+    try:
+        loop.run_until_complete(_close(deps))
+    finally:
+        loop.close()
+        _local.deps = _local.loop = None
 
 
 @huey.signal(SIGNAL_INTERRUPTED)

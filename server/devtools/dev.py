@@ -1,7 +1,8 @@
 """`python -m server dev` (`make run`): the whole system on this machine, in the foreground.
 
 Steps: create the database if missing, migrate, seed the demo church, write a supervisord
-config under var/ (the repo's supervisor/*.conf plus the carrier simulator), run
+config under var/ (the repo's supervisor/*.conf plus the carrier simulator), empty the
+box's metrics directory (prometheus_client's multiprocess files start fresh), run
 supervisord in its own session, wait until the web answers, print the URL and the demo
 login. Ctrl-C (SIGINT) or SIGTERM is forwarded to supervisord, which stops every program
 with its own stop signal and process group; we return once it has exited, so nothing
@@ -22,7 +23,8 @@ from typing import Any, Callable
 
 import ujson
 
-from server.platform.settings import Settings
+from server.platform.metrics import reset_directory
+from server.platform.settings import Settings, environment_for_children
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROGRAM_FILES = ("web.conf", "worker.conf", "scheduler.conf", "carrier-sim.conf")
@@ -62,7 +64,7 @@ def prepare_database(settings: Settings) -> None:
 
 
 async def seed(settings: Settings) -> Any:
-    from server.main import close_deps, open_deps
+    from server.deps import close_deps, open_deps
     from server.devtools.seed import seed_demo
     deps = await open_deps(settings)
     try:
@@ -81,13 +83,13 @@ def write_config(var: pathlib.Path, programs: tuple[str, ...] = PROGRAM_FILES
 
 def child_env(settings: Settings, port: int, sim_port: int, var: pathlib.Path
               ) -> dict[str, str]:
-    env = dict(os.environ)
+    env = environment_for_children()
     sim = f"http://127.0.0.1:{sim_port}"
     env.update({
         # `ywm` and `supervisord` of this virtualenv first.
         "PATH": f"{pathlib.Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "YWM_VAR_DIR": str(var), "YWM_WEB_PROCESSES": str(settings.web_processes),
-        "YW_PORT": str(port), "YWM_SIM_PORT": str(sim_port),
+        "YWM_PORT": str(port), "YWM_SIM_PORT": str(sim_port),
         "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
     })
     env.setdefault("YWM_PUBLIC_URL", f"http://127.0.0.1:{port}")
@@ -163,8 +165,11 @@ def run_dev(settings: Settings, port: int = 8000, sim_port: int = 8900,
     prepare_database(settings)
     login = asyncio.run(seed(settings))
     conf = write_config(var)
+    env = child_env(settings, port, sim_port, var)
+    # The children's directory: theirs is YWM_VAR_DIR=var unless YWM_METRICS_DIR is set.
+    reset_directory(settings.replace(var_dir=str(var)).metrics_directory)
     banner = (f"\nOpen http://127.0.0.1:{port}/ — sign in as {login.email} / "
               f"{login.password}\nCtrl-C stops everything started here.\n")
     # Sample texts only on the first run, so restarts do not repeat them.
     on_ready = (lambda: inject_demo_texts(sim_port)) if login.created else None
-    return supervise(conf, child_env(settings, port, sim_port, var), port, banner, on_ready)
+    return supervise(conf, env, port, banner, on_ready)

@@ -1,36 +1,31 @@
-"""Prometheus metrics aggregated over every web process of the cluster.
+"""Prometheus metrics for one box, through prometheus_client's multiprocess mode.
 
-Each process counts locally (no I/O on the request path) and about once a second writes its
-cumulative totals to its own Redis hash, `metrics_key(process_id)`, with a short TTL, and
-marks itself live in the `metrics_index_key()` sorted set (score: last flush time).
-`GET /metrics` sums the hashes of the processes seen within the TTL and renders the
-Prometheus text format. A process that dies drops out after the TTL, so totals are those of
-the live processes: Prometheus treats the drop as a counter reset, which `rate()` handles.
+Every process of a box (web and worker) writes its series to memory-mapped files in the
+box's shared directory (`settings.metrics_directory`, emptied when the box starts, see
+`reset_directory`); `GET /metrics` on any web process answers the sum over those files
+(`MultiProcessCollector`). Each box is scraped on its own, as Prometheus expects; counting
+does no I/O beyond a write to shared memory.
 
-Hash fields are the series exactly as rendered (`name{label="v"}`), so summing is by field.
+Counters of a process that stopped stay in the sum until the box restarts, so totals never
+go down; its gauges (in-flight requests, "I am a web process") are dropped at the next
+scrape once its pid is gone.
 """
 from __future__ import annotations
 
-import asyncio
-import bisect
-import logging
+import glob
 import os
-import socket
-import time
-import uuid
-from collections import defaultdict
+import re
+import shutil
+import threading
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from server.platform.errors import Unavailable
-from server.platform.redis import metrics_index_key, metrics_key
+from server.platform.settings import Settings, export_for_libraries
 
-log = logging.getLogger("ywm.metrics")
-
-FLUSH_SECONDS = 1.0  # how stale /metrics may be
-TTL_SECONDS = 10  # a process silent this long is gone (well above one flush interval)
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 # Request duration buckets (seconds): a JSON API on loopback answers in ms; 5 s is a hang.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -39,148 +34,148 @@ DURATION = "ywm_http_request_duration_seconds"
 PROCESSES = "ywm_web_processes"
 IN_FLIGHT = "ywm_http_requests_in_flight"
 
-DESCRIPTIONS: dict[str, tuple[str, str]] = {
-    REQUESTS: ("counter", "HTTP requests answered, by method and status."),
-    DURATION: ("histogram", "HTTP request duration in seconds."),
-    PROCESSES: ("gauge", "Web processes that reported within the TTL."),
-    IN_FLIGHT: ("gauge", "HTTP requests being handled right now."),
-}
+# Help texts of the counters other modules add with `Metrics.inc` (see `describe`).
+DESCRIPTIONS: dict[str, str] = {}
+# prometheus_client names a multiprocess file `<kind>[_<mode>]_<pid>.db`.
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+
+
+class _Instruments:
+    """The process's own series: one set per process, as the memory-mapped files are."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.requests = Counter(REQUESTS, "HTTP requests answered, by method and status.",
+                                ("method", "status"), registry=None)
+        self.duration = Histogram(DURATION, "HTTP request duration in seconds.",
+                                  buckets=BUCKETS, registry=None)
+        # live*: a process's value leaves the sum with the process (`_forget_dead`).
+        self.in_flight = Gauge(IN_FLIGHT, "HTTP requests being handled right now.",
+                               registry=None, multiprocess_mode="livesum")
+        self.processes = Gauge(PROCESSES, "Web processes running on this box.",
+                               registry=None, multiprocess_mode="livesum")
+        self.custom: dict[str, Counter] = {}
+        self.lock = threading.Lock()  # worker threads may create a custom counter at once
+
+    def counter(self, name: str, labelnames: tuple[str, ...]) -> Counter:
+        with self.lock:
+            found = self.custom.get(name)
+            if found is None:
+                found = self.custom[name] = Counter(
+                    name, DESCRIPTIONS.get(name, name), labelnames, registry=None)
+            return found
+
+    def collectors(self) -> list[Any]:
+        return [self.requests, self.duration, self.in_flight, self.processes,
+                *self.custom.values()]
+
+
+_instruments: _Instruments | None = None
+
+
+def open_metrics(settings: Settings) -> "Metrics":
+    """Metrics for a new Deps; the process's first call picks the box directory."""
+    global _instruments
+    if _instruments is None:
+        os.makedirs(settings.metrics_directory, exist_ok=True)
+        export_for_libraries(settings)
+        if not getattr(values.ValueClass, "_multiprocess", False):
+            # prometheus_client picked its value class from the environment at import,
+            # before the line above could set the directory.
+            values.ValueClass = values.MultiProcessValue()
+        _instruments = _Instruments(settings.metrics_directory)
+    return Metrics(_instruments)
+
+
+def close_metrics() -> None:
+    """Close this process's metric files (tests; a process that exits needs not)."""
+    global _instruments
+    values.close_all_multiprocess_files()
+    _instruments = None
 
 
 def describe(name: str, kind: str, help_text: str) -> None:
-    """Register HELP/TYPE for a metric another module counts with `Metrics.inc`."""
-    DESCRIPTIONS[name] = (kind, help_text)
-
-
-def _series(name: str, labels: dict[str, Any]) -> str:
-    if not labels:
-        return name
-    inner = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    return f"{name}{{{inner}}}"
+    """Register the help text of a counter another module counts with `Metrics.inc`."""
+    if kind != "counter":
+        raise ValueError(f"only counters can be added, not {kind} ({name})")
+    DESCRIPTIONS[name] = help_text
 
 
 class Metrics:
-    """One process's counters; cheap to update, flushed to Redis by `run_flusher`."""
+    """What one Deps counts with. Series are the process's; `in_flight` is this Deps' own
+    (the SIGTERM drain in server/deps.py waits for it to reach zero)."""
 
-    def __init__(self, process_id: str | None = None) -> None:
-        self.process_id = process_id or f"{socket.gethostname()}:{os.getpid()}:" \
-                                        f"{uuid.uuid4().hex[:6]}"
-        self.counters: dict[str, float] = defaultdict(float)
-        self.buckets = [0] * (len(BUCKETS) + 1)  # last slot: above the largest bucket
-        self.duration_sum = 0.0
-        # Requests between handler initialize() and on_finish(); the SIGTERM drain waits
-        # for this to reach zero (server/main.py).
+    def __init__(self, instruments: _Instruments | None = None) -> None:
+        # None: a Deps built by hand before any `open_metrics`; it counts only in_flight.
+        self._instruments = instruments or _instruments
         self.in_flight = 0
-        self._task: asyncio.Task[None] | None = None
+        self._baseline = self.samples()
+
+    def serving(self) -> None:
+        """This process serves HTTP: count it in ywm_web_processes."""
+        if self._instruments is not None:
+            self._instruments.processes.set(1)
 
     def request_started(self) -> None:
         self.in_flight += 1
+        if self._instruments is not None:
+            self._instruments.in_flight.inc()
 
     def observe_request(self, method: str, status: int, duration_ms: float) -> None:
         self.in_flight = max(0, self.in_flight - 1)
-        self.counters[_series(REQUESTS, {"method": method, "status": status})] += 1
-        seconds = duration_ms / 1000.0
-        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self.duration_sum += seconds
+        if self._instruments is not None:
+            self._instruments.in_flight.dec()
+            self._instruments.requests.labels(method=method, status=str(status)).inc()
+            self._instruments.duration.observe(duration_ms / 1000.0)
 
     def inc(self, name: str, value: float = 1, **labels: Any) -> None:
-        self.counters[_series(name, labels)] += value
+        if self._instruments is None:
+            return
+        counter = self._instruments.counter(name, tuple(sorted(labels)))
+        (counter.labels(**labels) if labels else counter).inc(value)
 
-    def snapshot(self) -> dict[str, float]:
-        """Every series of this process, histogram buckets made cumulative."""
-        values = dict(self.counters)
-        values[IN_FLIGHT] = self.in_flight
-        running = 0
-        for bound, count in zip(BUCKETS, self.buckets):
-            running += count
-            values[f'{DURATION}_bucket{{le="{bound}"}}'] = running
-        total = running + self.buckets[-1]
-        values[f'{DURATION}_bucket{{le="+Inf"}}'] = total
-        values[f"{DURATION}_count"] = total
-        values[f"{DURATION}_sum"] = round(self.duration_sum, 6)
-        return values
+    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """This process's values: (sample name, sorted labels) -> value."""
+        if self._instruments is None:
+            return {}
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for collector in self._instruments.collectors()
+                for family in collector.collect() for s in family.samples}
 
-    async def flush(self, redis: aioredis.Redis) -> None:
-        key, now = metrics_key(self.process_id), time.time()
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=self.snapshot())
-            pipe.expire(key, TTL_SECONDS)
-            pipe.zadd(metrics_index_key(), {self.process_id: now})
-            pipe.zremrangebyscore(metrics_index_key(), "-inf", now - TTL_SECONDS)
-            await pipe.execute()
-
-    async def run_flusher(self, redis: aioredis.Redis) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            try:
-                await self.flush(redis)
-            except Exception:  # Redis away: metrics wait, requests go on
-                log.warning("metrics flush failed", exc_info=True)
-
-    def start(self, redis: aioredis.Redis) -> None:
-        self._task = asyncio.get_running_loop().create_task(self.run_flusher(redis))
-
-    async def stop(self, redis: aioredis.Redis) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        try:
-            await self.flush(redis)
-        except Exception:
-            log.warning("final metrics flush failed", exc_info=True)
+    def counted(self, name: str, **labels: Any) -> float:
+        """How much this process added to a series since this Metrics was made."""
+        key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
+        return self.samples().get(key, 0.0) - self._baseline.get(key, 0.0)
 
 
-async def exposition(redis: aioredis.Redis, local: Metrics | None) -> str:
-    """What GET /metrics answers: this process's fresh numbers plus every live peer's."""
+def exposition() -> bytes:
+    """What GET /metrics answers: every process of this box, summed."""
+    if _instruments is None:
+        raise RuntimeError("open_metrics() was never called in this process")
+    _forget_dead(_instruments.directory)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=_instruments.directory)
+    return generate_latest(registry)
+
+
+def _forget_dead(directory: str) -> None:
+    for path in glob.glob(os.path.join(directory, "gauge_live*.db")):
+        match = _LIVE_GAUGE_FILE.match(os.path.basename(path))
+        if match and not _alive(int(match[1])):
+            mark_process_dead(int(match[1]), directory)
+
+
+def _alive(pid: int) -> bool:
     try:
-        if local is not None:
-            await local.flush(redis)
-        return render(*await collect(redis))
-    except RedisError as exc:
-        raise Unavailable("Metrics are kept in Redis, which does not answer.") from exc
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, under another user
+        return True
+    return True
 
 
-async def collect(redis: aioredis.Redis) -> tuple[int, dict[str, float]]:
-    """Sum the hashes of every live process: (process count, series -> value)."""
-    live = await redis.zrangebyscore(metrics_index_key(), time.time() - TTL_SECONDS, "+inf")
-    async with redis.pipeline(transaction=False) as pipe:
-        for process_id in live:
-            pipe.hgetall(metrics_key(process_id))
-        hashes = await pipe.execute()
-    totals: dict[str, float] = defaultdict(float)
-    processes = 0
-    for values in hashes:
-        if values:  # expired between the index read and now: not live
-            processes += 1
-        for series, value in values.items():
-            totals[series] += float(value)
-    return processes, totals
-
-
-def render(processes: int, totals: dict[str, float]) -> str:
-    """The Prometheus text exposition format (version 0.0.4)."""
-    totals = dict(totals)
-    totals[PROCESSES] = processes
-    by_name: dict[str, list[str]] = defaultdict(list)
-    for series in totals:
-        base = series.split("{", 1)[0]
-        for suffix in ("_bucket", "_count", "_sum"):
-            if base.endswith(suffix) and base[: -len(suffix)] in DESCRIPTIONS:
-                base = base[: -len(suffix)]
-        by_name[base].append(series)
-    lines: list[str] = []
-    for name in sorted(by_name):
-        kind, help_text = DESCRIPTIONS.get(name, ("untyped", name))
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        for series in sorted(by_name[name], key=_bucket_order):
-            value = totals[series]
-            lines.append(f"{series} {int(value) if value == int(value) else value}")
-    return "\n".join(lines) + "\n"
-
-
-def _bucket_order(series: str) -> tuple[int, float, str]:
-    # Prometheus wants a histogram's buckets in increasing `le` order, +Inf last.
-    if '_bucket{le="' in series:
-        bound = series.split('le="', 1)[1].rstrip('"}')
-        return (0, float("inf") if bound == "+Inf" else float(bound), series)
-    return (1, 0.0, series)
+def reset_directory(directory: str) -> None:
+    """Empty the box's metrics directory: run before the box's processes start."""
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)

@@ -113,10 +113,15 @@ class TcpProxy:
             writer.transport.abort()
 
 
-def web_env(settings: Any, **extra: str) -> dict[str, str]:
+def web_env(settings: Any, metrics_dir: Any = None, **extra: str) -> dict[str, str]:
+    """The environment of a process of one test box; `metrics_dir` is the box's (None: a
+    new box of its own)."""
+    if metrics_dir is None:
+        metrics_dir = tempfile.mkdtemp(prefix="ywm-test-box-")
     env = dict(os.environ)
     env.update({"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-                "YWM_ENV": "test", "YWM_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
+                "YWM_ENV": "test", "YWM_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
+                "YWM_METRICS_DIR": str(metrics_dir)})
     env.update(extra)
     return env
 
@@ -126,8 +131,10 @@ def start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def get(port: int, path: str, timeout: float = 30.0) -> tuple[int, str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+def get(port: int, path: str, timeout: float = 30.0, headers: dict[str, str] | None = None
+        ) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
         return resp.status, resp.read().decode()
 
 

@@ -3,6 +3,7 @@ supervisord, and on Ctrl-C (SIGINT) leaves no process behind."""
 from __future__ import annotations
 
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import urllib.request
 
 import ujson
 
-from tests.server.ops_support import free_port, wait_until, web_env
+from tests.server.ops_support import free_port, get, wait_until, web_env
 
 
 def _descendants(pid: int) -> set[int]:
@@ -58,7 +59,12 @@ def _conversation_texts(port: int, token: str) -> list[str]:
 
 def test_dev_runs_everything_and_ctrl_c_stops_it_all(settings, clean, tmp_path):
     port, sim_port = free_port(), free_port()
-    env = web_env(settings, YWM_QUEUE_NAME=settings.queue_name, YWM_WEB_PROCESSES="2")
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    stale = metrics_dir / "counter_1.db"  # left by the box's previous run
+    stale.write_bytes(b"\0" * 8)
+    env = web_env(settings, metrics_dir, YWM_QUEUE_NAME=settings.queue_name,
+                  YWM_WEB_PROCESSES="2")
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "dev", "--port", str(port), "--sim-port",
          str(sim_port), "--var-dir", str(tmp_path)],
@@ -77,6 +83,11 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(settings, clean, tmp_path):
         # The inbox opens with the sample texts, sent in through the carrier simulator.
         from server.devtools.seed import DEMO_TEXTS
         assert sorted(_conversation_texts(port, token)) == sorted(t for _, t in DEMO_TEXTS)
+        # The box started with an empty metrics directory, which both web processes share.
+        assert not stale.exists()
+        assert wait_until(lambda: re.search(r"^ywm_web_processes 2\.0$",
+                                            get(port, "/metrics")[1], re.M)), \
+            get(port, "/metrics")[1]
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the foreground process
         proc.communicate(timeout=60)

@@ -1,6 +1,6 @@
 """Real `ywm web` processes: SIGTERM lets a slow in-flight request finish with 200 while
 new connections are refused, and closes live streams with 1001; two processes on one port
-(SO_REUSEPORT) are summed by /metrics."""
+(SO_REUSEPORT) of one box are summed by /metrics."""
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +9,7 @@ import re
 import signal
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -37,18 +38,21 @@ def _stop(proc) -> bytes:
     return proc.communicate(timeout=30)[0]
 
 
-def test_sigterm_finishes_in_flight_request_and_refuses_new_ones(settings, private_redis):
+def test_sigterm_finishes_in_flight_request_and_refuses_new_ones(settings, clean,
+                                                                private_redis, tmp_path):
     port = free_port()
-    proc = start_web(web_env(settings, REDIS_URL=private_redis.url), port)
+    proc = start_web(web_env(settings, tmp_path, REDIS_URL=private_redis.url), port)
     try:
         assert wait_until(lambda: answers(port)), "ywm web did not start"
-        # Hold every Redis command for a while: GET /metrics is then a slow request
-        # that is in flight when SIGTERM arrives.
+        token = _register(port)
+        # Hold every Redis command for a while: GET /auth/me (its session lives in Redis)
+        # is then a slow request that is in flight when SIGTERM arrives.
         with redis.Redis(port=private_redis.port) as client:
             client.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
         result: dict = {}
-        request = threading.Thread(target=lambda: result.update(
-            zip(("status", "body"), get(port, "/metrics"))))
+        request = threading.Thread(target=lambda: result.update(zip(
+            ("status", "body"),
+            get(port, "/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}))))
         request.start()
         time.sleep(0.5)  # let the request reach the handler
         proc.send_signal(signal.SIGTERM)
@@ -56,38 +60,51 @@ def test_sigterm_finishes_in_flight_request_and_refuses_new_ones(settings, priva
         assert request.is_alive(), "the request did not wait for Redis"
         request.join(timeout=30)
         assert result.get("status") == 200
-        assert "ywm_http_requests_total" in result["body"]
+        assert ujson.loads(result["body"])["data"]["user"]["email"] == "drain@example.org"
         assert proc.wait(timeout=30) == 0
     finally:
         output = _stop(proc)
     assert b"Traceback" not in output, output.decode()
 
 
-def test_metrics_sum_two_processes_on_one_port(settings, private_redis):
+def _series(text: str, series: str) -> float | None:
+    found = re.search("^" + re.escape(series) + r" (\S+)$", text, re.M)
+    return float(found[1]) if found else None
+
+
+def test_metrics_sum_two_processes_on_one_port(settings, private_redis, tmp_path):
+    """One box = one metrics directory: /metrics on either process answers both."""
     port = free_port()
-    env = web_env(settings, REDIS_URL=private_redis.url)
+    env = web_env(settings, tmp_path, REDIS_URL=private_redis.url)
     procs = [start_web(env, port) for _ in range(2)]
     try:
         assert wait_until(lambda: answers(port)), "ywm web did not start"
+        assert wait_until(lambda: _series(get(port, "/metrics")[1], "ywm_web_processes")
+                          == 2), get(port, "/metrics")[1]
+        # 404s: /metrics answers (200) would count in a GET 200 series themselves.
+        missed = 'ywm_http_requests_total{method="GET",status="404"}'
         for _ in range(40):  # a new connection each: the kernel spreads them over both
-            assert get(port, "/health")[0] == 200
-
-        def served(text: str) -> float:
-            found = re.search(
-                r'^ywm_http_requests_total\{method="GET",status="200"\} (\S+)$', text, re.M)
-            return float(found[1]) if found else 0.0
-
-        def both_reported_all() -> str | None:
-            # Each process flushes about once a second: poll until both totals arrived.
-            text = get(port, "/metrics")[1]
-            both = re.search(r"^ywm_web_processes 2$", text, re.M)
-            return text if both and served(text) >= 40 else None
-
-        assert wait_until(both_reported_all, timeout=15, interval=0.3), \
+            assert _status(port, "/nowhere") == 404
+        assert wait_until(lambda: _series(get(port, "/metrics")[1], missed) == 40), \
             get(port, "/metrics")[1]
+        writers = {int(path.stem.rsplit("_", 1)[1])
+                   for path in tmp_path.glob("counter_*.db")}
+        assert writers == {proc.pid for proc in procs}  # both served some of the 40
+        # A stopped process leaves the gauges; its counts stay in the box's totals.
+        _stop(procs[1])
+        text = get(port, "/metrics")[1]
+        assert _series(text, "ywm_web_processes") == 1
+        assert _series(text, missed) == 40
     finally:
         for proc in procs:
             _stop(proc)
+
+
+def _status(port: int, path: str) -> int:
+    try:
+        return get(port, path)[0]
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def _register(port: int) -> str:
@@ -115,9 +132,10 @@ async def _close_code_after_sigterm(port: int, token: str, proc) -> int | None:
         socket.close()
 
 
-def test_sigterm_closes_live_streams_with_going_away(settings, clean, private_redis):
+def test_sigterm_closes_live_streams_with_going_away(settings, clean, private_redis,
+                                                     tmp_path):
     port = free_port()
-    proc = start_web(web_env(settings, REDIS_URL=private_redis.url), port)
+    proc = start_web(web_env(settings, tmp_path, REDIS_URL=private_redis.url), port)
     try:
         assert wait_until(lambda: answers(port)), "ywm web did not start"
         token = _register(port)
