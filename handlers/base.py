@@ -21,19 +21,17 @@ import ujson
 
 import schema
 from db import paging
-from server.platform import ratelimit
-from server.auth.sessions import (CSRF_COOKIE, SESSION_COOKIE, Actor, actor_from_access_token,
-                         actor_from_session, bearer_token, parse_session_cookie)
+from server.auth.authenticate import Credentials, authenticate
+from server.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, Actor, bearer_token
 from server.deps import Deps
-from server.platform.errors import (AppError, CsrfFailed, Forbidden, InvalidJson, MethodNotAllowed,
-                           NotFound, PayloadTooLarge, Unauthorized, Unavailable,
-                           ValidationFailed)
+from server.platform import ratelimit
+from server.platform.errors import (AppError, Forbidden, InvalidJson, MethodNotAllowed, NotFound,
+                                    PayloadTooLarge, Unauthorized, Unavailable, ValidationFailed)
+from server.platform.jsonenc import to_json
 from server.platform.logging import request_id_var
 
 log = logging.getLogger("ywm.http")
 
-UNSAFE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
-API_KEY_PREFIX = "ywm_"
 # A dependency that does not answer: the request is 503 unavailable, not a 500.
 UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                       psycopg2.OperationalError, psycopg2.InterfaceError)
@@ -41,18 +39,67 @@ CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src '
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
-def dumps(value: Any) -> str:
-    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False,
-                       default=_json_default)
+def render_error(handler: tornado.web.RequestHandler, error: AppError) -> None:
+    """The one renderer of the API.md §2 error body, for every handler and the stream."""
+    for name, value in error.headers().items():
+        handler.set_header(name, value)
+    handler.clear_header("Content-Disposition")
+    handler.set_status(error.http_status)
+    handler.set_header("Content-Type", "application/json; charset=UTF-8")
+    handler.finish(to_json(error.to_body()))
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "isoformat"):
-        return value.isoformat().replace("+00:00", "Z")
-    return str(value)
+def as_app_error(status_code: int, exc: BaseException | None) -> AppError:
+    """The API error for what ended a request: an `AppError` as raised, anything else
+    mapped once here (an unexpected exception is a 500 that names nothing inside)."""
+    if isinstance(exc, AppError):
+        return exc
+    if isinstance(exc, paging.InvalidPage):
+        return ValidationFailed.field(exc.field, exc.message)
+    if isinstance(exc, tornado.web.HTTPError) or exc is None:
+        return _from_status(status_code)
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return Unavailable()
+    return AppError()
 
 
-class BaseHandler(tornado.web.RequestHandler):
+def _from_status(status_code: int) -> AppError:
+    if status_code in (403, 404):
+        # Tornado's static file handlers answer 403 for a path outside their root.
+        return NotFound("There is nothing at this path.")
+    if status_code == 405:
+        return MethodNotAllowed()
+    if status_code == 413:
+        return PayloadTooLarge()
+    if status_code == 503:
+        return Unavailable()
+    if 400 <= status_code < 500:  # Tornado's own refusals: a missing argument, a bad range
+        return InvalidJson("The request could not be read.")
+    return AppError()
+
+
+def read_credentials(handler: tornado.web.RequestHandler, stream_ticket: str | None = None
+                     ) -> Credentials:
+    """What the request presented, for `server.auth.authenticate` (REST and the stream)."""
+    cookie = handler.get_signed_cookie(SESSION_COOKIE, min_version=2)
+    headers = handler.request.headers
+    return Credentials(method=handler.request.method or "GET",
+                       bearer=bearer_token(headers), api_key=headers.get("X-API-Key"),
+                       session_cookie=cookie.decode() if cookie is not None else None,
+                       csrf_header=headers.get("X-CSRF-Token", ""),
+                       csrf_cookie=handler.get_cookie(CSRF_COOKIE) or "",
+                       stream_ticket=stream_ticket)
+
+
+class JsonErrors(tornado.web.RequestHandler):
+    """Mixed into every handler (static files too): errors leave as the API.md body."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        render_error(self, as_app_error(status_code, exc_info[1] if exc_info else None))
+
+
+class BaseHandler(JsonErrors):
     """Plumbing shared by JSON and non-JSON handlers (health, docs, static pages)."""
 
     deps: Deps
@@ -82,28 +129,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(dumps(body))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = self._as_app_error(status_code, kwargs.get("exc_info"))
-        for name, value in error.headers().items():
-            self.set_header(name, value)
-        self.clear_header("Content-Disposition")
-        self.set_status(error.http_status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(dumps(error.to_body()))
-
-    def _as_app_error(self, status_code: int, exc_info: Any) -> AppError:
-        exc = exc_info[1] if exc_info else None
-        if isinstance(exc, AppError):
-            return exc
-        if isinstance(exc, paging.InvalidPage):
-            return ValidationFailed.field(exc.field, exc.message)
-        if isinstance(exc, tornado.web.HTTPError) or exc is None:
-            return _from_status(status_code)
-        if isinstance(exc, UNAVAILABLE_ERRORS):
-            return Unavailable()
-        return AppError()
+        self.finish(to_json(body))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, AppError):
@@ -126,20 +152,6 @@ class BaseHandler(tornado.web.RequestHandler):
             "user_id": str(actor.user_id) if actor and actor.user_id else None})
 
 
-def _from_status(status_code: int) -> AppError:
-    if status_code == 404:
-        return NotFound("There is nothing at this path.")
-    if status_code == 405:
-        return MethodNotAllowed()
-    if status_code == 413:
-        return PayloadTooLarge()
-    if status_code == 400:
-        return InvalidJson("The request could not be read.")
-    if status_code == 503:
-        return Unavailable()
-    return AppError()
-
-
 class ApiHandler(BaseHandler):
     """Base for `/api/v1` JSON handlers.
 
@@ -160,40 +172,7 @@ class ApiHandler(BaseHandler):
             await self.apply_rate_limit()
 
     async def authenticate(self) -> Actor:
-        """Bearer JWT, else API key, else the session cookie (with CSRF on unsafe methods)."""
-        token = bearer_token(self.request.headers)
-        api_key = self.request.headers.get("X-API-Key")
-        if api_key or (token and token.startswith(API_KEY_PREFIX)):
-            return await self.authenticate_api_key(api_key or token or "")
-        if token is not None:
-            return await actor_from_access_token(self.deps.redis, self.deps.settings, token)
-        cookie = self.get_signed_cookie(SESSION_COOKIE, min_version=2)
-        if cookie is None:
-            raise Unauthorized()
-        church_id, sid = parse_session_cookie(cookie.decode())
-        actor, csrf = await actor_from_session(self.deps.redis, self.deps.settings,
-                                               church_id, sid)
-        if self.request.method in UNSAFE_METHODS:
-            self.check_csrf(csrf)
-        return actor
-
-    async def authenticate_api_key(self, presented: str) -> Actor:
-        """Extension point for API keys (API.md §8, a later issue).
-
-        That issue replaces this body with a call to its service (look the key up by
-        prefix, compare the keyed hash, return an Actor with `api_key_id`, `scopes` and
-        `rate_limit_per_minute`). Until then no API key is valid.
-        """
-        raise Unauthorized("API keys are not accepted yet.")
-
-    def check_csrf(self, session_csrf: str) -> None:
-        """Double submit: header == cookie == the session's token (API.md §3)."""
-        header = self.request.headers.get("X-CSRF-Token", "")
-        cookie = self.get_cookie(CSRF_COOKIE) or ""
-        if not (header and session_csrf
-                and hmac.compare_digest(header.encode(), cookie.encode())
-                and hmac.compare_digest(header.encode(), session_csrf.encode())):
-            raise CsrfFailed()
+        return await authenticate(self.deps.redis, self.deps.settings, read_credentials(self))
 
     def require_admin_token(self) -> None:
         token = bearer_token(self.request.headers) or ""

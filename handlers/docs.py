@@ -8,15 +8,14 @@ only this page allows. The online validator badge is switched off (it calls out)
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import swagger_ui_bundle
 import tornado.web
 
 import schema
-from handlers.base import BaseHandler, dumps
+from handlers.base import BaseHandler, JsonErrors
 from server.deps import Deps
-from server.platform.errors import AppError, NotFound
+from server.platform.jsonenc import to_json
 
 DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
             "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
@@ -55,7 +54,7 @@ INIT_JS = """window.addEventListener("load", function () {
 
 @functools.cache
 def openapi_json() -> str:
-    return dumps(schema.openapi_document())
+    return to_json(schema.openapi_document())
 
 
 class OpenApiHandler(BaseHandler):
@@ -77,8 +76,9 @@ class DocsInitHandler(BaseHandler):
         self.finish(INIT_JS)
 
 
-class SwaggerStaticHandler(tornado.web.StaticFileHandler):
-    """Swagger UI's own files, straight from the installed package."""
+class SwaggerStaticHandler(JsonErrors, tornado.web.StaticFileHandler):
+    """Swagger UI's own files, straight from the installed package; errors as the API's
+    JSON body, not Tornado's HTML page."""
 
     def initialize(self, deps: Deps) -> None:  # type: ignore[override]
         super().initialize(path=str(swagger_ui_bundle.swagger_ui_path))
@@ -86,10 +86,3 @@ class SwaggerStaticHandler(tornado.web.StaticFileHandler):
     def set_extra_headers(self, path: str) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Security-Policy", DOCS_CSP)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        # The API's JSON error body, not Tornado's HTML page.
-        error = NotFound() if status_code in (403, 404) else AppError()
-        self.set_status(error.http_status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(dumps(error.to_body()))

@@ -13,11 +13,11 @@ from typing import Any
 import tornado.websocket
 import ujson
 
-from handlers.base import dumps
-from server.auth.sessions import (SESSION_COOKIE, Actor, actor_from_access_token, actor_from_session,
-                         bearer_token, parse_session_cookie, redeem_stream_ticket)
+from handlers.base import read_credentials, render_error
+from server.auth.authenticate import authenticate
+from server.auth.sessions import Actor
 from server.deps import Deps
-from server.platform.errors import AppError, Unauthorized, ValidationFailed
+from server.platform.errors import AppError, ValidationFailed
 from server.realtime.hub import CLOSE_INTERNAL, CLOSE_POLICY, StreamClient, hub_for
 
 log = logging.getLogger("ywm.stream")
@@ -56,30 +56,14 @@ class StreamSocketHandler(tornado.websocket.WebSocketHandler):
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
-            self.actor = await self._authenticate()
+            credentials = read_credentials(self, self.get_query_argument("ticket", None))
+            self.actor = await authenticate(self.deps.redis, self.deps.settings, credentials)
             self.last_event_id = _parse_last_event_id(self.get_query_argument(
                 "last_event_id", None))
         except AppError as error:
-            self.set_status(error.http_status)
-            self.set_header("Content-Type", "application/json; charset=UTF-8")
-            self.finish(dumps(error.to_body()))
+            render_error(self, error)
             return
         await super().get(*args, **kwargs)
-
-    async def _authenticate(self) -> Actor:
-        redis, settings = self.deps.redis, self.deps.settings
-        ticket = self.get_query_argument("ticket", None)
-        if ticket is not None:
-            return await redeem_stream_ticket(redis, ticket)
-        token = bearer_token(self.request.headers)
-        if token is not None:
-            return await actor_from_access_token(redis, settings, token)
-        cookie = self.get_signed_cookie(SESSION_COOKIE, min_version=2)
-        if cookie is None:
-            raise Unauthorized("Open the stream with a ticket, a token or the session cookie.")
-        church_id, sid = parse_session_cookie(cookie.decode())
-        actor, _ = await actor_from_session(redis, settings, church_id, sid)
-        return actor
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
         assert self.actor is not None

@@ -17,7 +17,7 @@ from typing import Any
 
 import tornado.web
 
-from handlers.base import CSP, BaseHandler
+from handlers.base import CSP, BaseHandler, JsonErrors
 from server.deps import Deps
 
 STATIC_DIR = pathlib.Path(__file__).parent / "static"
@@ -57,11 +57,12 @@ class AppShellHandler(BaseHandler):
         self.finish(_shell())
 
 
-class StaticAssetHandler(tornado.web.StaticFileHandler):
+class StaticAssetHandler(JsonErrors, tornado.web.StaticFileHandler):
     """`/static/<version>/<path>`: a file of the app, cached long when the version is current.
 
     A request naming an older version (a page loaded before a deploy) still gets the
-    current file, but uncached, so a stale version never gets pinned in a cache.
+    current file, but uncached, so a stale version never gets pinned in a cache. A missing
+    file is the API's JSON 404 body, like every other error.
     """
 
     def initialize(self, deps: Deps) -> None:  # type: ignore[override]
@@ -92,7 +93,3 @@ class StaticAssetHandler(tornado.web.StaticFileHandler):
         if self.absolute_path and self.absolute_path.endswith(".js"):
             return "text/javascript; charset=UTF-8"  # ES modules need a JavaScript type
         return super().get_content_type()
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.set_header("Content-Type", "text/plain; charset=UTF-8")
-        self.finish("Not found." if status_code == 404 else "Error.")

@@ -168,3 +168,35 @@ async def test_internal_error_hides_the_trace_and_logs_it(app, deps, api, caplog
     assert headers["X-Request-ID"] == "boom-1"
     logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
     assert logged and "secret internal detail" in str(logged[0].exc_info[1])
+
+
+def assert_error_body(status, body, want_status, want_code):
+    """The API.md §2 body without the REST-only headers (static files, the stream)."""
+    assert (status, body["error"]["code"]) == (want_status, want_code), body
+    assert body["error"]["message"] and isinstance(body["error"]["details"], list)
+
+
+@pytest.mark.gen_test
+async def test_every_kind_of_handler_renders_the_one_error_body(api):
+    # A missing file of the web app, of the docs, and a refused stream upgrade: each one
+    # gets the same JSON body as REST, from the one renderer in handlers/base.py.
+    assert_error_body(*(await api.get("/static/000000000000/nope.js"))[:2], 404, "not_found")
+    assert_error_body(*(await api.get(f"{API}/docs/static/nope.js"))[:2], 404, "not_found")
+    status, body, headers = await api.get(f"{API}/stream", check_schema=False)
+    assert_error_body(status, body, 401, "unauthorized")
+    assert headers["Content-Type"].startswith("application/json")
+
+
+LIST_ROUTES = ("/members", "/groups", "/messages", "/recurring-messages", "/conversations")
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", LIST_ROUTES)
+@pytest.mark.parametrize("params,field", [({"limit": "0"}, "limit"), ({"limit": "201"}, "limit"),
+                                          ({"cursor": "not-a-cursor"}, "cursor")])
+async def test_every_list_refuses_a_bad_limit_or_cursor_naming_it(api, path, params, field):
+    owner = await register(api)
+    status, body, headers = await api.get(f"{API}{path}", token=owner["access_token"],
+                                          params=params)
+    assert_error(status, body, headers, 422, "validation_failed")
+    assert [d["field"] for d in body["error"]["details"]] == [field]
