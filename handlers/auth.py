@@ -101,17 +101,17 @@ class RefreshHandler(AuthHandler):
 
 class LogoutHandler(AuthHandler):
     async def post(self) -> None:
-        await accounts.logout(self.deps.redis, self.require_actor())
+        await accounts.logout(self.deps.redis, self.require_role("staff"))
         self.clear_session_cookies()
         self.write_no_content()
 
 
 class MeHandler(ApiHandler):
     async def get(self) -> None:
-        self.write_data(await accounts.me(self.deps.db, self.require_actor()))
+        self.write_data(await accounts.me(self.deps.db, self.require_role("staff")))
 
 
 class StreamTicketHandler(ApiHandler):
     async def post(self) -> None:
-        ticket = await auth.issue_stream_ticket(self.deps.redis, self.require_actor())
+        ticket = await auth.issue_stream_ticket(self.deps.redis, self.require_role("staff"))
         self.write_data({"ticket": ticket, "expires_in": auth.STREAM_TICKET_TTL})

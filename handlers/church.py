@@ -7,7 +7,7 @@ from server.services import accounts
 
 class ChurchHandler(ApiHandler):
     async def get(self) -> None:
-        self.write_data(await accounts.get_church(self.deps.db, self.require_actor()))
+        self.write_data(await accounts.get_church(self.deps.db, self.require_role("staff")))
 
     async def patch(self) -> None:
         actor = self.require_role("owner")

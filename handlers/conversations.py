@@ -15,7 +15,7 @@ log = logging.getLogger("ywm.conversations")
 class ConversationListHandler(ApiHandler):
     async def get(self) -> None:
         items, next_cursor = await conversations.list_conversations(
-            self.deps.db, self.deps.settings, self.require_actor(),
+            self.deps.db, self.deps.settings, self.require_role("staff"),
             limit=self.page_limit(), status=self.query_arg("status"),
             unread=self.query_arg("unread"), assigned_to=self.query_arg("assigned_to"),
             cursor=self.query_arg("cursor"))
@@ -25,26 +25,26 @@ class ConversationListHandler(ApiHandler):
 class ConversationHandler(ApiHandler):
     async def get(self, conversation_id: str) -> None:
         self.write_data(await conversations.get_conversation(
-            self.deps.db, self.deps.settings, self.require_actor(), conversation_id))
+            self.deps.db, self.deps.settings, self.require_role("staff"), conversation_id))
 
     async def patch(self, conversation_id: str) -> None:
         patch = self.json_body("ConversationPatch")
         self.write_data(await conversations.update_conversation(
-            self.deps.db, self.deps.redis, self.deps.settings, self.require_actor(),
+            self.deps.db, self.deps.redis, self.deps.settings, self.require_role("staff"),
             conversation_id, patch))
 
 
 class ConversationMessagesHandler(ApiHandler):
     async def get(self, conversation_id: str) -> None:
         items, next_cursor = await conversations.list_messages(
-            self.deps.db, self.require_actor(), conversation_id,
+            self.deps.db, self.require_role("staff"), conversation_id,
             limit=self.page_limit(), cursor=self.query_arg("cursor"))
         self.write_data(items, {"next_cursor": next_cursor})
 
     async def post(self, conversation_id: str) -> None:
         payload = self.json_body("ReplyCreate")
         accepted = await conversations.send_reply(
-            self.deps.db, self.deps.redis, self.deps.settings, self.require_actor(),
+            self.deps.db, self.deps.redis, self.deps.settings, self.require_role("staff"),
             conversation_id, payload, self.request.headers.get("Idempotency-Key"))
         await enqueue_replies(accepted.replies)
         self.write_json(accepted.body, accepted.status)
@@ -53,7 +53,7 @@ class ConversationMessagesHandler(ApiHandler):
 class ConversationReadHandler(ApiHandler):
     async def post(self, conversation_id: str) -> None:
         self.write_data(await conversations.mark_read(
-            self.deps.db, self.deps.redis, self.deps.settings, self.require_actor(),
+            self.deps.db, self.deps.redis, self.deps.settings, self.require_role("staff"),
             conversation_id))
 
 
