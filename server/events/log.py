@@ -13,11 +13,10 @@ import logging
 from typing import Any
 from uuid import UUID
 
-import ujson
-
 from db.engine import Connection
 from db.queries import events as q
 from server.platform import crypto
+from server.platform.jsonenc import iso_time, jsonable, to_json
 from server.platform.redis import events_channel
 from server.platform.settings import Settings
 
@@ -25,21 +24,6 @@ log = logging.getLogger("ywm.events")
 
 EVENT_TYPES = frozenset(("message.received", "message.status", "conversation.updated",
                          "broadcast.progress", "member.opted_out", "member.opted_in"))
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") \
-        else str(value)
-
-
-def _json_default(value: Any) -> Any:
-    return _iso(value) if hasattr(value, "isoformat") else str(value)
-
-
-def jsonable(data: Any) -> Any:
-    """UUIDs and datetimes as strings, so `data` stores in JSONB and equals its replay."""
-    return ujson.loads(ujson.dumps(data, default=_json_default, ensure_ascii=False,
-                                   escape_forward_slashes=False))
 
 
 # Personal fields an event may carry (a conversation summary names the member's phone).
@@ -114,7 +98,9 @@ def event_frame(row: dict[str, Any], settings: Settings | None = None) -> dict[s
     """The API.md §7 frame of one event row (unsealed with `settings`) or append result."""
     data = unseal(settings, row["data"], row["church_id"]) if settings is not None \
         else row["data"]
-    return {"id": str(row["id"]), "type": row["type"], "created_at": _iso(row["created_at"]),
+    created_at = row["created_at"]  # an append result carries it in wire form already
+    return {"id": str(row["id"]), "type": row["type"],
+            "created_at": created_at if isinstance(created_at, str) else iso_time(created_at),
             "data": data}
 
 
@@ -136,12 +122,12 @@ async def append_event(conn: Connection, church_id: UUID | str, type: str,
         stored = data
     event_id = await q.next_event_id(conn, church_id)
     row = await q.insert_event(conn, church_id, event_id, type, stored)
-    return {"id": str(event_id), "type": type, "created_at": _iso(row["created_at"]),
+    return {"id": str(event_id), "type": type, "created_at": iso_time(row["created_at"]),
             "data": data, "church_id": str(church_id)}
 
 
 def encode_event(event: dict[str, Any]) -> str:
-    return ujson.dumps(event, ensure_ascii=False, escape_forward_slashes=False)
+    return to_json(event)
 
 
 async def publish_events(redis: Any, events: list[dict[str, Any]]) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
-import time
 from typing import Any
 
-import ujson
+from server.platform.jsonenc import iso_timestamp, to_json
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None)
@@ -20,8 +19,7 @@ EXTRA_FIELDS = ("method", "path", "status", "duration_ms", "church_id", "user_id
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": iso_timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -35,7 +33,7 @@ class JsonFormatter(logging.Formatter):
                 line[name] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return ujson.dumps(line, ensure_ascii=False, escape_forward_slashes=False)
+        return to_json(line)
 
 
 def configure_logging(level: str = "INFO") -> None:
