@@ -71,14 +71,6 @@ def events_channel(church_id: UUID | str) -> str:
     return church_key(church_id, "events")
 
 
-def metrics_key(process_id: str) -> str:
-    return global_key("metrics", process_id)
-
-
-def metrics_index_key() -> str:
-    return global_key("metrics", "processes")
-
-
 def ping_key(token: str) -> str:
     """Written by the `ops.ping` task (workers/ops.py) to prove a worker runs tasks."""
     return global_key("ops", "ping", token)
