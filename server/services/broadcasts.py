@@ -62,7 +62,7 @@ def _scheduled_at(raw: str | None, now: datetime) -> datetime | None:
     return value if value > now else None
 
 
-def message_view(row: Row, counts: dict[str, int] | None = None) -> dict[str, Any]:
+def broadcast_view(row: Row, counts: dict[str, int] | None = None) -> dict[str, Any]:
     view = {
         "id": str(row["id"]), "status": row["status"], "body": row["body"],
         "number_id": str(row["number_id"]) if row["number_id"] else None,
@@ -133,7 +133,7 @@ def estimated_cost(settings: Settings, segments: int, recipients: int) -> Decima
 
 
 def accepted_body(message: Row) -> dict[str, Any]:
-    view = message_view(message)
+    view = broadcast_view(message)
     return {"data": {k: view[k] for k in ("id", "status", "recipient_count", "segments",
                                           "encoding", "estimated_cost_cents",
                                           "scheduled_at", "created_at")}, "meta": {}}
@@ -194,14 +194,14 @@ async def get_broadcast(db: Database, church_id: UUID, message_id: UUID | None
                         ) -> dict[str, Any]:
     async with db.acquire() as conn:
         row = await access_message(conn, church_id, message_id)
-        return message_view(row, await rq.count_by_status(conn, row))
+        return broadcast_view(row, await rq.count_by_status(conn, row))
 
 
 async def list_broadcasts(db: Database, church_id: UUID, limit: int, cursor: str | None
                           ) -> tuple[list[dict[str, Any]], str | None]:
     async with db.acquire() as conn:
         page = await q.list_messages(conn, church_id, limit, cursor)
-        return ([message_view(r, await rq.count_by_status(conn, r)) for r in page.rows],
+        return ([broadcast_view(r, await rq.count_by_status(conn, r)) for r in page.rows],
                 page.next_cursor)
 
 
@@ -234,7 +234,7 @@ async def cancel(db: Database, church_id: UUID, message_id: UUID | None) -> dict
             raise Conflict(f"This message is already {message['status']}.")
         await rq.cancel_pending(conn, message)
         row = await access_message(conn, church_id, message_id)
-        return message_view(row, await rq.count_by_status(conn, row))
+        return broadcast_view(row, await rq.count_by_status(conn, row))
 
 
 async def start_due_scheduled(db: Database, limit: int = 100) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from server.auth.sessions import Actor
 from server.platform.errors import Conflict, NotFound, RecipientOptedOut, ValidationFailed
 from server.events.log import append_event, publish_events
 from server.sms.segments import segment_info
-from server.services.inbound import conversation_view, message_view
+from server.services.inbound import conversation_message_view, conversation_view
 from server.platform.ids import parse_uuid
 from server.platform.jsonenc import iso_time
 from server.platform.settings import Settings
@@ -142,7 +142,7 @@ async def list_messages(db: Database, actor: Actor, conversation_id: str, *, lim
         row = await access_conversation(conn, actor, conversation_id)
         page = await q.list_messages(conn, actor.church_id, row["id"], limit=limit,
                                      cursor=cursor)
-    return [message_view(r) for r in reversed(page.rows)], page.next_cursor
+    return [conversation_message_view(r) for r in reversed(page.rows)], page.next_cursor
 
 
 def reply_hash(conversation_id: str, payload: dict[str, Any]) -> bytes:
@@ -167,7 +167,8 @@ async def _send_reply(db: Database, redis: aioredis.Redis, settings: Settings, a
             raise RecipientOptedOut("This member has opted out of texts; they cannot be "
                                     "sent a reply until they text START.")
         message, event, handoff = await _write_reply(conn, settings, actor, row, body)
-        accepted = Accepted(202, {"data": message_view(message), "meta": {}}, [handoff])
+        accepted = Accepted(202, {"data": conversation_message_view(message), "meta": {}},
+                            [handoff])
         if idempotency_key and not await idempotency_q.put_idempotent(
                 conn, actor.church_id, IDEMPOTENCY_SCOPE, idempotency_key, digest, 202,
                 ujson.dumps(accepted.body)):
@@ -214,7 +215,7 @@ async def _write_reply(conn: Connection, settings: Settings, actor: Actor,
     # The reply is a new message of the thread: same event as an inbound text, so every
     # open screen adds it (message + conversation summary, API.md §7).
     event = await append_event(conn, actor.church_id, "message.received", {
-        "message": message_view(message), "conversation": conversation}, settings)
+        "message": conversation_message_view(message), "conversation": conversation}, settings)
     handoff = {"church_id": str(actor.church_id), "conversation_message_id": str(message["id"]),
                "created_at": iso_time(message["created_at"]),
                "conversation_id": str(row["id"]), "member_id": str(row["member_id"]),

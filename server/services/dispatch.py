@@ -39,7 +39,7 @@ from server.platform.redis import (broadcast_progress_key, broadcast_progress_tr
                           dispatch_heartbeat_key)
 from server.sms.segments import segment_info
 from server.services import members
-from server.services.broadcasts import message_view
+from server.services.broadcasts import broadcast_view
 from server.sms.throttle import NumberThrottle
 
 log = logging.getLogger("ywm.dispatch")
@@ -335,7 +335,7 @@ async def _publish_progress(deps: Deps, church_id: UUID, message_id: UUID) -> No
         row = await bq.get_message(conn, church_id, message_id)
         if row is None:
             return
-        counts = message_view(row, await rq.count_by_status(conn, row))["counts"]
+        counts = broadcast_view(row, await rq.count_by_status(conn, row))["counts"]
         event = await append_event(conn, church_id, "broadcast.progress", {
             "id": str(message_id), "counts": counts, "status": row["status"]})
     await publish_events(deps.redis, [event])

@@ -82,7 +82,7 @@ class InboundResult:
     broadcasts: set[tuple[str, str]] = field(default_factory=set)
 
 
-def message_view(row: dict[str, Any]) -> dict[str, Any]:
+def conversation_message_view(row: dict[str, Any]) -> dict[str, Any]:
     """API.md §6 conversation message."""
     return {"id": str(row["id"]), "conversation_id": str(row["conversation_id"]),
             "direction": row["direction"], "body": row["body"],
@@ -136,7 +136,7 @@ async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings
             conn, church["id"], member_id, number["id"], text.body, list(text.media_urls),
             text.provider, text.message_id, max(1, segment_info(text.body).segments))
         result.events.append(await append_event(conn, church["id"], "message.received", {
-            "message": message_view(message),
+            "message": conversation_message_view(message),
             "conversation": conversation_view(conversation, member)}, settings))
         consent = await optout.apply_keyword(conn, church, number, member_id, text.body,
                                              carrier_replied=text.carrier_replied)
