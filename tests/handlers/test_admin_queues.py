@@ -2,6 +2,7 @@
 letters and requeue; tenant credentials never open these routes."""
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 from typing import Any
@@ -49,12 +50,27 @@ async def test_queues_dead_letters_and_requeue(api: Any, deps: Any, test_queue: 
         status, _, _ = await api.get(API + path, token=tenant)
         assert status == 401
     api.token = deps.settings.admin_token
+    # In the schedule, as a consumer puts them there: one delayed task, and one lane
+    # waiting for its retry (as Huey re-schedules a failed run: one retry spent).
+    from workers import ops
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    delayed = ops.ping.s("later")
+    retry = sends.dispatch_lane.s(str(church.id), message_id)
+    retry.retries -= 1
+    for task in (delayed, retry):
+        task.eta = later
+        test_queue.add_schedule(task)
     status, body, _ = await api.get(f"{API}/admin/queues")
     assert status == 200, body
-    lanes = [t for t in body["data"]["tasks"] if t["name"].endswith("sends.dispatch_lane")]
-    assert lanes and lanes[0]["pending"] == 2
+    tasks = {t["name"]: t for t in body["data"]["tasks"]}
+    counts = ("pending", "scheduled", "in_flight", "retrying", "processed", "failed")
+    expected = {"sends.dispatch_lane": (2, 1, 0, 1, 0, 0), "ops.ping": (0, 1, 0, 0, 0, 0)}
+    assert set(expected) <= set(tasks)
+    for name, task in tasks.items():  # every other task: all zero
+        assert tuple(task[c] for c in counts) == expected.get(name, (0,) * len(counts)), task
     assert body["data"]["outbox"] == {"queued": 2, "sending": 0, "retrying": 0,
                                       "dead_lettered": 1}
+    assert body["data"]["dead_letters"] == {"broadcast_recipient": 1}
     status, body, _ = await api.get(f"{API}/admin/dead-letters")
     assert status == 200 and [d["id"] for d in body["data"]] == [dead_id]
     assert body["data"][0]["ref"]["member_id"] == str(church.member_ids[0])
@@ -64,6 +80,14 @@ async def test_queues_dead_letters_and_requeue(api: Any, deps: Any, test_queue: 
                              "member_id = %s", (church.member_ids[0],))
     assert row == [("retrying", 0)]
     assert test_queue.pending_count() == 2 + deps.settings.send_lanes
+    # The counts follow: one recipient retrying, no dead letter left, the new lanes queued.
+    status, body, _ = await api.get(f"{API}/admin/queues")
+    assert body["data"]["outbox"] == {"queued": 2, "sending": 0, "retrying": 1,
+                                      "dead_lettered": 0}
+    assert body["data"]["dead_letters"] == {}
+    lane = next(t for t in body["data"]["tasks"] if t["name"] == "sends.dispatch_lane")
+    assert (lane["pending"], lane["scheduled"], lane["retrying"]) == (
+        2 + deps.settings.send_lanes, 1, 1)
     status, body, _ = await api.post(f"{API}/admin/dead-letters/{dead_id}/requeue")
     assert status == 409
     status, _, _ = await api.post(f"{API}/admin/dead-letters/{uuid.uuid4()}/requeue")

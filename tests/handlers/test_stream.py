@@ -11,7 +11,7 @@ import tornado.websocket
 from db.queries import events as q
 from server.realtime import hub as realtime
 from server.events.log import publish_events
-from server.platform.redis import events_channel
+from server.platform.redis import events_channel, stream_ticket_key
 from tests.factories import register
 from tests.stream_client import (assert_silent, close_sockets, commit_events, connect,
                                  open_stream, read_frame, read_frames, stream_url,
@@ -153,9 +153,22 @@ async def test_bad_credentials_are_refused_before_upgrade(api: Any, base_url: st
     ws = await connect(stream_url(base_url, ticket=ticket))
     ws.close()
     assert await _refused(stream_url(base_url, ticket=ticket)) == 401  # single use
+    # A ticket lives 30 s (API.md §7) in Redis. Its expiry is real Redis expiry, brought
+    # forward with PEXPIRE; the session stays alive, so only the expiry can refuse it.
     expired = await ticket_for(api, owner["access_token"])
-    await deps.redis.flushdb()  # the ticket's TTL ran out (and the session with it)
+    ticket_key = stream_ticket_key(owner["church_id"], expired)
+    assert 25_000 < await deps.redis.pttl(ticket_key) <= 30_000
+    assert await deps.redis.pexpire(ticket_key, 1)
+    for _ in range(200):
+        if not await deps.redis.exists(ticket_key):
+            break
+        await asyncio.sleep(0.01)
+    assert not await deps.redis.exists(ticket_key)
     assert await _refused(stream_url(base_url, ticket=expired)) == 401
+    fresh = await connect(stream_url(base_url, ticket=await ticket_for(api,
+                                                                      owner["access_token"])))
+    assert (await read_frame(fresh))["type"] == "hello"
+    fresh.close()
     assert await _refused(stream_url(base_url), {"Authorization": "Bearer nope"}) == 401
 
 
