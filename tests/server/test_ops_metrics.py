@@ -46,7 +46,8 @@ async def test_metrics_count_requests_of_this_process(api, deps):
     assert _value(text, MISSING) - _maybe(before, MISSING) == 1
     assert _value(text, INF) - _maybe(before, INF) == 4
     assert _value(text, COUNT) - _maybe(before, COUNT) == 4
-    assert _value(text, "ywm_http_requests_in_flight") == 1  # this very request
+    in_flight = "ywm_http_requests_in_flight"
+    assert _value(text, in_flight) - _maybe(before, in_flight) == 1  # this very request
     assert _value(text, "ywm_web_processes") == 1
     assert "# TYPE ywm_http_request_duration_seconds histogram" in text
     buckets = re.findall(r'^ywm_http_request_duration_seconds_bucket\{le="([^"]+)"\}', text,
