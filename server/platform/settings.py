@@ -80,6 +80,12 @@ def _mode(name: str, raw: str) -> str:
     return raw
 
 
+def _password_profile(name: str, raw: str) -> str:
+    if raw not in ("rfc9106", "test"):
+        raise SettingsError(f"{name} must be rfc9106 or test, got {raw!r}")
+    return raw
+
+
 Cast = Callable[[str, str], Any]
 # The cast for each field type; a field of another type must name its own cast.
 CASTS: dict[Any, Cast] = {str: _text, int: _int, float: _positive, bool: _bool,
@@ -162,6 +168,17 @@ class Settings:
     # (1/0.9 - 1 s) before any one-second window at the carrier goes over the MPS.
     throttle_headroom: float = setting("YWM_THROTTLE_HEADROOM", 0.9)
     reconcile_interval_seconds: float = setting("YWM_RECONCILE_INTERVAL_SECONDS", 15.0)
+    # Password hashing strength, a profile of server/auth/passwords.py: "rfc9106" (argon2id,
+    # 64 MiB, t=3, p=4), always in production; "test" (cheapest argon2id) for test runs.
+    password_hash_profile: str = setting("YWM_PASSWORD_HASH_PROFILE", "rfc9106",
+                                         cast=_password_profile)
+    # Per-account login back-off (server/auth/login_backoff.py): this many failures on one
+    # email are free, then each further one locks the email for base * 2**(n - free - 1)
+    # seconds, at most the cap (15 min); failures are forgotten after an hour of quiet.
+    login_free_failures: int = setting("YWM_LOGIN_FREE_FAILURES", 5)
+    login_backoff_base_seconds: float = setting("YWM_LOGIN_BACKOFF_BASE_SECONDS", 1.0)
+    login_backoff_max_seconds: float = setting("YWM_LOGIN_BACKOFF_MAX_SECONDS", 900.0)
+    login_failure_window_seconds: int = setting("YWM_LOGIN_FAILURE_WINDOW_SECONDS", 3600)
 
     @property
     def production(self) -> bool:
@@ -192,6 +209,8 @@ class Settings:
         for var, attr in (("YWM_SECRET_KEY", "secret_key"), ("YWM_HASH_KEY", "hash_key")):
             if len(getattr(settings, attr).encode()) < 32:
                 raise SettingsError(f"{var} must be at least 32 bytes")
+        if settings.production and settings.password_hash_profile != "rfc9106":
+            raise SettingsError("YWM_PASSWORD_HASH_PROFILE must be rfc9106 in production")
         return settings
 
 
