@@ -90,6 +90,9 @@ def settings(database_url: str, redis_url: str, metrics_dir: str) -> Settings:
         "YWM_ENV": "test", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
         "YWM_QUEUE_NAME": f"ywm-test-{os.getpid()}", "YWM_WEBHOOK_ALLOW_PRIVATE": "true",
         "YWM_LOG_LEVEL": "WARNING", "YWM_METRICS_DIR": metrics_dir,
+        # Hundreds of sign-ins per run: the cheapest argon2id here; the production
+        # strength has its own tests (tests/services/test_passwords.py).
+        "YWM_PASSWORD_HASH_PROFILE": "test",
     })
     queue.configure(value)  # as `ywm` does: the run's one Settings, handed to Huey
     return value
