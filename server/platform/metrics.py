@@ -66,32 +66,37 @@ class _Instruments:
             return found
 
     def collectors(self) -> list[Any]:
-        return [self.requests, self.duration, self.in_flight, self.processes,
-                *self.custom.values()]
+        with self.lock:
+            custom = list(self.custom.values())
+        return [self.requests, self.duration, self.in_flight, self.processes, *custom]
 
 
 _instruments: _Instruments | None = None
+# Huey's worker threads open their Deps at the same moment: one set of series per process.
+_open_lock = threading.Lock()
 
 
 def open_metrics(settings: Settings) -> "Metrics":
     """Metrics for a new Deps; the process's first call picks the box directory."""
     global _instruments
-    if _instruments is None:
-        os.makedirs(settings.metrics_directory, exist_ok=True)
-        export_for_libraries(settings)
-        if not getattr(values.ValueClass, "_multiprocess", False):
-            # prometheus_client picked its value class from the environment at import,
-            # before the line above could set the directory.
-            values.ValueClass = values.MultiProcessValue()
-        _instruments = _Instruments(settings.metrics_directory)
-    return Metrics(_instruments)
+    with _open_lock:
+        if _instruments is None:
+            os.makedirs(settings.metrics_directory, exist_ok=True)
+            export_for_libraries(settings)
+            if not getattr(values.ValueClass, "_multiprocess", False):
+                # prometheus_client picked its value class from the environment at
+                # import, before the line above could set the directory.
+                values.ValueClass = values.MultiProcessValue()
+            _instruments = _Instruments(settings.metrics_directory)
+        return Metrics(_instruments)
 
 
 def close_metrics() -> None:
     """Close this process's metric files (tests; a process that exits needs not)."""
     global _instruments
-    values.close_all_multiprocess_files()
-    _instruments = None
+    with _open_lock:
+        values.close_all_multiprocess_files()
+        _instruments = None
 
 
 def describe(name: str, kind: str, help_text: str) -> None:
