@@ -27,9 +27,8 @@ class AdminDeadLettersHandler(ApiHandler):
     rate_limit = None
 
     async def get(self) -> None:
-        items, next_cursor = await queue_admin.list_dead_letters(
-            self.deps.db, self.page_limit(), self.query_arg("cursor"))
-        self.write_data(items, {"next_cursor": next_cursor})
+        self.write_page(*await queue_admin.list_dead_letters(
+            self.deps.db, self.page_limit(), self.page_cursor()))
 
 
 class AdminDeadLetterRequeueHandler(ApiHandler):

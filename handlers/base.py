@@ -229,8 +229,16 @@ class ApiHandler(BaseHandler):
         return self.get_query_argument(name, default)
 
     def page_limit(self) -> int:
-        """`?limit=` of a list (API.md §2); `?cursor=` goes to the query as it came."""
+        """`?limit=` of a list (API.md §2)."""
         return paging.parse_limit(self.query_arg("limit"))
+
+    def page_cursor(self) -> str | None:
+        """`?cursor=` of a list, opaque here: the list's query reads it (db/paging.py)."""
+        return self.query_arg("cursor")
+
+    def write_page(self, items: list[Any], next_cursor: str | None) -> None:
+        """A list's body: the items and `meta.next_cursor` (None on the last page)."""
+        self.write_data(items, {"next_cursor": next_cursor})
 
     def write_data(self, data: Any, meta: dict[str, Any] | None = None,
                    status: int = 200) -> None:

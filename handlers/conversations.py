@@ -14,12 +14,11 @@ log = logging.getLogger("ywm.conversations")
 
 class ConversationListHandler(ApiHandler):
     async def get(self) -> None:
-        items, next_cursor = await conversations.list_conversations(
+        self.write_page(*await conversations.list_conversations(
             self.deps.db, self.deps.settings, self.require_role("staff"),
             limit=self.page_limit(), status=self.query_arg("status"),
             unread=self.query_arg("unread"), assigned_to=self.query_arg("assigned_to"),
-            cursor=self.query_arg("cursor"))
-        self.write_data(items, {"next_cursor": next_cursor})
+            cursor=self.page_cursor()))
 
 
 class ConversationHandler(ApiHandler):
@@ -36,10 +35,9 @@ class ConversationHandler(ApiHandler):
 
 class ConversationMessagesHandler(ApiHandler):
     async def get(self, conversation_id: str) -> None:
-        items, next_cursor = await conversations.list_messages(
+        self.write_page(*await conversations.list_messages(
             self.deps.db, self.require_role("staff"), conversation_id,
-            limit=self.page_limit(), cursor=self.query_arg("cursor"))
-        self.write_data(items, {"next_cursor": next_cursor})
+            limit=self.page_limit(), cursor=self.page_cursor()))
 
     async def post(self, conversation_id: str) -> None:
         payload = self.json_body("ReplyCreate")

@@ -9,10 +9,9 @@ from server.services import groups
 class GroupsHandler(ApiHandler):
     async def get(self) -> None:
         actor = self.require_role("staff")
-        items, next_cursor = await groups.list_groups(
+        self.write_page(*await groups.list_groups(
             self.deps.db, actor.church_id, self.page_limit(),
-            self.query_arg("cursor"))
-        self.write_data(items, {"next_cursor": next_cursor})
+            self.page_cursor()))
 
     async def post(self) -> None:
         actor = self.require_role("admin")
@@ -44,11 +43,10 @@ class GroupHandler(ApiHandler):
 class GroupMembersHandler(ApiHandler):
     async def get(self, group_id: str) -> None:
         actor = self.require_role("staff")
-        items, next_cursor = await groups.list_group_members(
+        self.write_page(*await groups.list_group_members(
             self.deps.db, self.deps.redis, self.deps.settings, actor.church_id,
             parse_uuid(group_id), self.page_limit(),
-            self.query_arg("cursor"))
-        self.write_data(items, {"next_cursor": next_cursor})
+            self.page_cursor()))
 
     async def post(self, group_id: str) -> None:
         await self._change(group_id, add=True)

@@ -23,10 +23,9 @@ RECIPIENT_STATUSES = frozenset(("queued", "sending", "retrying", "sent", "delive
 class MessagesHandler(ApiHandler):
     async def get(self) -> None:
         actor = self.require_role("staff")
-        items, next_cursor = await broadcasts.list_broadcasts(
+        self.write_page(*await broadcasts.list_broadcasts(
             self.deps.db, actor.church_id, self.page_limit(),
-            self.query_arg("cursor"))
-        self.write_data(items, {"next_cursor": next_cursor})
+            self.page_cursor()))
 
     async def post(self) -> None:
         actor = self.require_role("admin")
@@ -55,10 +54,9 @@ class MessageRecipientsHandler(ApiHandler):
         status = self.query_arg("status") or None
         if status is not None and status not in RECIPIENT_STATUSES:
             raise ValidationFailed.field("status", "Unknown recipient status.")
-        items, next_cursor = await broadcasts.list_recipients(
+        self.write_page(*await broadcasts.list_recipients(
             self.deps.db, self.deps.settings, actor.church_id, parse_uuid(message_id),
-            status, self.page_limit(), self.query_arg("cursor"))
-        self.write_data(items, {"next_cursor": next_cursor})
+            status, self.page_limit(), self.page_cursor()))
 
 
 class MessageCancelHandler(ApiHandler):

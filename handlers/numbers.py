@@ -10,7 +10,7 @@ class NumbersHandler(ApiHandler):
     async def get(self) -> None:
         actor = self.require_role("staff")
         items = await numbers.list_numbers(self.deps.db, actor.church_id)
-        self.write_data(items, {"next_cursor": None})
+        self.write_page(items, None)
 
     async def post(self) -> None:
         actor = self.require_role("owner")

@@ -9,10 +9,9 @@ from server.services import recurring
 class RecurringListHandler(ApiHandler):
     async def get(self) -> None:
         actor = self.require_role("staff")
-        items, next_cursor = await recurring.list_all(
+        self.write_page(*await recurring.list_all(
             self.deps.db, actor.church_id, self.page_limit(),
-            self.query_arg("cursor"))
-        self.write_data(items, {"next_cursor": next_cursor})
+            self.page_cursor()))
 
     async def post(self) -> None:
         actor = self.require_role("admin")

@@ -20,7 +20,7 @@ class UsersHandler(ApiHandler):
     async def get(self) -> None:
         actor = self.require_role("owner")
         users = await accounts.list_users(self.deps.db, actor)
-        self.write_data(users, {"next_cursor": None})
+        self.write_page(users, None)
 
     async def post(self) -> None:
         actor = self.require_role("owner")
