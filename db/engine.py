@@ -2,6 +2,11 @@
 
 Queries in `db/queries/` take a `Connection` first and run SQLAlchemy Core statements
 through `db.sql.to_sql`. Rows come back as plain dicts (RealDictCursor).
+
+The connection keeps no session state, so it works behind PgBouncer in transaction mode
+(docs/decisions.md, "Settings per transaction"): the statement timeout and UTC are set with
+`SET LOCAL` in every transaction, never at connect time (PgBouncer refuses libpq `options`,
+and a session `SET` would stay on a server connection that other clients then share).
 """
 from __future__ import annotations
 
@@ -20,6 +25,12 @@ Row = dict[str, Any]
 # A statement that runs longer than this is cancelled by PostgreSQL itself; aiopg's client
 # timeout alone would leave it running on the server (LIBRARIES.md §2).
 STATEMENT_TIMEOUT_MS = 15_000
+# Sent in the same message as BEGIN, or ahead of a statement run outside `transaction()`:
+# PostgreSQL runs a multi-statement message as one implicit transaction, so SET LOCAL
+# covers that statement and costs no extra round trip.
+LOCAL_SETTINGS = (f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}; "
+                  "SET LOCAL timezone = 'UTC'")
+BEGIN = f"BEGIN; {LOCAL_SETTINGS}"
 
 
 class Connection:
@@ -35,6 +46,8 @@ class Connection:
             sql, values = stmt, dict(params or {})
         else:
             sql, values = to_sql(stmt, params)
+        if not self._in_transaction:
+            sql = f"{LOCAL_SETTINGS}; {sql}"
         cur = await self.raw.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
         await cur.execute(sql, values)
         return cur
@@ -77,8 +90,14 @@ class Connection:
         cur = await self.raw.cursor()
         self._in_transaction = True
         try:
-            async with cur.begin():
+            await cur.execute(BEGIN)
+            try:
                 yield self
+            except BaseException:
+                if not cur.closed:  # as aiopg's own Transaction: a cancelled query closes it
+                    await cur.execute("ROLLBACK")
+                raise
+            await cur.execute("COMMIT")
         finally:
             self._in_transaction = False
             cur.close()
@@ -92,9 +111,8 @@ class Database:
 
     @classmethod
     async def connect(cls, dsn: str, minsize: int = 1, maxsize: int = 10) -> "Database":
-        pool = await aiopg.create_pool(
-            dsn, minsize=minsize, maxsize=maxsize, timeout=30,
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c timezone=UTC")
+        # No `options=`: see the module docstring.
+        pool = await aiopg.create_pool(dsn, minsize=minsize, maxsize=maxsize, timeout=30)
         return cls(pool)
 
     @contextlib.asynccontextmanager

@@ -24,6 +24,7 @@ from db.tables import PARTITIONED_TABLES
 log = logging.getLogger("ywm.partitions")
 
 MONTHS_AHEAD = 3  # upkeep runs daily; three months leaves ample time to notice a failure
+LOCK_TIMEOUT_MS = 5_000  # give up (and retry tomorrow) rather than stall live writes
 
 
 def partition_name(table: str, month: dt.date) -> str:
@@ -108,9 +109,12 @@ def ensure_partitions(database_url: str, today: dt.date | None = None,
     """Connect, create what is missing in one transaction, and return the names created."""
     engine = sa.create_engine(
         database_url.replace("postgresql://", "postgresql+psycopg2://", 1),
-        poolclass=sa.pool.NullPool, connect_args={"options": "-c lock_timeout=5000"})
+        poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
+            # The periodic upkeep runs through PgBouncer: transaction-scoped settings and
+            # lock only (no libpq `options`, no session state).
+            conn.execute(sa.text(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}"))
             # Two upkeep runs at once would race on CREATE TABLE; serialise them.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('ywm_partitions'))"))
             created = ensure_partitions_on(conn, today, months_ahead)

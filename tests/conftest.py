@@ -48,8 +48,10 @@ def database_url() -> Iterator[str]:
         cur.execute(f'CREATE DATABASE "{name}"')
     url = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
     from db.migrate import upgrade
-    upgrade(url)
-    yield url
+    from tests.pgbouncer import served
+    upgrade(url)  # migrations connect directly, as `ywm migrate` does
+    with served(url) as served_url:  # YWM_TEST_THROUGH_PGBOUNCER=1: through PgBouncer
+        yield served_url
     with conn.cursor() as cur:
         cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))

@@ -3,6 +3,9 @@
 - `statement_timeout`/`lock_timeout` make a migration that waits behind live traffic fail
   fast instead of queueing every request behind its ACCESS EXCLUSIVE lock.
 - A session advisory lock serialises concurrent `ywm migrate` runs (several boxes starting).
+  Both it and the session settings need a connection of our own: `ywm migrate` connects
+  with YWM_MIGRATE_DATABASE_URL, straight to PostgreSQL, never through PgBouncer.
+  The settings are `SET` after connecting, not libpq `options` (PgBouncer refuses those).
 - One transaction per migration, so a failure leaves the database at the last good revision.
 - Monthly partitions (`messages_y2026m11`, `events_default`, ...) are made by db/partitions.py,
   not by migrations: autogenerate and `alembic check` must not see them.
@@ -62,11 +65,11 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = sa.create_engine(
-        _url(), poolclass=sa.pool.NullPool,
-        connect_args={"options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS} "
-                                 f"-c lock_timeout={LOCK_TIMEOUT_MS} -c timezone=UTC"})
+    engine = sa.create_engine(_url(), poolclass=sa.pool.NullPool)
     with engine.connect() as connection:
+        connection.execute(sa.text(
+            f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}; "
+            f"SET lock_timeout = {LOCK_TIMEOUT_MS}; SET timezone = 'UTC'"))
         # Session-level lock, taken and committed before alembic starts its own
         # per-migration transactions.
         connection.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": ADVISORY_LOCK_ID})
@@ -77,10 +80,16 @@ def run_migrations_online() -> None:
                 context.run_migrations()
         finally:
             connection.rollback()
-            connection.execute(sa.text("SELECT pg_advisory_unlock(:id)"),
-                               {"id": ADVISORY_LOCK_ID})
+            released = connection.execute(sa.text("SELECT pg_advisory_unlock(:id)"),
+                                          {"id": ADVISORY_LOCK_ID}).scalar()
             connection.commit()
     engine.dispose()
+    if not released:
+        # Only a pooler between us and PostgreSQL moves a session to another backend; the
+        # lock now sits on a server connection it shares, and the next migrate would wait.
+        raise RuntimeError("the migration lock was held by another backend than ours: "
+                           "YWM_MIGRATE_DATABASE_URL must point at PostgreSQL itself, "
+                           "not at PgBouncer")
 
 
 if context.is_offline_mode():
