@@ -55,6 +55,8 @@ class _Instruments:
         self.processes = Gauge(PROCESSES, "Web processes running on this box.",
                                registry=None, multiprocess_mode="livesum")
         self.custom: dict[str, Counter] = {}
+        # (method, status) -> its child series: `labels()` costs as much as the write.
+        self.answered: dict[tuple[str, int], Any] = {}
         self.lock = threading.Lock()  # worker threads may create a custom counter at once
 
     def counter(self, name: str, labelnames: tuple[str, ...]) -> Counter:
@@ -130,7 +132,11 @@ class Metrics:
         self.in_flight = max(0, self.in_flight - 1)
         if self._instruments is not None:
             self._instruments.in_flight.dec()
-            self._instruments.requests.labels(method=method, status=str(status)).inc()
+            series = self._instruments.answered.get((method, status))
+            if series is None:
+                series = self._instruments.answered[(method, status)] = \
+                    self._instruments.requests.labels(method=method, status=str(status))
+            series.inc()
             self._instruments.duration.observe(duration_ms / 1000.0)
 
     def inc(self, name: str, value: float = 1, **labels: Any) -> None:
