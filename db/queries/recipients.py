@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from db.engine import Connection, Row
 from db.paging import IdAscending, Page, fetch_page
+from db.queries.leases import take_lease
 from db.tables import message_recipients
 
 R = message_recipients.c
@@ -33,9 +34,7 @@ WITH picked AS (
    LIMIT :limit
    FOR UPDATE SKIP LOCKED)
 UPDATE message_recipients r
-   SET status = 'sending', attempts = r.attempts + 1,
-       lease_expires_at = now() + make_interval(secs => :lease),
-       next_attempt_at = now() + make_interval(secs => :lease), updated_at = now()
+   SET """ + take_lease("r") + """
   FROM picked
  WHERE r.church_id = :church_id AND r.message_id = :message_id
    AND r.created_at = :created_at AND r.member_id = picked.member_id

@@ -1,6 +1,6 @@
 """SQL for sending conversation replies (`conversation_messages`, outbound, `queued`).
 
-Same lease discipline as broadcast recipients: claimed rows are `sending` with
+Same lease as broadcast recipients (db/queries/leases.py): claimed rows are `sending` with
 `next_attempt_at` = lease expiry, so a killed worker's reply becomes due again. The claim
 returns what the send needs: the member's encrypted phone (from the conversation's
 member), the sending number, and whether the member has opted out since.
@@ -21,6 +21,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from db.engine import Connection, Row
+from db.queries.leases import take_lease
 
 _RETURNING = """
 RETURNING cm.church_id, cm.id, cm.created_at, cm.conversation_id, cm.body, cm.attempts,
@@ -49,9 +50,7 @@ WITH picked AS (
    ORDER BY next_attempt_at LIMIT :limit
    FOR UPDATE SKIP LOCKED)
 UPDATE conversation_messages cm
-   SET status = 'sending', attempts = cm.attempts + 1,
-       lease_expires_at = now() + make_interval(secs => :lease),
-       next_attempt_at = now() + make_interval(secs => :lease), updated_at = now()
+   SET """ + take_lease("cm") + """
   FROM picked
  WHERE cm.church_id = picked.church_id AND cm.id = picked.id
    AND cm.created_at = picked.created_at
