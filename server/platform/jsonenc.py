@@ -6,7 +6,7 @@ everywhere: UTC times end in `Z` (API.md §2 examples), never `+00:00`.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timezone
 from typing import Any, overload
 
 import ujson
@@ -34,9 +34,11 @@ def iso_timestamp(epoch_seconds: float) -> str:
 
 
 def _default(value: Any) -> Any:
-    # datetimes and dates read as RFC 3339; UUIDs, Decimals and the rest as their str().
-    if hasattr(value, "isoformat"):
-        return value.isoformat().replace("+00:00", "Z")
+    # Times as RFC 3339; UUIDs, Decimals and the rest as their str().
+    if isinstance(value, datetime):
+        return iso_time(value)
+    if isinstance(value, (date, time)):
+        return value.isoformat()
     return str(value)
 
 
