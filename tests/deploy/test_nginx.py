@@ -9,6 +9,7 @@ import asyncio
 import gzip
 import pathlib
 import re
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -52,6 +53,7 @@ def boxes(settings: Any) -> Iterator[list[WebBox]]:
     finally:
         for box in pair:
             box.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
