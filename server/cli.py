@@ -21,16 +21,17 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from db.migrate import ensure_database, upgrade
+    url = settings.migrate_database_url or settings.database_url  # never through PgBouncer
     if not settings.production:  # production databases are provisioned, not guessed
-        ensure_database(settings.database_url)
-    created = upgrade(settings.database_url)
+        ensure_database(url)
+    created = upgrade(url)
     print(f"ywm migrate: schema at head; {len(created)} partitions created")
     return 0
 
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:
     from db.migrate import run_alembic
-    return run_alembic(settings.database_url, args.alembic_args)
+    return run_alembic(settings.migrate_database_url or settings.database_url, args.alembic_args)
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

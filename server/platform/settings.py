@@ -107,6 +107,9 @@ class Settings:
     database_url: str = setting("DATABASE_URL",
                                 "postgresql://postgres@127.0.0.1:5432/ywmessaging")
     database_replica_urls: tuple[str, ...] = setting("DATABASE_REPLICA_URLS", ())
+    # `ywm migrate`/`ywm db`: PostgreSQL itself, not PgBouncer (migrations hold a session
+    # advisory lock). Empty: DATABASE_URL, for a box without a pooler.
+    migrate_database_url: str = setting("YWM_MIGRATE_DATABASE_URL", "")
     redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0")
     secret_key: str = setting("YWM_SECRET_KEY", DEV_SECRET_KEY, secret=True)
     field_keys: str = setting("YWM_FIELD_KEYS", DEV_FIELD_KEYS, secret=True)

@@ -8,8 +8,11 @@ statement timeout and UTC in every transaction without relying on, or leaving, a
 """
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import subprocess
+import sys
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
@@ -134,6 +137,22 @@ def test_upkeep_creates_partitions_through_pgbouncer(pooled_url: str) -> None:
     from db.partitions import ensure_partitions
     assert ensure_partitions(pooled_url) == []  # migrate made them; the run is what counts
     assert _show(pooled_url, "lock_timeout") == "0"  # its SET LOCAL ended with it
+
+
+def test_ywm_migrate_connects_with_the_migrate_url(scratch_url: str) -> None:
+    """Behind PgBouncer, DATABASE_URL names the pooler; `ywm migrate` must not use it."""
+    env = dict(os.environ, YWM_ENV="test", YWM_MIGRATE_DATABASE_URL=scratch_url,
+               DATABASE_URL="postgresql://postgres@127.0.0.1:1/no_pooler_here")
+    done = subprocess.run([sys.executable, "-m", "server", "migrate"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    conn = _autocommit(scratch_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM alembic_version")
+            assert cur.fetchone()[0] == 1
+    finally:
+        conn.close()
 
 
 def _python_files() -> Iterator[pathlib.Path]:
