@@ -1,21 +1,78 @@
-"""Carrier clients: one module per carrier, built by `client_for(provider, settings)`."""
+"""The carriers: one module per carrier owns its whole protocol (base.py has the neutral
+types they map to, http.py the pooled HTTP client they share).
+
+A carrier module provides what `Carrier` lists. Adding a carrier = one new module here,
+registered in `CARRIERS`, plus its webhook route in handlers/routes.py.
+The simulator (`simulator/`) is a development tool: nothing in production imports it.
+"""
 from __future__ import annotations
 
-from server.carriers.base import CarrierClient, SendResult
+from typing import Any, Mapping, Protocol, cast
+
+from server.carriers import telnyx, twilio
+from server.carriers.base import (CarrierClient, CarrierEvent, FixedReply, InboundText,
+                                  SendResult, StatusReceipt, WebhookRequest)
 from server.platform.settings import Settings
 
-__all__ = ["CarrierClient", "SendResult", "client_for"]
+__all__ = ["CARRIERS", "Carrier", "CarrierClient", "CarrierEvent", "InboundText",
+           "SendResult", "StatusReceipt", "WebhookRequest", "carrier", "client_for",
+           "link_number", "opted_out_error"]
 
 
-def client_for(provider: str, settings: Settings, **options: float) -> CarrierClient:
-    """A new client for `provider` ("telnyx" | "twilio"); keep it and `close()` it at exit.
+class Carrier(Protocol):
+    """What each carrier module provides (a module satisfies it structurally)."""
+    NAME: str
+    UNAUTHORIZED: str               # the 401 message when a webhook's signature fails
+    WEBHOOK_REPLY: FixedReply | None
 
-    `options` may set connect_timeout, request_timeout and max_clients.
-    """
-    if provider == "telnyx":
-        from server.carriers.telnyx import TelnyxClient
-        return TelnyxClient(settings, **options)  # type: ignore[arg-type]
-    if provider == "twilio":
-        from server.carriers.twilio import TwilioClient
-        return TwilioClient(settings, **options)  # type: ignore[arg-type]
-    raise ValueError(f"unknown carrier {provider!r}")
+    def client(self, settings: Settings, **timeouts: float) -> CarrierClient:
+        """A sender for this carrier (connect_timeout, request_timeout may be set)."""
+        ...
+
+    def verify(self, settings: Settings, request: WebhookRequest) -> bool:
+        """The webhook's signature is valid (and no public development key is trusted in
+        production)."""
+        ...
+
+    def parse(self, request: WebhookRequest) -> CarrierEvent | None:
+        """The webhook as a neutral event; None for events we do not use; raises
+        InvalidJson for a body that is not the carrier's."""
+        ...
+
+    def opted_out_error(self, code: str | None) -> bool:
+        """A delivery error code meaning the recipient opted out with the carrier."""
+        ...
+
+    async def link_number(self, settings: Settings, number: Mapping[str, Any]) -> SendResult:
+        """Attach a number to its messaging configuration; `sent` means linked."""
+        ...
+
+
+CARRIERS: dict[str, Carrier] = {"telnyx": cast(Carrier, telnyx),
+                                "twilio": cast(Carrier, twilio)}
+
+
+def carrier(provider: str) -> Carrier:
+    try:
+        return CARRIERS[provider]
+    except KeyError:
+        raise ValueError(f"unknown carrier {provider!r}") from None
+
+
+def client_for(provider: str, settings: Settings, **timeouts: float) -> CarrierClient:
+    """A client for `provider`; it holds no connections of its own (they are pooled per
+    event loop in http.py), so it needs no closing. `timeouts` may set connect_timeout
+    and request_timeout."""
+    return carrier(provider).client(settings, **timeouts)
+
+
+async def link_number(settings: Settings, number: Mapping[str, Any]) -> SendResult:
+    """Number provisioning through the number's carrier (outcomes as for a send:
+    `sent` = linked, `retryable`, `permanent`)."""
+    return await carrier(number["provider"]).link_number(settings, number)
+
+
+def opted_out_error(provider: str, code: str | None) -> bool:
+    """A delivery error of `provider` meaning the recipient opted out with the carrier
+    (for receipts held before their send was recorded)."""
+    return carrier(provider).opted_out_error(code)

@@ -1,34 +1,109 @@
-"""What both carrier clients share: one HTTP client, timeouts, and outcome classification.
+"""Outbound HTTP for carrier calls: one pooled aiohttp session per event loop, and the
+status-only classification every carrier module falls back on.
 
-Every failure is classified once, here (courier's handlers/errors.go): 429 and 5xx,
-timeouts and connection errors are retryable; other 4xx are permanent. Carrier modules
-add their own codes (opted out, invalid number) on top. Secrets never reach a log line:
-only status codes, carrier error codes and titles do.
+aiohttp sessions belong to the event loop they were made on. The web process and the
+simulator run one loop, so they hold one session (one bounded connection pool) for the
+whole process; each worker thread runs its own loop and so holds its own. Whoever owns
+the loop calls `close()` on it at shutdown (server/main.py, workers/runtime.py).
+
+Failures without a carrier answer are classified here (courier's handlers/errors.go):
+429 and 5xx, timeouts and connection errors are retryable; other 4xx are permanent.
+Carrier modules add their own codes on top. Secrets never reach a log line: only status
+codes, carrier error codes and titles do.
 """
 from __future__ import annotations
 
-import base64
+import asyncio
 import email.utils
 import logging
 import time
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping
 
+import aiohttp
 import ujson
 
-from server.carriers import keepalive
 from server.carriers.base import SendResult
 
 log = logging.getLogger("ywm.carriers")
 
 CONNECT_TIMEOUT = 5.0   # seconds; Twilio's own webhook connect default, a sane bound here too
-REQUEST_TIMEOUT = 15.0  # seconds for the whole send; the sender retries later on timeout
-MAX_CLIENTS = 50        # concurrent requests per client instance (the sender bounds it too)
+REQUEST_TIMEOUT = 15.0  # seconds to wait for the answer; the sender retries later on timeout
+# Open connections per loop, all hosts together: the dispatcher's concurrency (50 per
+# lane) stays below it, so sends queue here only when several lanes share a thread.
+CONNECTION_LIMIT = 100
+# A pooled connection idle this long is closed rather than reused: under the 60-75 s
+# keep-alive timeout servers commonly use, so a server rarely closes one under us.
+KEEPALIVE_SECONDS = 20.0
 RETRYABLE_STATUSES = frozenset((408, 409, 425, 429))  # plus every 5xx (telnyx-python's set)
 
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
-def new_http_client(max_clients: int = MAX_CLIENTS) -> keepalive.KeepAliveClient:
-    """A private connection pool, so closing one carrier client never closes another's."""
-    return keepalive.KeepAliveClient(max_per_host=max_clients)
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]  # case-insensitive (aiohttp's CIMultiDictProxy)
+    body: bytes
+
+
+class NoAnswer(Exception):
+    """No HTTP answer: `kind` is "timeout" (it may have been accepted) or "network"."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+def new_session(limit: int = CONNECTION_LIMIT) -> aiohttp.ClientSession:
+    """A session with its own bounded keep-alive pool; call inside the loop that uses it."""
+    connector = aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_SECONDS)
+    # No cookie jar: carriers set none we want, and a shared jar would mix accounts.
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                 json_serialize=ujson.dumps)
+
+
+def session() -> aiohttp.ClientSession:
+    """This event loop's shared session, opened on first use."""
+    loop = asyncio.get_running_loop()
+    found = _sessions.get(loop)
+    if found is None or found.closed:
+        found = _sessions[loop] = new_session()
+    return found
+
+
+async def close() -> None:
+    """Close this event loop's session and its pooled connections (at shutdown)."""
+    found = _sessions.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.close()
+
+
+async def request(method: str, url: str, *, body: str | bytes, headers: Mapping[str, str],
+                  connect_timeout: float = CONNECT_TIMEOUT,
+                  request_timeout: float = REQUEST_TIMEOUT,
+                  client: aiohttp.ClientSession | None = None) -> Response:
+    """One request with the whole answer read; raises `NoAnswer` when none came.
+
+    The timeouts bound the connection's set-up and the wait for (each part of) the answer,
+    never the wait for a free pooled connection: a busy pool must not turn into timeouts,
+    which for a send would mean a retry and possibly a duplicate text."""
+    timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect_timeout,
+                                    sock_read=request_timeout)
+    try:
+        async with (client or session()).request(method, url, data=body, headers=headers,
+                                                 timeout=timeout,
+                                                 allow_redirects=False) as response:
+            return Response(response.status, response.headers, await response.read())
+    except aiohttp.ConnectionTimeoutError:
+        raise NoAnswer("network", "connect timeout") from None
+    except asyncio.TimeoutError:
+        # Sent, no answer in time: the carrier may have accepted it.
+        raise NoAnswer("timeout", "timeout") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        # Refused/reset/DNS/TLS, or a pooled connection closed under us.
+        raise NoAnswer("network", type(getattr(exc, "os_error", exc)).__name__) from None
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -68,69 +143,45 @@ def parse_json(body: bytes | None) -> Any:
         return None
 
 
-async def post(http: keepalive.KeepAliveClient, url: str, *, body: str | bytes,
-               headers: dict[str, str], connect_timeout: float, request_timeout: float,
-               auth: tuple[str, str] | None = None
-               ) -> tuple[keepalive.Response | None, SendResult | None]:
-    """POST once. Returns the response, or a retryable SendResult when there was none."""
-    headers = dict(headers)
-    if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    raw = body.encode() if isinstance(body, str) else body
-    try:
-        response = await http.request("POST", url, raw, headers,
-                                      connect_timeout=connect_timeout,
-                                      request_timeout=request_timeout)
-    except keepalive.RequestTimeout:
-        # The carrier may have accepted it: the sender's retry can then duplicate, which
-        # nothing on our side can rule out; the backoff keeps it rare.
-        log.warning("carrier request timed out")
-        return None, SendResult("retryable", error_code="timeout", error="timeout")
-    except keepalive.ConnectTimeout:
-        log.warning("carrier connect timed out")
-        return None, SendResult("retryable", error_code="network", error="connect timeout")
-    except OSError as exc:
-        # Refused/reset/DNS/TLS, or a pooled connection closed under us: safe to retry.
-        log.warning("carrier unreachable: %s", type(exc).__name__)
-        return None, SendResult("retryable", error_code="network", error=type(exc).__name__)
-    return response, None
+@dataclass(frozen=True)
+class ErrorCodes:
+    """One carrier's refusal codes, by what they mean for the sender."""
+    provider: str
+    opted_out: frozenset[str]
+    rate_limited: frozenset[str]
+    permanent: frozenset[str]      # refused for good, whatever the HTTP status
+    undeliverable: frozenset[str]  # refused for good: this handset cannot get texts
 
 
-def generic_failure(status: int, code: str | None, title: str | None,
-                    headers: Mapping[str, str]) -> SendResult:
-    """The status-only classification, used when no carrier code decides."""
-    if status in RETRYABLE_STATUSES or status >= 500:
+def classify_refusal(status: int, code: str | None, title: str | None,
+                     headers: Mapping[str, str], codes: ErrorCodes) -> SendResult:
+    """A non-2xx answer to a send → a neutral outcome: the carrier's code decides when it
+    is one we know, else the HTTP status."""
+    log.info("%s refused a send: status=%s code=%s", codes.provider, status, code)
+    if code in codes.opted_out:
+        return SendResult("opted_out", error_code=code, error=title)
+    rate_limited = code in codes.rate_limited or status == 429
+    transient = code not in codes.permanent and (status in RETRYABLE_STATUSES or status >= 500)
+    if rate_limited or transient:
         return SendResult("retryable", error_code=code or str(status),
                           error=title or f"HTTP {status}",
                           retry_after=retry_after_seconds(headers))
-    return SendResult("permanent", error_code=code or str(status),
-                      error=title or f"HTTP {status}")
+    return SendResult("undeliverable" if code in codes.undeliverable else "permanent",
+                      error_code=code or str(status), error=title or f"HTTP {status}")
 
 
-Classifier = Callable[[int, Any, Mapping[str, str]], SendResult]
-
-
-class HttpCarrier:
-    """The plumbing both carrier clients share: a connection pool, timeouts, one POST
-    turned into one classified SendResult."""
-
-    def __init__(self, *, connect_timeout: float = CONNECT_TIMEOUT,
-                 request_timeout: float = REQUEST_TIMEOUT,
-                 max_clients: int = MAX_CLIENTS) -> None:
-        self._connect_timeout = connect_timeout
-        self._request_timeout = request_timeout
-        self._http = new_http_client(max_clients)
-
-    async def _send(self, url: str, body: str, headers: dict[str, str], classify: Classifier,
-                    auth: tuple[str, str] | None = None) -> SendResult:
-        response, failed = await post(self._http, url, body=body, headers=headers,
-                                      connect_timeout=self._connect_timeout,
-                                      request_timeout=self._request_timeout, auth=auth)
-        if failed is not None:
-            return failed
-        assert response is not None
-        return classify(response.status, parse_json(response.body), response.headers)
-
-    async def close(self) -> None:
-        self._http.close()
+async def call(method: str, url: str, *, body: str | bytes, headers: Mapping[str, str],
+               connect_timeout: float = CONNECT_TIMEOUT,
+               request_timeout: float = REQUEST_TIMEOUT) -> Response | SendResult:
+    """One carrier API call: its answer, or a retryable SendResult when none came."""
+    try:
+        return await request(method, url, body=body, headers=headers,
+                             connect_timeout=connect_timeout, request_timeout=request_timeout)
+    except NoAnswer as exc:
+        if exc.kind == "timeout":
+            # The carrier may have accepted it: the sender's retry can then duplicate,
+            # which nothing on our side can rule out; the backoff keeps it rare.
+            log.warning("carrier request timed out")
+        else:
+            log.warning("carrier unreachable: %s", exc.detail)
+        return SendResult("retryable", error_code=exc.kind, error=exc.detail)

@@ -1,41 +1,77 @@
-"""Twilio Programmable Messaging client (CARRIERS.md §3.1).
+"""Twilio, the whole protocol (CARRIERS.md §3): sending and its error codes, webhook
+signatures, and webhook parameters mapped to the neutral types of base.py.
 
-`POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json`, form-encoded, Basic auth.
-Sample success (HTTP 201): {"sid": "SM...", "status": "queued", ...}
-Sample error (HTTP 400; `code` is an integer):
+Send: `POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json`, form-encoded, Basic
+auth. Success (HTTP 201): {"sid": "SM...", "status": "queued", ...}
+Refusal (HTTP 400; `code` is an integer):
     {"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400}
+
+Webhook (`POST /webhooks/twilio`, form-encoded), an inbound text:
+    MessageSid=SM1f0e...&SmsSid=SM1f0e...&AccountSid=AC...&From=%2B14155552671
+    &To=%2B18445550001&Body=STOP&NumMedia=0&NumSegments=1&SmsStatus=received
+a status callback:
+    MessageSid=SM...&MessageStatus=undelivered&ErrorCode=30003&From=%2B18445550001&To=...
+Signature (§3.4): base64 HMAC-SHA1, keyed by the auth token, over YWM_PUBLIC_URL + path
+(+ query) followed by every form parameter as `name + value` in sorted name order;
+compared in constant time. Twilio wants TwiML back: an empty `<Response />`.
 """
 from __future__ import annotations
 
-import logging
-from typing import Any
-from urllib.parse import quote, urlencode
+import base64
+import hashlib
+import hmac
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from server.carriers import http
-from server.carriers.base import SendResult
-from server.platform.settings import Settings
+from server.carriers.base import (CarrierEvent, FixedReply, InboundText, SendResult,
+                                  StatusReceipt, WebhookRequest)
+from server.platform.settings import DEV_TWILIO_AUTH_TOKEN, Settings
 
-log = logging.getLogger("ywm.carriers.twilio")
+NAME = "twilio"
 
+# ----- error codes ------------------------------------------------------------------------
 OPTED_OUT_CODES = frozenset(("21610",))  # recipient replied STOP
 RATE_LIMIT_CODES = frozenset(("20429",))
 # Invalid 'To'/'From', unreachable or non-mobile numbers, bad bodies: never retried.
 PERMANENT_CODES = frozenset(("21211", "21408", "21612", "21614", "21617", "21602", "21606",
                              "20003"))
+# The refusals meaning "this handset cannot get texts": invalid or non-mobile 'To',
+# unreachable handset, unknown destination, landline or unreachable carrier.
+UNDELIVERABLE_CODES = frozenset(("21211", "21214", "21614", "30003", "30005", "30006"))
+ERROR_CODES = http.ErrorCodes(NAME, OPTED_OUT_CODES, RATE_LIMIT_CODES, PERMANENT_CODES,
+                              UNDELIVERABLE_CODES)
+
+# ----- webhooks ---------------------------------------------------------------------------
+# `MessageStatus` → ours; None = not a state we track.
+STATUS_MAP: dict[str, str | None] = {
+    "queued": None, "accepted": None, "scheduled": None, "sending": None,
+    "sent": "sent", "delivered": "delivered", "read": "delivered",
+    "failed": "failed", "undelivered": "failed", "canceled": "failed",
+}
+INBOUND_STATUSES = ("", "received", "receiving")
+SIGNATURE_HEADER = "X-Twilio-Signature"
+UNAUTHORIZED = "The webhook signature is missing or invalid."
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+WEBHOOK_REPLY: FixedReply | None = FixedReply("text/xml; charset=UTF-8", EMPTY_TWIML)
+
+FormParams = Mapping[str, Sequence[str]] | Iterable[tuple[str, str]]
 
 
-class TwilioClient(http.HttpCarrier):
-    provider = "twilio"
+class TwilioClient:
+    provider = NAME
 
-    def __init__(self, settings: Settings, **options: float) -> None:
-        super().__init__(**options)  # type: ignore[arg-type]
+    def __init__(self, settings: Settings, *, connect_timeout: float = http.CONNECT_TIMEOUT,
+                 request_timeout: float = http.REQUEST_TIMEOUT) -> None:
+        self._timeouts = {"connect_timeout": connect_timeout,
+                          "request_timeout": request_timeout}
         sid = settings.twilio_account_sid
         self._url = (settings.twilio_api_base.rstrip("/")
                      + f"/2010-04-01/Accounts/{quote(sid, safe='')}/Messages.json")
         self._status_callback = settings.public_url.rstrip("/") + "/webhooks/twilio"
-        self._auth = (sid, settings.twilio_auth_token)
+        token = base64.b64encode(f"{sid}:{settings.twilio_auth_token}".encode()).decode()
         self._headers = {"Content-Type": "application/x-www-form-urlencoded",
-                         "Accept": "application/json"}
+                         "Accept": "application/json", "Authorization": f"Basic {token}"}
 
     async def send(self, *, from_number: str, to: str, body: str,
                    messaging_profile_id: str | None = None) -> SendResult:
@@ -44,12 +80,19 @@ class TwilioClient(http.HttpCarrier):
             form["MessagingServiceSid"] = messaging_profile_id
         else:
             form["From"] = from_number
-        return await self._send(self._url, urlencode(form), self._headers, classify,
-                                auth=self._auth)
+        answer = await http.call("POST", self._url, body=urlencode(form),
+                                 headers=self._headers, **self._timeouts)
+        if isinstance(answer, SendResult):
+            return answer
+        return classify(answer.status, http.parse_json(answer.body), answer.headers)
 
 
-def classify(status: int, body: Any, headers: Any) -> SendResult:
-    """One Twilio answer → sent / retryable / permanent."""
+def client(settings: Settings, **timeouts: float) -> TwilioClient:
+    return TwilioClient(settings, **timeouts)
+
+
+def classify(status: int, body: Any, headers: Mapping[str, str]) -> SendResult:
+    """One Twilio answer to a send → a neutral outcome."""
     if 200 <= status < 300:
         sid = body.get("sid") if isinstance(body, dict) else None
         if sid:
@@ -59,12 +102,97 @@ def classify(status: int, body: Any, headers: Any) -> SendResult:
     raw_code = body.get("code") if isinstance(body, dict) else None
     code = str(raw_code) if raw_code is not None else None
     message = body.get("message") if isinstance(body, dict) else None
-    log.info("twilio refused a send: status=%s code=%s", status, code)
-    if code in OPTED_OUT_CODES:
-        return SendResult("permanent", error_code=code, error=message, opted_out=True)
-    if code in RATE_LIMIT_CODES or status == 429:
-        return SendResult("retryable", error_code=code or "429", error=message,
-                          retry_after=http.retry_after_seconds(headers))
-    if code in PERMANENT_CODES:
-        return SendResult("permanent", error_code=code, error=message)
-    return http.generic_failure(status, code, message, headers)
+    return http.classify_refusal(status, code, message, headers, ERROR_CODES)
+
+
+async def link_number(settings: Settings, number: Mapping[str, Any]) -> SendResult:
+    """Twilio numbers need no profile to send (a Messaging Service, when set, is named per
+    send), so they count as linked without a call."""
+    return SendResult("sent")
+
+
+# ----- webhooks ---------------------------------------------------------------------------
+
+def opted_out_error(code: str | None) -> bool:
+    """A delivery error meaning the recipient opted out with Twilio (§4.4)."""
+    return code in OPTED_OUT_CODES
+
+
+def parse(request: WebhookRequest) -> CarrierEvent | None:
+    """Map the form parameters to our neutral types; None for what we do not use."""
+    params = dict(request.form)
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    if not sid:
+        return None
+    status = params.get("MessageStatus") or params.get("SmsStatus") or ""
+    if status in INBOUND_STATUSES:
+        count = int(params.get("NumMedia") or 0) if (params.get("NumMedia") or "0").isdigit() \
+            else 0
+        media = tuple(params[f"MediaUrl{i}"] for i in range(count) if f"MediaUrl{i}" in params)
+        return InboundText(provider=NAME, event_id=sid, message_id=sid,
+                           from_number=params.get("From", ""), to_number=params.get("To", ""),
+                           body=params.get("Body", ""), media_urls=media,
+                           carrier_replied=bool(params.get("OptOutType")))
+    ours = STATUS_MAP.get(status)
+    if ours is None:
+        return None
+    error_code = params.get("ErrorCode") or None
+    # Twilio sends no event id: the (sid, status) pair is the dedupe key.
+    return StatusReceipt(provider=NAME, event_id=f"{sid}:{status}", message_id=sid,
+                         our_number=params.get("From", ""), status=ours,  # type: ignore[arg-type]
+                         error_code=error_code, error=params.get("ErrorMessage") or None,
+                         opted_out=opted_out_error(error_code))
+
+
+def verify(settings: Settings, request: WebhookRequest) -> bool:
+    return verify_signature(auth_token(settings), request.headers.get(SIGNATURE_HEADER),
+                            request.url, request.form)
+
+
+def auth_token(settings: Settings) -> str:
+    """The development token is public (it is in the repository): never in production."""
+    if settings.production and settings.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN:
+        return ""
+    return settings.twilio_auth_token
+
+
+def _pairs(params: FormParams) -> list[tuple[str, str]]:
+    if isinstance(params, Mapping):
+        return [(name, value) for name, values in params.items()
+                for value in ([values] if isinstance(values, str) else values)]
+    return list(params)
+
+
+def signature(auth_token: str, url: str, params: FormParams) -> str:
+    """Base64 HMAC-SHA1 of the URL plus sorted `name + value` pairs (twilio-python's order:
+    names byte-wise sorted, repeated names with their distinct values sorted)."""
+    by_name: dict[str, set[str]] = {}
+    for name, value in _pairs(params):
+        by_name.setdefault(name, set()).add(value)
+    payload = url + "".join(name + value for name in sorted(by_name)
+                            for value in sorted(by_name[name]))
+    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _port_variants(url: str) -> list[str]:
+    """Twilio signs with or without an explicit default port; try both (twilio-python)."""
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    variants = [url]
+    if parts.port is None and default is not None and parts.hostname:
+        variants.append(urlunsplit(parts._replace(netloc=f"{parts.netloc}:{default}")))
+    elif parts.port == default and parts.hostname:
+        netloc = parts.netloc.rsplit(":", 1)[0]
+        variants.append(urlunsplit(parts._replace(netloc=netloc)))
+    return variants
+
+
+def verify_signature(auth_token: str, signed: str | None, url: str,
+                     params: FormParams) -> bool:
+    if not signed or not auth_token:
+        return False
+    expected = signed.encode()
+    pairs = _pairs(params)
+    return any(hmac.compare_digest(signature(auth_token, candidate, pairs).encode(), expected)
+               for candidate in _port_variants(url))

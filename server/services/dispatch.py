@@ -55,10 +55,6 @@ PROGRESS_INTERVAL_MS = 500  # broadcast.progress at most 2/s per broadcast (API.
 PROGRESS_TRAILING_MS = 10_000
 # A lane refreshes this on every commit; once it lapses the reconciler starts new lanes.
 HEARTBEAT_SECONDS = 10.0
-# Carrier error codes meaning "this handset cannot get texts" (CARRIERS.md §1.4, §3):
-# landline / invalid number / unreachable; retrying cannot help.
-UNDELIVERABLE_CODES = frozenset(("40001", "40008", "40310", "21211", "21214", "21614",
-                                 "30003", "30005", "30006"))
 
 
 @dataclass(frozen=True)
@@ -84,8 +80,8 @@ class Dispatcher:
         return self._clients[provider]
 
     async def close(self) -> None:
-        for client in self._clients.values():
-            await client.close()
+        # The clients hold no connections: those are pooled per event loop and closed
+        # with the process (server/carriers/http.py, via close_deps).
         self._clients.clear()
 
 
@@ -114,7 +110,7 @@ def classify(settings: Any, result: SendResult, attempts: int) -> dict[str, Any]
             return {"status": "failed", "error": error, "dead": True}
         return {"status": "retrying", "error": error,
                 "delay": retry_delay(settings, attempts, result.retry_after)}
-    if result.opted_out or result.error_code in UNDELIVERABLE_CODES:
+    if result.outcome in ("opted_out", "undeliverable"):  # retrying cannot help
         return {"status": "undeliverable", "error": error, "opted_out": result.opted_out}
     return {"status": "failed", "error": error}
 

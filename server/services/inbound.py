@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
@@ -23,6 +23,8 @@ from db.engine import Connection, Database
 from db.queries import conversations as conv_q
 from db.queries import inbound as q
 from db.queries import members as members_q
+from server.carriers import opted_out_error
+from server.carriers.base import CarrierEvent, InboundText, StatusReceipt
 from server.platform import crypto
 from server.events.log import append_event, publish_events
 from server.sms.segments import segment_info
@@ -33,7 +35,6 @@ from server.platform.settings import Settings
 log = logging.getLogger("ywm.inbound")
 
 
-OurStatus = Literal["sent", "delivered", "failed"]
 # Forward-only moves: a status may only replace the ones listed (never a later one).
 CONVERSATION_FROM: dict[str, tuple[str, ...]] = {
     "sent": ("queued", "sending", "retrying"),
@@ -43,33 +44,6 @@ CONVERSATION_FROM: dict[str, tuple[str, ...]] = {
 RECIPIENT_FROM = CONVERSATION_FROM
 # Carriers retry for minutes to hours; ARCHITECTURE.md §4 keeps dedupe rows at least 72 h.
 DEDUPE_HOURS = 72
-# Delivery errors that mean "the recipient opted out" (CARRIERS.md §4.4).
-OPTED_OUT_CODES = frozenset(("40300", "21610"))
-
-
-@dataclass(frozen=True)
-class InboundText:
-    provider: str
-    event_id: str          # dedupe key: Telnyx event id, Twilio MessageSid
-    message_id: str
-    from_number: str       # the handset
-    to_number: str         # our number
-    body: str
-    media_urls: tuple[str, ...] = ()
-    # The carrier says it already answered a keyword (Telnyx `autoresponse_type`, Twilio
-    # `OptOutType`): we must not send a second confirmation.
-    carrier_replied: bool = False
-
-
-@dataclass(frozen=True)
-class StatusReceipt:
-    provider: str
-    event_id: str          # dedupe key: Telnyx event id, Twilio MessageSid:MessageStatus
-    message_id: str
-    our_number: str
-    status: OurStatus
-    error_code: str | None = None
-    error: str | None = None
 
 
 @dataclass
@@ -118,6 +92,16 @@ def _church(number: dict[str, Any]) -> dict[str, Any]:
     return {"id": number["church_id"], "name": number["church_name"],
             "help_text": number["help_text"],
             "unknown_sender_opt_in": number["unknown_sender_opt_in"]}
+
+
+async def record_carrier_event(db: Database, redis: aioredis.Redis, settings: Settings,
+                               event: CarrierEvent | None) -> InboundResult:
+    """One carrier webhook's fact: a text, a delivery receipt, or nothing we track."""
+    if isinstance(event, InboundText):
+        return await record_inbound(db, redis, settings, event)
+    if isinstance(event, StatusReceipt):
+        return await record_status(db, redis, settings, event)
+    return InboundResult(outcome="ignored")
 
 
 async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings,
@@ -227,7 +211,7 @@ async def _apply_status(conn: Connection, number: dict[str, Any], receipt: Statu
         conn, church_id, receipt.message_id, receipt.status, error,
         RECIPIENT_FROM[receipt.status])
     result.broadcasts.update((str(church_id), str(r["message_id"])) for r in recipients)
-    if receipt.error_code in OPTED_OUT_CODES:
+    if receipt.opted_out:
         await _carrier_opt_out(conn, church_id, number, moved, recipients, receipt, result)
     return bool(moved or recipients)
 
@@ -247,7 +231,8 @@ async def apply_early_receipts(db: Database, redis: aioredis.Redis, settings: Se
             receipt = StatusReceipt(
                 provider=row["provider"], event_id="", message_id=row["provider_message_id"],
                 our_number="", status=row["status"], error_code=row["error_code"],
-                error=row["error"])
+                error=row["error"],
+                opted_out=opted_out_error(row["provider"], row["error_code"]))
             await _apply_status(conn, number, receipt, result)
             await q.delete_receipt(conn, row)
         await q.delete_old_receipts(conn, DEDUPE_HOURS)

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from db.queries import number_links as q
-from server.carriers.linking import link_number
+from server.carriers import link_number
 from server.deps import Deps
 
 log = logging.getLogger("ywm.numbers.linking")

@@ -4,12 +4,18 @@ from __future__ import annotations
 import pytest
 import ujson
 
-from handlers.telnyx import parse_event
-from handlers.twilio import parse_params
+from server.carriers import InboundText, StatusReceipt, telnyx, twilio
 from server.platform.errors import InvalidJson
-from server.services.inbound import InboundText, StatusReceipt
 from tests.carriers.webhook_kit import HANDSET, OURS, telnyx_inbound, telnyx_status, \
-    twilio_inbound, twilio_status
+    twilio_inbound, twilio_status, unsigned
+
+
+def parse_event(body: bytes) -> InboundText | StatusReceipt | None:
+    return telnyx.parse(unsigned(body=body))
+
+
+def parse_params(params: dict[str, str]) -> InboundText | StatusReceipt | None:
+    return twilio.parse(unsigned(form=params))
 
 
 @pytest.mark.parametrize("telnyx_status_, ours", [
@@ -59,3 +65,15 @@ def test_twilio_inbound_with_media() -> None:
     assert event == InboundText("twilio", "SM9", "SM9", HANDSET, OURS, "Look",
                                 ("https://m/0", "https://m/1"))
     assert parse_params({"Body": "no sid"}) is None
+
+
+@pytest.mark.parametrize("carrier, body, opted_out", [
+    ("telnyx", telnyx_status("m4", "delivery_failed", errors=[{"code": "40300"}]), True),
+    ("telnyx", telnyx_status("m4", "delivery_failed", errors=[{"code": "40008"}]), False),
+    ("twilio", twilio_status("SM4", "undelivered", error_code="21610"), True),
+    ("twilio", twilio_status("SM4", "undelivered", error_code="30003"), False)])
+def test_receipts_say_when_the_carrier_opted_the_recipient_out(
+        carrier: str, body: bytes | dict[str, str], opted_out: bool) -> None:
+    event = parse_event(body) if isinstance(body, bytes) else parse_params(body)
+    assert isinstance(event, StatusReceipt) and event.status == "failed"
+    assert event.opted_out is opted_out

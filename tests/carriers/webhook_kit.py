@@ -10,8 +10,9 @@ from uuid import UUID
 
 import ujson
 
+from db.queries import conversations as conv_q
 from db.queries import numbers as numbers_q
-from server.carriers import signatures
+from server.carriers import WebhookRequest, telnyx, twilio
 from server.events.log import unseal
 from server.platform.settings import DEV_TELNYX_PRIVATE_KEY
 from tests.factories import create_church
@@ -31,6 +32,21 @@ async def church_with_number(deps: Any, provider: str, phone: str = OURS,
             "provider_handles_opt_out": provider_handles_opt_out, "status": "linked"})
     assert number is not None
     return {"church_id": UUID(str(owner["church_id"])), "number_id": number["id"], "owner": owner}
+
+
+async def sent_reply(deps: Any, setup: dict[str, Any], provider: str, provider_id: str,
+                     status: str = "sent") -> None:
+    """A reply in the (only) member's conversation, as the send worker leaves it."""
+    async with deps.db.acquire() as conn:
+        member = await conn.fetch_one("SELECT id FROM members WHERE church_id = %(c)s",
+                                      {"c": setup["church_id"]})
+        conversation = await conv_q.upsert_inbound_conversation(
+            conn, setup["church_id"], member["id"], setup["number_id"], "hi")
+        await conv_q.insert_conversation_message(conn, {
+            "church_id": setup["church_id"], "conversation_id": conversation["id"],
+            "direction": "outbound", "body": "Reply", "media_urls": [], "status": status,
+            "number_id": setup["number_id"], "provider": provider,
+            "provider_message_id": provider_id, "segments": 1, "next_attempt_at": None})
 
 
 # ----- Telnyx ------------------------------------------------------------------------
@@ -65,7 +81,7 @@ def telnyx_envelope(event_type: str, payload: dict[str, Any], event_id: str | No
 
 def telnyx_headers(body: bytes, key: str = DEV_TELNYX_PRIVATE_KEY,
                    at: float | None = None) -> dict[str, str]:
-    headers = signatures.telnyx_headers(key, body, now=at if at is not None else time.time())
+    headers = telnyx.signed_headers(key, body, now=at if at is not None else time.time())
     headers["Content-Type"] = "application/json"
     return headers
 
@@ -92,10 +108,16 @@ def twilio_status(sid: str, status: str, error_code: str | None = None,
 def twilio_request(settings: Any, params: dict[str, str], token: str | None = None
                    ) -> tuple[bytes, dict[str, str]]:
     url = settings.public_url.rstrip("/") + "/webhooks/twilio"
-    signature = signatures.twilio_signature(token or settings.twilio_auth_token, url, params)
+    signature = twilio.signature(token or settings.twilio_auth_token, url, params)
     return urlencode(params).encode(), {
         "Content-Type": "application/x-www-form-urlencoded",
-        signatures.TWILIO_SIGNATURE_HEADER: signature}
+        twilio.SIGNATURE_HEADER: signature}
+
+
+def unsigned(body: bytes = b"", form: dict[str, str] | None = None) -> WebhookRequest:
+    """A webhook as the handler hands it to a carrier module's `parse`."""
+    return WebhookRequest(url="https://example.org/webhooks", headers={}, body=body,
+                          form=tuple((form or {}).items()))
 
 
 # ----- snapshots ---------------------------------------------------------------------
@@ -112,6 +134,8 @@ async def snapshot(deps: Any, church_id: UUID) -> dict[str, Any]:
         "events": "SELECT id, type, data FROM events WHERE church_id = %(c)s ORDER BY id",
         "ledger": "SELECT action, source, keyword, detail FROM consent_ledger "
                   "WHERE church_id = %(c)s ORDER BY created_at",
+        "recipients": "SELECT status, delivered_at, last_error FROM message_recipients "
+                      "WHERE church_id = %(c)s ORDER BY member_id",
     }
     found = {name: await deps.db.fetch_all(sql, {"c": church_id}) for name, sql in q.items()}
     # Events as the stream replays them: phones are stored sealed (server/events/log.py).

@@ -70,7 +70,7 @@ class Simulator:
         if self.server is not None:
             self.server.stop()
             await self.server.close_all_connections()
-        self.webhooks.close()
+        await self.webhooks.close()
 
 
 def _quiet(handler: tornado.web.RequestHandler) -> None:

@@ -14,14 +14,18 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import aiohttp
 import ujson
 
 from server.carriers.simulator.state import SimState, now
-from server.carriers import keepalive, signatures
+from server.carriers import http, telnyx, twilio
 
 log = logging.getLogger("ywm.carrier_sim")
 
 TELNYX_ACCOUNT_CARRIER = "TELNYX LLC"
+# Webhooks in flight at once: a burst of receipts must not crowd out a test's or a
+# benchmark's own requests to the one web process behind them.
+WEBHOOK_CONNECTIONS = 64
 DELIVERY_FAILURE = {"telnyx": ("40008", "Undeliverable"),
                     "twilio": ("30003", "Unreachable destination handset")}
 
@@ -39,7 +43,7 @@ class WebhookSender:
         self._key = telnyx_private_key
         self._sid = twilio_sid
         self._token = twilio_token
-        self._http = keepalive.KeepAliveClient()
+        self._http: aiohttp.ClientSession | None = None  # its own pool, opened on first post
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Any) -> None:
@@ -56,10 +60,12 @@ class WebhookSender:
         while self._tasks and now() < deadline:
             await asyncio.wait(set(self._tasks), timeout=max(0.01, deadline - now()))
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        self._http.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     # ----- Telnyx -------------------------------------------------------------------
 
@@ -87,7 +93,7 @@ class WebhookSender:
                      ) -> tuple[bytes, dict[str, str]]:
         body = ujson.dumps({"data": event, "meta": {"attempt": attempt, "delivered_to": url}},
                            ensure_ascii=False, escape_forward_slashes=False).encode()
-        headers = signatures.telnyx_headers(self._key, body)
+        headers = telnyx.signed_headers(self._key, body)
         headers["Content-Type"] = "application/json"
         return body, headers
 
@@ -105,8 +111,7 @@ class WebhookSender:
             f"?{split.query}" if split.query else "")
         body = urlencode(params).encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded",
-                   signatures.TWILIO_SIGNATURE_HEADER: signatures.twilio_signature(
-                       self._token, signed_url, params)}
+                   twilio.SIGNATURE_HEADER: twilio.signature(self._token, signed_url, params)}
         result = await self._attempts("twilio", url, kind, {"delivered": False},
                                       lambda attempt: (body, headers))
         if self.state.chance(self.state.config.duplicate_rate):
@@ -137,10 +142,12 @@ class WebhookSender:
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
         timeout = self.state.config.webhook_timeout
+        if self._http is None:
+            self._http = http.new_session(WEBHOOK_CONNECTIONS)
         try:
-            response = await self._http.request("POST", url, body, headers,
-                                                connect_timeout=timeout,
-                                                request_timeout=timeout, resend_stale=True)
-        except (OSError, keepalive.ConnectTimeout, keepalive.RequestTimeout) as exc:
-            return 599, type(exc).__name__
+            response = await http.request("POST", url, body=body, headers=headers,
+                                          connect_timeout=timeout, request_timeout=timeout,
+                                          client=self._http)
+        except http.NoAnswer as exc:
+            return 599, exc.detail
         return response.status, response.body[:2000].decode("utf-8", "replace")
