@@ -4,22 +4,26 @@ from __future__ import annotations
 from typing import Any
 
 from handlers import auth, church, docs, health, messages, metrics, stream, users, webapp
-from handlers import telnyx, twilio
+from handlers import carrier_webhooks
 from handlers import admin_cache, groups, members, numbers
 from handlers import conversations
 from handlers import admin_queues, recurring
+from server import carriers
 
 API = r"/api/v1"
 
 
 def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
-    """(pattern, handler class) pairs; `server.app` adds `deps` to each."""
+    """(pattern, handler class[, initialize kwargs]); `server.app` adds `deps` to each."""
     return [
         (r"/health", health.HealthHandler),
         (r"/ready", health.ReadyHandler),
         (r"/metrics", metrics.MetricsHandler),
-        (r"/webhooks/telnyx", telnyx.TelnyxWebhookHandler),
-        (r"/webhooks/twilio", twilio.TwilioWebhookHandler),
+        # One flow for every carrier, handed the carrier module that owns its protocol.
+        (r"/webhooks/telnyx", carrier_webhooks.CarrierWebhookHandler,
+         {"carrier": carriers.carrier("telnyx")}),
+        (r"/webhooks/twilio", carrier_webhooks.CarrierWebhookHandler,
+         {"carrier": carriers.carrier("twilio")}),
         (API + r"/auth/register", auth.RegisterHandler),
         (API + r"/auth/login", auth.LoginHandler),
         (API + r"/auth/refresh", auth.RefreshHandler),

@@ -9,8 +9,8 @@ from server.deps import Deps
 
 
 def make_app(deps: Deps) -> tornado.web.Application:
-    handlers = [tornado.web.url(pattern, handler, {"deps": deps})
-                for pattern, handler, *_ in routes()]
+    handlers = [tornado.web.url(pattern, handler, {"deps": deps, **(extra[0] if extra else {})})
+                for pattern, handler, *extra in routes()]
     return tornado.web.Application(
         handlers,
         default_handler_class=NotFoundHandler,

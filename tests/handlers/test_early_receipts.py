@@ -9,10 +9,9 @@ from uuid import UUID
 import pytest
 
 from server.services import inbound, reconcile
-from tests.carriers.webhook_kit import (church_with_number, snapshot, telnyx_headers,
-                                        telnyx_inbound, telnyx_status, twilio_request,
-                                        twilio_status)
-from tests.handlers.test_webhooks_telnyx import outbound_message
+from tests.carriers.webhook_kit import (church_with_number, sent_reply, snapshot,
+                                        telnyx_headers, telnyx_inbound, telnyx_status,
+                                        twilio_request, twilio_status)
 
 TELNYX = "/webhooks/telnyx"
 TWILIO = "/webhooks/twilio"
@@ -34,7 +33,7 @@ async def telnyx(api: Any, body: bytes) -> tuple[int, str]:
 async def reply_sent(api: Any, deps: Any, setup: dict[str, Any], provider_id: str) -> None:
     """A conversation (one inbound text) and a reply the send worker recorded as sent."""
     assert await telnyx(api, telnyx_inbound("hi")) == (200, "stored")
-    await outbound_message(deps, setup, provider_id)
+    await sent_reply(deps, setup, "telnyx", provider_id)
 
 
 async def twilio(api: Any, deps: Any, params: dict[str, str]) -> int:
