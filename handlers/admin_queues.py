@@ -3,15 +3,10 @@ POST /admin/dead-letters/{id}/requeue. The ADMIN_TOKEN bearer opens them; no ten
 credential does."""
 from __future__ import annotations
 
-import logging
-
 from handlers.base import ApiHandler
-from server.platform import queue
 from server.platform.ids import parse_uuid
 from server.services import queue_admin
-from workers import sends
-
-log = logging.getLogger("ywm.handlers.admin_queues")
+from server.services.followups import enqueue
 
 
 class AdminQueuesHandler(ApiHandler):
@@ -36,10 +31,6 @@ class AdminDeadLetterRequeueHandler(ApiHandler):
     rate_limit = None
 
     async def post(self, dead_letter_id: str) -> None:
-        item, dispatch = await queue_admin.requeue(self.deps.db, parse_uuid(dead_letter_id))
-        for church_id, message_id in dispatch:
-            try:
-                await queue.enqueue(sends.start_dispatch, church_id, message_id)
-            except Exception:  # noqa: BLE001 - durable already; the reconciler starts it
-                log.warning("dispatch enqueue failed", exc_info=True)
+        item, followups = await queue_admin.requeue(self.deps.db, parse_uuid(dead_letter_id))
+        await enqueue(followups)
         self.write_data(item)

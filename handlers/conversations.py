@@ -1,15 +1,9 @@
 """Conversations (API.md §6): the staff inbox's REST side."""
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 from handlers.base import ApiHandler
-from server.platform import queue
 from server.services import conversations
-from workers import sends  # handlers import task functions solely to enqueue
-
-log = logging.getLogger("ywm.conversations")
+from server.services.followups import enqueue
 
 
 class ConversationListHandler(ApiHandler):
@@ -44,7 +38,7 @@ class ConversationMessagesHandler(ApiHandler):
         accepted = await conversations.send_reply(
             self.deps.db, self.deps.redis, self.deps.settings, self.require_role("staff"),
             conversation_id, payload, self.request.headers.get("Idempotency-Key"))
-        await enqueue_replies(accepted.replies)
+        await enqueue(accepted.followups)
         self.write_json(accepted.body, accepted.status)
 
 
@@ -53,17 +47,3 @@ class ConversationReadHandler(ApiHandler):
         self.write_data(await conversations.mark_read(
             self.deps.db, self.deps.redis, self.deps.settings, self.require_role("staff"),
             conversation_id))
-
-
-async def enqueue_replies(replies: list[dict[str, Any]]) -> None:
-    """Hand queued replies to the worker (`sends.send_reply`) after the commit.
-
-    The rows are already `queued` with `next_attempt_at` set, so a lost enqueue only
-    delays a reply until the reconciler finds it.
-    """
-    for reply in replies:
-        try:
-            await queue.enqueue(sends.send_reply, reply["church_id"],
-                                reply["conversation_message_id"])
-        except Exception:  # noqa: BLE001 - the row is durable; the reconciler retries it
-            log.warning("reply enqueue failed", exc_info=True)

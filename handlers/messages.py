@@ -5,16 +5,11 @@ lost (Redis down) the reconciler starts them, so the 202 stands either way.
 """
 from __future__ import annotations
 
-import logging
-
 from handlers.base import ApiHandler
-from server.platform import queue
 from server.platform.errors import ValidationFailed
 from server.platform.ids import parse_uuid
 from server.services import broadcasts
-from workers import sends
-
-log = logging.getLogger("ywm.handlers.messages")
+from server.services.followups import enqueue
 
 RECIPIENT_STATUSES = frozenset(("queued", "sending", "retrying", "sent", "delivered",
                                 "failed", "undeliverable", "canceled"))
@@ -33,11 +28,7 @@ class MessagesHandler(ApiHandler):
         accepted = await broadcasts.accept(
             self.deps.db, self.deps.settings, actor.church_id, actor.user_id, payload,
             self.request.headers.get("Idempotency-Key") or None)
-        for church_id, message_id in accepted.dispatch:
-            try:
-                await queue.enqueue(sends.start_dispatch, church_id, message_id)
-            except Exception:  # noqa: BLE001 - durable already; the reconciler starts it
-                log.warning("dispatch enqueue failed", exc_info=True)
+        await enqueue(accepted.followups)
         self.write_json(accepted.body, accepted.status_code)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tornado.web
 
+import workers  # noqa: F401  (each task module registers how its follow-ups are enqueued)
 from handlers.base import NotFoundHandler
 from handlers.routes import routes
 from server.deps import Deps

@@ -19,9 +19,10 @@ from server.platform.queue import huey
 from server.platform.queue import settings as queue_settings
 from server.platform.redis import connect_sync, sync_lock
 from server.services import number_linking, reconcile
+from server.services.followups import enqueue_now
 from workers import queue_stats  # noqa: F401  (registers the queue counters)
+from workers import sends  # noqa: F401  (registers the follow-up runners)
 from workers.runtime import run, run_exclusive
-from workers.sends import send_reply, start_dispatch
 
 log = logging.getLogger("ywm.workers.reconcile")
 
@@ -43,11 +44,7 @@ def tick() -> int:
         report = run(_pass)
     finally:
         client.close()
-    for church_id, message_id in report.to_dispatch:
-        start_dispatch(church_id, message_id)
-    for church_id, reply_id in report.replies:
-        send_reply(church_id, reply_id)
-    return len(report.to_dispatch) + len(report.replies)
+    return enqueue_now(report.followups)
 
 
 @huey.periodic_task(crontab(minute="*"), name="reconcile.tick")

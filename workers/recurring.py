@@ -13,8 +13,9 @@ from server.platform.queue import huey
 from server.platform.queue import settings as queue_settings
 from server.platform.redis import connect_sync, sync_lock
 from server.services import recurring
+from server.services.followups import enqueue_now, start_dispatches
+from workers import sends  # noqa: F401  (registers the follow-up runners)
 from workers.runtime import run
-from workers.sends import start_dispatch
 
 LOCK_TTL_SECONDS = 50.0  # under a minute: the next minute's run can always take it
 
@@ -31,6 +32,5 @@ def recurring_tick() -> int:
         started = run(_due)
     finally:
         client.close()
-    for church_id, message_id in started:
-        start_dispatch(church_id, message_id)
+    enqueue_now(start_dispatches(started))
     return len(started)

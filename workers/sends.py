@@ -1,4 +1,5 @@
-"""Bulk-send tasks: dispatch lanes for broadcasts (server/services/dispatch.py).
+"""Bulk-send tasks: dispatch lanes for broadcasts (server/services/dispatch.py), reply
+sends, the trailing progress publish, and how each follow-up kind is enqueued.
 
 Tasks carry ids only. A lane runs one time slice and re-enqueues itself (at the back of
 the queue, so broadcasts take turns) or schedules itself for the next retry time. Every
@@ -10,11 +11,12 @@ from __future__ import annotations
 import logging
 from uuid import UUID
 
-from server.platform import queue
 from server.deps import Deps
 from server.platform.queue import huey
 from server.platform.queue import settings as queue_settings
-from server.services import dispatch
+from server.services import dispatch, progress
+from server.services.followups import PublishProgress, SendReply, StartDispatch, enqueue_now
+from server.services.followups import runs
 from workers.runtime import run
 
 log = logging.getLogger("ywm.workers.sends")
@@ -26,8 +28,7 @@ def dispatch_lane(church_id: str, message_id: str) -> int:
     async def _lane(deps: Deps) -> dispatch.LaneResult:
         return await dispatch.run_lane(deps, church_id, message_id)
     result = run(_lane)
-    if result.progress_in is not None:
-        publish_progress.schedule((church_id, message_id), delay=result.progress_in)
+    enqueue_now(result.followups)
     if result.again_in == 0:
         dispatch_lane(church_id, message_id)
     elif result.again_in is not None:
@@ -39,18 +40,10 @@ def dispatch_lane(church_id: str, message_id: str) -> int:
 def publish_progress(church_id: str, message_id: str) -> None:
     """The trailing broadcast.progress a throttled publish asked for (the last counts)."""
     async def _publish(deps: Deps) -> float | None:
-        return await dispatch.publish_trailing_progress(deps, church_id, message_id)
+        return await progress.publish_trailing(deps.db, deps.redis, church_id, message_id)
     again = run(_publish)
     if again is not None:
         publish_progress.schedule((church_id, message_id), delay=again)
-
-
-async def progress_changed(deps: Deps, church_id: str, message_id: str) -> None:
-    """After a commit that changed a broadcast's counts outside a lane (delivery receipts):
-    publish broadcast.progress now, or schedule the trailing publish."""
-    delay = await dispatch.progress_changed(deps, church_id, message_id)
-    if delay is not None:
-        await queue.enqueue(publish_progress.schedule, (church_id, message_id), delay=delay)
 
 
 @huey.task(name="sends.send_reply", retries=3, retry_delay=1)
@@ -66,3 +59,21 @@ def start_dispatch(church_id: str, message_id: str, lanes: int | None = None) ->
     """Enqueue a broadcast's lanes (call after the accepting transaction commits)."""
     for _ in range(lanes or queue_settings().send_lanes):
         dispatch_lane(church_id, message_id)
+
+
+# How each follow-up a service returns becomes a task (server/services/followups.py).
+
+@runs(StartDispatch)
+def _start_dispatch(followup: StartDispatch) -> None:
+    start_dispatch(followup.church_id, followup.message_id)
+
+
+@runs(SendReply)
+def _send_reply(followup: SendReply) -> None:
+    send_reply(followup.church_id, followup.conversation_message_id)
+
+
+@runs(PublishProgress)
+def _publish_progress(followup: PublishProgress) -> None:
+    publish_progress.schedule((followup.church_id, followup.message_id),
+                              delay=followup.delay)

@@ -1,7 +1,8 @@
 """The church event log: append inside a transaction, publish after commit.
 
-Every state change a staff screen shows calls `append_event(conn, ...)` in the same
-transaction as the change, collects the returned dicts, and after the commit calls
+Every state change a staff screen shows builds its event with `server/events/types.py`,
+stores it with `record_event(conn, ...)` in the same transaction as the change, collects
+the returned dicts, and after the commit calls
 `publish_events(redis, events)` (Zulip's send_event_on_commit): a subscriber never sees an
 event whose row is not committed, and a lost PUBLISH is recovered by replay from the log
 because sockets resume by id.
@@ -15,15 +16,13 @@ from uuid import UUID
 
 from db.engine import Connection
 from db.queries import events as q
+from server.events.types import EVENT_TYPES, NewEvent
 from server.platform import crypto
 from server.platform.jsonenc import iso_time, jsonable, to_json
 from server.platform.redis import events_channel
 from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.events")
-
-EVENT_TYPES = frozenset(("message.received", "message.status", "conversation.updated",
-                         "broadcast.progress", "member.opted_out", "member.opted_in"))
 
 
 # Personal fields an event may carry (a conversation summary names the member's phone).
@@ -104,10 +103,18 @@ def event_frame(row: dict[str, Any], settings: Settings | None = None) -> dict[s
             "data": data}
 
 
+async def record_event(conn: Connection, church_id: UUID | str, event: NewEvent,
+                       settings: Settings | None = None) -> dict[str, Any]:
+    """Store an event built by `server.events.types` inside the caller's transaction;
+    publish the returned dict after the commit. Services write events only this way."""
+    return await append_event(conn, church_id, event.type, event.data, settings)
+
+
 async def append_event(conn: Connection, church_id: UUID | str, type: str,
                        data: dict[str, Any], settings: Settings | None = None
                        ) -> dict[str, Any]:
-    """Write one event inside the caller's transaction; publish it after the commit.
+    """Write one event of any payload inside the caller's transaction (tests and
+    benchmarks write synthetic ones); services go through `record_event`.
 
     Data naming a phone or email needs `settings`: those fields are stored sealed.
     """

@@ -2,8 +2,9 @@
 
 Accepting is one transaction: the `messages` row, every recipient row (one set-based
 INSERT … SELECT of the opted-in audience) and the idempotency record. After the commit the
-caller enqueues `Accepted.dispatch` lanes; if that enqueue is lost the reconciler finds the
-`queued` rows, so a 202 always ends with every recipient in a final state.
+caller enqueues `Accepted.followups` (the dispatch lanes); if that enqueue is lost the
+reconciler finds the `queued` rows, so a 202 always ends with every recipient in a final
+state.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from db.queries import broadcasts as q
 from db.queries import recipients as rq
 from server.platform import crypto
 from server.platform.errors import Conflict, NotFound, ValidationFailed
+from server.services.followups import FollowUp, StartDispatch
 from server.sms.segments import segment_info
 from server.platform.jsonenc import iso_time
 from server.platform.settings import Settings
@@ -38,8 +40,8 @@ class _Replay(Exception):
 class Accepted:
     status_code: int
     body: dict[str, Any]
-    # (church_id, message_id) to hand to the dispatcher after commit; empty for replays.
-    dispatch: list[tuple[str, str]] = field(default_factory=list)
+    # The dispatch to start after commit; empty for replays and scheduled sends.
+    followups: list[FollowUp] = field(default_factory=list)
 
 
 def request_hash(payload: dict[str, Any]) -> bytes:
@@ -167,8 +169,9 @@ async def accept(db: Database, settings: Settings, church_id: UUID, user_id: UUI
         if earlier is None:  # the other request's record expired in between: unlikely
             raise Conflict("This Idempotency-Key is in use; retry shortly.") from None
         return earlier
-    dispatch = [] if message["status"] == "scheduled" else [(str(church_id), str(message["id"]))]
-    return Accepted(202, body, dispatch)
+    if message["status"] == "scheduled":
+        return Accepted(202, body)
+    return Accepted(202, body, [StartDispatch(str(church_id), str(message["id"]))])
 
 
 async def _replayed(db: Database, church_id: UUID, key: str, digest: bytes

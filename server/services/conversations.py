@@ -21,11 +21,12 @@ from db.queries import inbox as q
 from server.platform import crypto
 from server.auth.sessions import Actor
 from server.platform.errors import Conflict, NotFound, RecipientOptedOut, ValidationFailed
-from server.events.log import append_event, publish_events
+from server.events import types as event_types
+from server.events.log import publish_events, record_event
 from server.sms.segments import segment_info
+from server.services.followups import FollowUp, SendReply
 from server.services.inbound import conversation_message_view, conversation_view
 from server.platform.ids import parse_uuid
-from server.platform.jsonenc import iso_time
 from server.platform.settings import Settings
 
 IDEMPOTENCY_SCOPE = "conversation_replies"
@@ -34,10 +35,10 @@ STATUSES = ("open", "closed")
 
 @dataclass
 class Accepted:
-    """A reply's answer: the HTTP status and body, and the queued sends to enqueue."""
+    """A reply's answer: the HTTP status and body, and the queued send to enqueue."""
     status: int
     body: dict[str, Any]
-    replies: list[dict[str, Any]] = field(default_factory=list)
+    followups: list[FollowUp] = field(default_factory=list)
 
 
 def public_conversation(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
@@ -112,8 +113,8 @@ async def update_conversation(db: Database, redis: aioredis.Redis, settings: Set
         await q.update_conversation(conn, actor.church_id, row["id"], changes)
         view = public_conversation(settings, await q.get_conversation(
             conn, actor.church_id, row["id"]) or row)
-        event = await append_event(conn, actor.church_id, "conversation.updated", view,
-                                   settings)
+        event = await record_event(conn, actor.church_id,
+                                   event_types.conversation_updated(view), settings)
     await publish_events(redis, [event])
     return view
 
@@ -129,8 +130,8 @@ async def mark_read(db: Database, redis: aioredis.Redis, settings: Settings, act
             row = await q.get_conversation(conn, actor.church_id, row["id"]) or row
         view = public_conversation(settings, row)
         if changed:
-            events.append(await append_event(conn, actor.church_id, "conversation.updated",
-                                             view, settings))
+            events.append(await record_event(conn, actor.church_id,
+                                             event_types.conversation_updated(view), settings))
     await publish_events(redis, events)
     return view
 
@@ -186,8 +187,8 @@ async def send_reply(db: Database, redis: aioredis.Redis, settings: Settings, ac
                      idempotency_key: str | None) -> Accepted:
     """POST /conversations/{id}/messages: write the reply `queued` with its event.
 
-    Returns the 202 body and `replies` (hand-off dicts, the same shape inbound
-    confirmations use) for the caller to enqueue. With an Idempotency-Key, a repeat
+    Returns the 202 body and `followups` (the reply's send, as inbound confirmations
+    return theirs) for the caller to enqueue. With an Idempotency-Key, a repeat
     within 24 h answers the first response and writes nothing; another body is 409.
     """
     try:
@@ -203,7 +204,7 @@ async def send_reply(db: Database, redis: aioredis.Redis, settings: Settings, ac
 
 async def _write_reply(conn: Connection, settings: Settings, actor: Actor,
                        row: dict[str, Any], body: str
-                       ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+                       ) -> tuple[dict[str, Any], dict[str, Any], SendReply]:
     number = await q.get_number(conn, actor.church_id, row["number_id"])
     message = await q.insert_reply(conn, {
         "church_id": actor.church_id, "conversation_id": row["id"], "body": body,
@@ -214,13 +215,9 @@ async def _write_reply(conn: Connection, settings: Settings, actor: Actor,
         settings, await q.get_conversation(conn, actor.church_id, row["id"]) or row)
     # The reply is a new message of the thread: same event as an inbound text, so every
     # open screen adds it (message + conversation summary, API.md §7).
-    event = await append_event(conn, actor.church_id, "message.received", {
-        "message": conversation_message_view(message), "conversation": conversation}, settings)
-    handoff = {"church_id": str(actor.church_id), "conversation_message_id": str(message["id"]),
-               "created_at": iso_time(message["created_at"]),
-               "conversation_id": str(row["id"]), "member_id": str(row["member_id"]),
-               "number_id": str(row["number_id"]), "body": body}
-    return message, event, handoff
+    event = await record_event(conn, actor.church_id, event_types.message_received(
+        conversation_message_view(message), conversation), settings)
+    return message, event, SendReply(str(actor.church_id), str(message["id"]))
 
 
 async def _replayed(db: Database, actor: Actor, key: str, digest: bytes) -> Accepted | None:

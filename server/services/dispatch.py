@@ -33,13 +33,12 @@ from db.queries import replies as pq
 from server.platform import crypto
 from server.carriers import CarrierClient, SendResult, client_for
 from server.deps import Deps
-from server.platform.errors import NotFound
-from server.events.log import append_event, publish_events
-from server.platform.redis import (broadcast_progress_key, broadcast_progress_trailing_key,
-                          dispatch_heartbeat_key)
+from server.events import types as event_types
+from server.events.log import publish_events, record_event
+from server.platform.redis import dispatch_heartbeat_key
 from server.sms.segments import segment_info
-from server.services import members
-from server.services.broadcasts import broadcast_view
+from server.services import consent, progress
+from server.services.followups import FollowUp
 from server.sms.throttle import NumberThrottle
 
 log = logging.getLogger("ywm.dispatch")
@@ -49,10 +48,6 @@ REPLY_BATCH = 20  # replies a lane sends ahead of each bulk chunk
 # The first lane of a broadcast this big refreshes planner statistics (see
 # db.queries.recipients.analyze_partition); below it a stale plan costs little.
 ANALYZE_MIN_RECIPIENTS = 2000
-PROGRESS_INTERVAL_MS = 500  # broadcast.progress at most 2/s per broadcast (API.md §7)
-# A scheduled trailing publish holds its flag this long; if its task is lost, the next
-# change after that schedules another.
-PROGRESS_TRAILING_MS = 10_000
 # A lane refreshes this on every commit; once it lapses the reconciler starts new lanes.
 HEARTBEAT_SECONDS = 10.0
 
@@ -61,8 +56,9 @@ HEARTBEAT_SECONDS = 10.0
 class LaneResult:
     again_in: float | None  # None: this lane is done; 0: continue now; > 0: after a delay
     sent: int = 0
-    # Seconds after which `publish_trailing_progress` must run (a publish was throttled).
-    progress_in: float | None = None
+    # After-commit work for the caller: the trailing progress publish a throttled one
+    # asked for (server/services/progress.py).
+    followups: tuple[FollowUp, ...] = ()
 
 
 class Dispatcher:
@@ -169,11 +165,12 @@ async def run_lane(deps: Deps, church_id: UUID | str, message_id: UUID | str) ->
         if not rows:
             break
         sent += await _send_chunk(dispatcher, message, number, rows)
-        trailing = await maybe_publish_progress(deps, message) or trailing
+        trailing = await progress.progress_changed(deps.db, deps.redis, message["church_id"],
+                                                   message["id"]) or trailing
     else:
-        return LaneResult(0.0, sent, trailing)
+        return LaneResult(0.0, sent, (trailing,) if trailing else ())
     result = await _after_chunks(deps, message, sent)
-    return LaneResult(result.again_in, sent, trailing)
+    return LaneResult(result.again_in, sent, (trailing,) if trailing else ())
 
 
 def chunk_size(settings: Any, number: Row | None) -> int:
@@ -192,7 +189,8 @@ async def _after_chunks(deps: Deps, message: Row, sent: int) -> LaneResult:
         else:
             done, due = False, await rq.next_due_at(conn, message)
     if done:
-        await maybe_publish_progress(deps, message, force=True)
+        await progress.progress_changed(deps.db, deps.redis, message["church_id"],
+                                        message["id"], force=True)
         return LaneResult(None, sent)
     if due is None:
         return LaneResult(None, sent)
@@ -275,68 +273,6 @@ async def record_outcomes(deps: Deps, message: Row, provider: str,
     await _after_opt_outs(deps, church_id, events, group_ids)
 
 
-async def maybe_publish_progress(deps: Deps, message: Row, force: bool = False
-                                 ) -> float | None:
-    """A `broadcast.progress` event, at most every PROGRESS_INTERVAL_MS per broadcast.
-
-    Call after committing a change of the counts. A call the throttle skips must not lose
-    the last counts: the first skipped call of a window returns the seconds until the
-    window ends, and the caller schedules `publish_trailing_progress` (workers/sends.py
-    `publish_progress`) then; later skipped calls return None (that publish reads the
-    counts when it runs, so it covers them too).
-    """
-    church_id, message_id = message["church_id"], message["id"]
-    key = broadcast_progress_key(church_id, message_id)
-    if force:
-        await deps.redis.set(key, "1", px=PROGRESS_INTERVAL_MS)
-    elif not await deps.redis.set(key, "1", px=PROGRESS_INTERVAL_MS, nx=True):
-        if await deps.redis.set(broadcast_progress_trailing_key(church_id, message_id), "1",
-                                px=PROGRESS_TRAILING_MS, nx=True):
-            return await _window_left(deps, key)
-        return None
-    await _publish_progress(deps, church_id, message_id)
-    return None
-
-
-async def publish_trailing_progress(deps: Deps, church_id: UUID | str,
-                                    message_id: UUID | str) -> float | None:
-    """The scheduled publish of counts a throttled call skipped; returns the seconds after
-    which to run again when another publish holds the window (None: published)."""
-    church_id, message_id = UUID(str(church_id)), UUID(str(message_id))
-    key = broadcast_progress_key(church_id, message_id)
-    if not await deps.redis.set(key, "1", px=PROGRESS_INTERVAL_MS, nx=True):
-        return await _window_left(deps, key)  # the flag stays: no one else schedules
-    # Drop the flag before reading the counts: a change committed after this read finds
-    # the flag gone and the window taken, so it schedules the next trailing publish.
-    await deps.redis.delete(broadcast_progress_trailing_key(church_id, message_id))
-    await _publish_progress(deps, church_id, message_id)
-    return None
-
-
-async def progress_changed(deps: Deps, church_id: UUID | str, message_id: UUID | str
-                           ) -> float | None:
-    """For callers without the broadcast row (delivery receipts): as
-    `maybe_publish_progress`, after the receipt's transaction committed."""
-    church_id, message_id = UUID(str(church_id)), UUID(str(message_id))
-    return await maybe_publish_progress(deps, {"church_id": church_id, "id": message_id})
-
-
-async def _window_left(deps: Deps, key: str) -> float:
-    left_ms = await deps.redis.pttl(key)
-    return max(int(left_ms), 50) / 1000
-
-
-async def _publish_progress(deps: Deps, church_id: UUID, message_id: UUID) -> None:
-    async with deps.db.transaction() as conn:
-        row = await bq.get_message(conn, church_id, message_id)
-        if row is None:
-            return
-        counts = broadcast_view(row, await rq.count_by_status(conn, row))["counts"]
-        event = await append_event(conn, church_id, "broadcast.progress", {
-            "id": str(message_id), "counts": counts, "status": row["status"]})
-    await publish_events(deps.redis, [event])
-
-
 async def send_replies(deps: Deps, church_id: UUID | None = None,
                        reply_id: UUID | None = None, limit: int = REPLY_BATCH) -> int:
     """Send due conversation replies (one, a church's, or the oldest of anyone's)."""
@@ -390,31 +326,26 @@ async def record_reply_outcome(deps: Deps, reply: Row, number: Row | None,
             await _carrier_opt_out(conn, church_id, reply["member_id"], reply["number_id"],
                                    outcome.get("error"), events, group_ids)
         if row["status"] in ("sent", "failed"):
-            events.append(await append_event(conn, church_id, "message.status", {
-                "message_id": str(row["id"]), "conversation_id": str(row["conversation_id"]),
-                "status": row["status"], "error": row["error"]}))
+            events.append(await record_event(conn, church_id, event_types.message_status(
+                row["id"], row["conversation_id"], row["status"], row["error"])))
     await _after_opt_outs(deps, church_id, events, group_ids)
 
 
 async def _carrier_opt_out(conn: Connection, church_id: UUID, member_id: UUID,
                            number_id: UUID | None, error: str | None,
                            events: list[dict[str, Any]], group_ids: set[UUID]) -> None:
-    """The carrier refused the send as opted out (CARRIERS.md §4.4): mirror it, collect
-    the event and the member's groups (their cached pages show opt-in) for after commit."""
-    try:
-        result = await members.set_opt_in(conn, church_id, member_id, False, "carrier",
-                                          number_id=number_id, detail=error)
-    except NotFound:  # deleted since the broadcast was accepted: nothing to mark
-        return
-    if result["changed"]:
-        events.append(await append_event(conn, church_id, "member.opted_out", {
-            "member_id": str(member_id), "source": "carrier"}))
-        group_ids.update(result["group_ids"])
+    """The carrier refused the send as opted out (CARRIERS.md §4.4): mirror it through
+    the consent service, collect the event and the member's groups (their cached pages
+    show opt-in) for after commit."""
+    outcome = await consent.record_carrier_opt_out(conn, church_id, number_id, member_id,
+                                                   error)
+    events.extend(outcome.events)
+    group_ids.update(outcome.group_ids)
 
 
 async def _after_opt_outs(deps: Deps, church_id: UUID, events: list[dict[str, Any]],
                           group_ids: set[UUID]) -> None:
     if group_ids:
-        await members.invalidate_member_groups(deps.redis, church_id, sorted(group_ids))
+        await consent.drop_cached_pages(deps.redis, church_id, sorted(group_ids))
     if events:
         await publish_events(deps.redis, events)

@@ -26,9 +26,11 @@ from db.queries import members as members_q
 from server.carriers import opted_out_error
 from server.carriers.base import CarrierEvent, InboundText, StatusReceipt
 from server.platform import crypto
-from server.events.log import append_event, publish_events
+from server.events import types as event_types
+from server.events.log import publish_events, record_event
 from server.sms.segments import segment_info
-from server.services import members, optout
+from server.services import consent, members, progress
+from server.services.followups import FollowUp, SendReply
 from server.platform.jsonenc import iso_time
 from server.platform.settings import Settings
 
@@ -51,7 +53,9 @@ class InboundResult:
     outcome: str           # stored | duplicate | unknown_number | unmatched | held
     church_id: UUID | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
-    replies: list[dict[str, Any]] = field(default_factory=list)  # queued rows to enqueue
+    followups: list[FollowUp] = field(default_factory=list)  # to enqueue after commit
+    # (church_id, group_id) whose cached member pages show a member whose consent changed
+    stale_groups: set[tuple[UUID, UUID]] = field(default_factory=set)
     # (church_id, broadcast id) pairs whose counts moved: their progress is announced
     broadcasts: set[tuple[str, str]] = field(default_factory=set)
 
@@ -107,7 +111,6 @@ async def record_carrier_event(db: Database, redis: aioredis.Redis, settings: Se
 async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings,
                          text: InboundText) -> InboundResult:
     """Store one inbound text; returns the queued confirmation replies to enqueue."""
-    group_ids: list[UUID] = []
     async with db.transaction() as conn:
         number, skipped = await _route(conn, text.provider, text.to_number, text.event_id)
         if number is None:
@@ -119,20 +122,29 @@ async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings
         conversation, message = await conv_q.record_inbound_message(
             conn, church["id"], member_id, number["id"], text.body, list(text.media_urls),
             text.provider, text.message_id, max(1, segment_info(text.body).segments))
-        result.events.append(await append_event(conn, church["id"], "message.received", {
-            "message": conversation_message_view(message),
-            "conversation": conversation_view(conversation, member)}, settings))
-        consent = await optout.apply_keyword(conn, church, number, member_id, text.body,
-                                             carrier_replied=text.carrier_replied)
-        result.events.extend(consent.events)
-        group_ids = consent.group_ids
-        if consent.reply:
-            result.replies.append(await _queue_reply(conn, settings, church["id"], conversation,
-                                                     number, member, consent.reply, result))
-    await publish_events(redis, result.events)
-    if group_ids:
-        await members.invalidate_member_groups(redis, church["id"], group_ids)
+        received = event_types.message_received(conversation_message_view(message),
+                                                conversation_view(conversation, member))
+        result.events.append(await record_event(conn, church["id"], received, settings))
+        keyword = await consent.apply_keyword(conn, church, number, member_id, text.body,
+                                              carrier_replied=text.carrier_replied)
+        result.events.extend(keyword.events)
+        result.stale_groups.update((church["id"], g) for g in keyword.group_ids)
+        if keyword.reply:
+            result.followups.append(await _queue_reply(
+                conn, settings, church["id"], conversation, number, member, keyword.reply,
+                result))
+    await _after_commit(redis, result)
     return result
+
+
+async def _after_commit(redis: aioredis.Redis, result: InboundResult) -> None:
+    """Publish the committed events; drop the cached pages consent changes made stale."""
+    await publish_events(redis, result.events)
+    by_church: dict[UUID, list[UUID]] = {}
+    for church_id, group_id in sorted(result.stale_groups):
+        by_church.setdefault(church_id, []).append(group_id)
+    for church_id, group_ids in by_church.items():
+        await consent.drop_cached_pages(redis, church_id, group_ids)
 
 
 async def _sender(conn: Connection, settings: Settings, church: dict[str, Any],
@@ -151,7 +163,7 @@ async def _sender(conn: Connection, settings: Settings, church: dict[str, Any],
 async def _queue_reply(conn: Connection, settings: Settings, church_id: UUID,
                        conversation: dict[str, Any],
                        number: dict[str, Any], member: dict[str, Any], body: str,
-                       result: InboundResult) -> dict[str, Any]:
+                       result: InboundResult) -> SendReply:
     """The confirmation as an outbound `queued` message (sent_by NULL: the system)."""
     row = await conv_q.insert_conversation_message(conn, {
         "church_id": church_id, "conversation_id": conversation["id"],
@@ -162,13 +174,9 @@ async def _queue_reply(conn: Connection, settings: Settings, church_id: UUID,
         "next_attempt_at": datetime.now(timezone.utc)})
     touched = await conv_q.touch_conversation_outbound(conn, church_id, conversation["id"],
                                                        body)
-    result.events.append(await append_event(conn, church_id, "conversation.updated",
-                                            conversation_view(touched or conversation,
-                                                              member), settings))
-    return {"church_id": str(church_id), "conversation_message_id": str(row["id"]),
-            "created_at": iso_time(row["created_at"]),
-            "conversation_id": str(row["conversation_id"]),
-            "member_id": str(member["id"]), "number_id": str(number["id"]), "body": body}
+    result.events.append(await record_event(conn, church_id, event_types.conversation_updated(
+        conversation_view(touched or conversation, member)), settings))
+    return SendReply(str(church_id), str(row["id"]))
 
 
 async def record_status(db: Database, redis: aioredis.Redis, settings: Settings,
@@ -190,8 +198,26 @@ async def record_status(db: Database, redis: aioredis.Redis, settings: Settings,
                 receipt.status, receipt.error_code, receipt.error,
                 CONVERSATION_FROM[receipt.status], RECIPIENT_FROM[receipt.status])
             result.outcome = "held" if held else "unmatched"
-    await publish_events(redis, result.events)
+    await _after_commit(redis, result)
+    result.followups.extend(await _announce_progress(db, redis, result.broadcasts))
     return result
+
+
+async def _announce_progress(db: Database, redis: aioredis.Redis,
+                             broadcasts: set[tuple[str, str]]) -> list[FollowUp]:
+    """The receipt moved these broadcasts' counts: publish broadcast.progress (throttled),
+    returning the trailing publishes to enqueue. The receipt is committed already, so a
+    failure here is logged: it only delays the progress bar until the next change."""
+    trailing: list[FollowUp] = []
+    for church_id, message_id in sorted(broadcasts):
+        try:
+            later = await progress.progress_changed(db, redis, church_id, message_id)
+        except Exception:  # noqa: BLE001 - counts are durable; the next change republishes
+            log.warning("progress announce failed", exc_info=True)
+            continue
+        if later is not None:
+            trailing.append(later)
+    return trailing
 
 
 async def _apply_status(conn: Connection, number: dict[str, Any], receipt: StatusReceipt,
@@ -204,9 +230,8 @@ async def _apply_status(conn: Connection, number: dict[str, Any], receipt: Statu
         conn, church_id, receipt.message_id, receipt.status, error,
         CONVERSATION_FROM[receipt.status])
     for row in moved:
-        result.events.append(await append_event(conn, church_id, "message.status", {
-            "message_id": row["id"], "conversation_id": row["conversation_id"],
-            "status": row["status"], "error": row["error"]}))
+        result.events.append(await record_event(conn, church_id, event_types.message_status(
+            row["id"], row["conversation_id"], row["status"], row["error"])))
     recipients = await q.update_recipient_status(
         conn, church_id, receipt.message_id, receipt.status, error,
         RECIPIENT_FROM[receipt.status])
@@ -236,7 +261,7 @@ async def apply_early_receipts(db: Database, redis: aioredis.Redis, settings: Se
             await _apply_status(conn, number, receipt, result)
             await q.delete_receipt(conn, row)
         await q.delete_old_receipts(conn, DEDUPE_HOURS)
-    await publish_events(redis, result.events)
+    await _after_commit(redis, result)
     return len(rows)
 
 
@@ -250,16 +275,16 @@ def _error_text(receipt: StatusReceipt) -> str | None:
 async def _carrier_opt_out(conn: Connection, church_id: UUID, number: dict[str, Any],
                            moved: list[dict[str, Any]], recipients: list[dict[str, Any]],
                            receipt: StatusReceipt, result: InboundResult) -> None:
-    church = _church(number)
     member_ids = {row["member_id"] for row in recipients}
     for row in moved:
         owner = await conv_q.get_conversation_member(conn, church_id, row["conversation_id"])
         if owner is not None:
             member_ids.add(owner["member_id"])
     for member_id in member_ids:
-        consent = await optout.record_carrier_opt_out(conn, church, number["id"], member_id,
-                                                      receipt.error_code or "")
-        result.events.extend(consent.events)
+        outcome = await consent.record_carrier_opt_out(
+            conn, church_id, number["id"], member_id, f"carrier error {receipt.error_code}")
+        result.events.extend(outcome.events)
+        result.stale_groups.update((church_id, g) for g in outcome.group_ids)
 
 
 async def prune_dedupe(db: Database, older_than_hours: int = DEDUPE_HOURS) -> int:

@@ -1,10 +1,10 @@
 """Members: create, read, list, update, delete, opt-in state, and lookups by phone.
 
 Phones are normalised to E.164 (server/sms/phones.py), stored encrypted with a keyed hash for
-lookups (server/platform/crypto.py). Consent changes write a `consent_ledger` row in the same
-transaction. For other areas (inbound texts): `find_or_create_member_by_phone` and
-`set_opt_in` run inside the caller's transaction and never commit; after the caller
-commits it passes `group_ids` from `set_opt_in`'s result to `invalidate_member_groups`.
+lookups (server/platform/crypto.py). Opt-in changes go through the consent service
+(server/services/consent.py), in the same transaction as the rest of the change. For
+inbound texts, `find_or_create_member_by_phone` runs inside the caller's transaction and
+never commits.
 """
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from db.engine import Connection, Database
 from db.queries import members as q
 from server.platform import crypto
 from server.sms import phones
+from server.events.log import publish_events
 from server.platform.errors import Conflict, NotFound, ValidationFailed
+from server.services import consent
 from server.platform.ids import parse_uuid
 from server.platform.jsonenc import iso_time
 from server.services.groups import invalidate_group_pages
@@ -91,8 +93,8 @@ async def create_member(db: Database, settings: Settings, church_id: UUID,
         if row is None:
             raise Conflict(DUPLICATE_PHONE, [{"field": "$.phone", "message": DUPLICATE_PHONE}])
         if not opt_in:
-            await q.insert_consent(conn, church_id, row["id"], "opt_out", source,
-                                   detail="created opted out")
+            await consent.record_initial_opt_out(conn, church_id, row["id"], source,
+                                                 "created opted out")
     return public_member(settings, row, [])
 
 
@@ -138,7 +140,8 @@ async def list_members(db: Database, settings: Settings, church_id: UUID, limit:
 async def update_member(db: Database, redis: aioredis.Redis, settings: Settings,
                         church_id: UUID, member_id: UUID | None, patch: dict[str, Any],
                         source: str = "staff") -> dict[str, Any]:
-    """PATCH /members/{id}: any of the create fields; `email: null` clears it."""
+    """PATCH /members/{id}: any of the create fields; `email: null` clears it. A change of
+    `opt_in_sms` goes through the consent service (ledger row and event)."""
     phone = normalize_phone(patch["phone"]) if "phone" in patch else None
     async with db.transaction() as conn:
         row = await q.get_member(conn, church_id, member_id, for_update=True) \
@@ -158,17 +161,22 @@ async def update_member(db: Database, redis: aioredis.Redis, settings: Settings,
             raise Conflict(DUPLICATE_PHONE,
                            [{"field": "$.phone", "message": DUPLICATE_PHONE}]) from None
         assert updated is not None
-        if updated["opt_in_sms"] != row["opt_in_sms"]:
-            action = "opt_in" if updated["opt_in_sms"] else "opt_out"
-            await q.insert_consent(conn, church_id, member_id, action, source)
+        changed = consent.ConsentOutcome()
+        if "opt_in_sms" in patch:
+            changed = await consent.set_consent(conn, church_id, member_id,
+                                                bool(patch["opt_in_sms"]), source)
+            updated = {**updated, "opt_in_sms": changed.opt_in_sms,
+                       "opted_out_at": changed.opted_out_at}
         group_ids = await q.list_group_ids_of_member(conn, church_id, member_id)
         result = (await _with_groups(conn, settings, church_id, [updated]))[0]
+    await publish_events(redis, changed.events)
     await invalidate_group_pages(redis, church_id, group_ids)
     return result
 
 
 def _merged(settings: Settings, row: dict[str, Any], patch: dict[str, Any],
             phone: str | None) -> dict[str, Any]:
+    # Opt-in keeps the row's value here: update_member changes it through consent.
     values = {key: row[key] for key in ("first_name", "last_name", "phone_enc", "email_enc",
                                         "opt_in_sms", "opted_out_at")}
     values.update(church_id=row["church_id"], id=row["id"],
@@ -185,9 +193,6 @@ def _merged(settings: Settings, row: dict[str, Any], patch: dict[str, Any],
         values["phone_enc"] = crypto.encrypt(settings, phone,
                                              crypto.member_phone(row["church_id"]))
     values["phone_hash"] = crypto.phone_hash(settings, phone or current_phone)
-    if "opt_in_sms" in patch and patch["opt_in_sms"] != row["opt_in_sms"]:
-        values["opt_in_sms"] = patch["opt_in_sms"]
-        values["opted_out_at"] = None if patch["opt_in_sms"] else _now_marker()
     return values
 
 
@@ -224,39 +229,11 @@ async def find_or_create_member_by_phone(conn: Connection, settings: Settings, c
         if row is None:  # a concurrent insert won the race: read its row
             row = await q.get_member_by_hash(conn, church_id, digest)
         elif not opt_in:
-            await q.insert_consent(conn, church_id, row["id"], "opt_out", "inbound",
-                                   detail="unknown sender; church opt-in setting is off")
+            await consent.record_initial_opt_out(
+                conn, church_id, row["id"], "inbound",
+                "unknown sender; church opt-in setting is off")
     assert row is not None
     member = (await _with_groups(conn, settings, church_id, [row]))[0] if not created \
         else public_member(settings, row, [])
     member["created"] = created
     return member
-
-
-async def set_opt_in(conn: Connection, church_id: UUID, member_id: UUID, opted_in: bool,
-                     source: str, keyword: str | None = None, number_id: UUID | None = None,
-                     detail: str | None = None) -> dict[str, Any]:
-    """Opt a member in or out inside the caller's transaction (no commit).
-
-    Returns `{member_id, opt_in_sms, opted_out_at, changed, group_ids}`; a consent row is
-    written only when the state changed. After commit, pass `group_ids` to
-    `invalidate_member_groups`. Raises NotFound for a member outside the church.
-    """
-    row = await q.set_opt_in(conn, church_id, member_id, opted_in)
-    changed = row is not None
-    if row is None:
-        row = await q.get_member(conn, church_id, member_id)
-        if row is None:
-            raise NotFound("No such member.")
-    else:
-        await q.insert_consent(conn, church_id, member_id, "opt_in" if opted_in else "opt_out",
-                               source, keyword=keyword, number_id=number_id, detail=detail)
-    group_ids = await q.list_group_ids_of_member(conn, church_id, member_id) if changed else []
-    return {"member_id": member_id, "opt_in_sms": row["opt_in_sms"],
-            "opted_out_at": row["opted_out_at"], "changed": changed, "group_ids": group_ids}
-
-
-async def invalidate_member_groups(redis: aioredis.Redis, church_id: UUID,
-                                   group_ids: list[UUID]) -> None:
-    """After commit of a member change: drop cached pages of the member's groups."""
-    await invalidate_group_pages(redis, church_id, group_ids)

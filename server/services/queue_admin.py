@@ -22,6 +22,7 @@ from db.queries import dead_letters as dq
 from db.queries import recipients as rq
 from server.platform import queue
 from server.platform.errors import Conflict, NotFound
+from server.services.followups import FollowUp, StartDispatch
 from server.platform.redis import queue_running_key, queue_stats_key
 from server.platform.jsonenc import iso_time
 
@@ -89,9 +90,10 @@ async def list_dead_letters(db: Database, limit: int, cursor: str | None
     return [dead_letter_view(r) for r in page.rows], page.next_cursor
 
 
-async def requeue(db: Database, dead_letter_id: UUID | None) -> tuple[dict[str, Any],
-                                                                      list[tuple[str, str]]]:
-    """Put a dead letter's work back in the outbox; returns it and what to dispatch."""
+async def requeue(db: Database, dead_letter_id: UUID | None
+                  ) -> tuple[dict[str, Any], list[FollowUp]]:
+    """Put a dead letter's work back in the outbox; returns it and the dispatch to start
+    after the commit."""
     async with db.transaction() as conn:
         row = await dq.get_dead_letter_for_update(conn, dead_letter_id) \
             if dead_letter_id else None
@@ -112,4 +114,4 @@ async def requeue(db: Database, dead_letter_id: UUID | None) -> tuple[dict[str, 
             raise Conflict("The recipient is no longer failed.")
         requeued_at = await dq.mark_requeued(conn, row["church_id"], row["id"])
     view = dead_letter_view({**row, "requeued_at": requeued_at})
-    return view, [(str(row["church_id"]), str(message_id))]
+    return view, [StartDispatch(str(row["church_id"]), str(message_id))]

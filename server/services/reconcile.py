@@ -11,7 +11,8 @@ periodic pass (one per interval cluster-wide, under a Redis lock with a TTL) loo
 - conversation replies overdue the same way → their send task again;
 - delivery receipts held because they beat their send's provider id → applied now.
 
-It returns what to enqueue; the worker task enqueues it (services never import tasks).
+It returns what to enqueue (`ReconcileReport.followups`); the worker task enqueues it
+(services never import tasks).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from server.deps import Deps
 from server.platform.redis import dispatch_heartbeat_key
 from server.services import broadcasts, inbound, recurring
 from server.services.dispatch import HEARTBEAT_SECONDS
+from server.services.followups import FollowUp, SendReply, start_dispatches
 
 log = logging.getLogger("ywm.reconcile")
 
@@ -41,6 +43,13 @@ class ReconcileReport:
     @property
     def to_dispatch(self) -> list[tuple[str, str]]:
         return self.restarted + self.scheduled + self.recurring
+
+    @property
+    def followups(self) -> list[FollowUp]:
+        """The lanes to start and the reply sends to enqueue again."""
+        sends: list[FollowUp] = [SendReply(church_id, reply_id)
+                                 for church_id, reply_id in self.replies]
+        return [*start_dispatches(self.to_dispatch), *sends]
 
 
 async def restart_stalled(deps: Deps, grace_seconds: float) -> list[tuple[str, str]]:

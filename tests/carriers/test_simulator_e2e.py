@@ -11,7 +11,7 @@ from db.queries import conversations as conv_q
 from server.carriers.simulator import Simulator, start_simulator
 from server.carriers import client_for
 from server.platform.errors import RecipientOptedOut
-from server.services import optout
+from server.services import consent
 from tests.carriers.webhook_kit import HANDSET, OURS, church_with_number, snapshot
 
 PROVIDERS = ("telnyx", "twilio")
@@ -60,8 +60,8 @@ async def test_inbound_text_and_stop_block(sim: Simulator, deps: Any, base_url: 
     # Our own check refuses the member, and the carrier refuses the pair as well.
     async with deps.db.acquire() as conn:
         with pytest.raises(RecipientOptedOut):
-            await optout.assert_member_textable(conn, setup["church_id"],
-                                                rows["members"][0]["id"])
+            await consent.assert_member_textable(conn, setup["church_id"],
+                                                 rows["members"][0]["id"])
     client = carrier(sim, deps, base_url, provider)
     refused = await client.send(from_number=OURS, to=HANDSET, body="Are you there?")
     assert refused.outcome == "opted_out" and refused.opted_out

@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 
 from server.platform import crypto
-from server.services import key_rotation, members
+from server.services import consent, key_rotation, members
 from server.services.member_import import MemberImport
 from tests.factories import create_church
 
@@ -23,7 +23,7 @@ def _key(seed: int) -> str:
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_find_or_create_and_set_opt_in_inside_a_transaction(deps: Any) -> None:
+async def test_find_or_create_and_set_consent_inside_a_transaction(deps: Any) -> None:
     church = await create_church(deps)
     church_id = church["church_id"]
     async with deps.db.transaction() as conn:
@@ -36,17 +36,21 @@ async def test_find_or_create_and_set_opt_in_inside_a_transaction(deps: Any) -> 
     assert first["opt_in_sms"] is False and first["opted_out_at"] is not None
 
     async with deps.db.transaction() as conn:
-        result = await members.set_opt_in(conn, church_id, first["id"], True, "keyword",
-                                          keyword="START")
-        repeat = await members.set_opt_in(conn, church_id, first["id"], True, "keyword",
-                                          keyword="START")
-    assert result["changed"] is True and result["opt_in_sms"] is True
-    assert result["opted_out_at"] is None
-    assert repeat["changed"] is False
+        result = await consent.set_consent(conn, church_id, first["id"], True, "keyword",
+                                           keyword="START")
+        repeat = await consent.set_consent(conn, church_id, first["id"], True, "keyword",
+                                           keyword="START")
+    assert result.changed is True and result.opt_in_sms is True
+    assert result.opted_out_at is None
+    assert repeat.changed is False and repeat.events == []
     ledger = await deps.db.fetch_all(
         "SELECT action, source, keyword FROM consent_ledger ORDER BY created_at")
     assert [(r["action"], r["source"], r["keyword"]) for r in ledger] == [
         ("opt_out", "inbound", None), ("opt_in", "keyword", "START")]
+    # The change's one event, in the shape every source gives it (server/events/types.py).
+    assert [(e["type"], e["data"]) for e in result.events] == [
+        ("member.opted_in", {"member_id": str(first["id"]), "source": "keyword",
+                             "keyword": "START", "number_id": None, "opted_out_at": None})]
 
     # Rolled back with the caller's transaction: nothing is committed on its own.
     class Abort(Exception):
@@ -62,7 +66,7 @@ async def test_find_or_create_and_set_opt_in_inside_a_transaction(deps: Any) -> 
     other = await create_church(deps, "Other")
     async with deps.db.transaction() as conn:
         with pytest.raises(Exception, match="No such member"):
-            await members.set_opt_in(conn, other["church_id"], first["id"], False, "keyword")
+            await consent.set_consent(conn, other["church_id"], first["id"], False, "keyword")
 
 
 @pytest.mark.gen_test(timeout=60)

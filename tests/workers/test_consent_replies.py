@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import tornado.httpclient
 
-from server.services import dispatch, inbound, optout
+from server.services import consent, dispatch, inbound
+from server.services.followups import SendReply
 from tests.carriers.webhook_kit import telnyx_headers, telnyx_inbound
 from tests.workers.bulk import seed_church, sql, token_for
 from tests.workers.test_dispatch import queued_reply, sim_deps  # noqa: F401
@@ -36,9 +37,9 @@ async def test_confirmation_is_sent_but_earlier_staff_reply_is_not(
                                           inbound.InboundText(
                                               "telnyx", str(uuid.uuid4()), "in-1",
                                               church.phones[0], church.number_phone, "STOP"))
-    assert len(result.replies) == 1
+    assert [type(f) for f in result.followups] == [SendReply]
     assert await dispatch.send_replies(deps, church.id) == 2
-    confirmation = optout.STOP_CONFIRMATION.format(church="Church 0")
+    confirmation = consent.STOP_CONFIRMATION.format(church="Church 0")
     assert outbound(deps.settings, church) == [
         ("Staff: see you Sunday", "failed", "The member has opted out."),
         (confirmation, "sent", None)]
@@ -62,7 +63,7 @@ async def test_stop_webhook_to_delivered_confirmation_then_staff_reply_409(
     finally:
         http.close()
     assert response.code == 200
-    confirmation = optout.STOP_CONFIRMATION.format(church="Church 0")
+    confirmation = consent.STOP_CONFIRMATION.format(church="Church 0")
     deadline = time.monotonic() + 60
     while outbound(deps.settings, church) != [(confirmation, "delivered", None)]:
         assert time.monotonic() < deadline, outbound(deps.settings, church)

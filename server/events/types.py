@@ -1,0 +1,76 @@
+"""One builder per stream event type: the only place an event's payload takes its shape.
+
+API.md §7 (and schema/ws/server_frame.json) name the types; the payloads are what the
+staff screens, the stream replay and customer webhooks read, so a type must look the same
+whoever writes it. Services build an event here and store it with
+`server.events.log.record_event` in the transaction of the change it reports.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+MESSAGE_RECEIVED = "message.received"
+MESSAGE_STATUS = "message.status"
+CONVERSATION_UPDATED = "conversation.updated"
+BROADCAST_PROGRESS = "broadcast.progress"
+MEMBER_OPTED_OUT = "member.opted_out"
+MEMBER_OPTED_IN = "member.opted_in"
+
+EVENT_TYPES = frozenset((MESSAGE_RECEIVED, MESSAGE_STATUS, CONVERSATION_UPDATED,
+                         BROADCAST_PROGRESS, MEMBER_OPTED_OUT, MEMBER_OPTED_IN))
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event not yet stored: its type and its payload (UUIDs and times allowed)."""
+    type: str
+    data: dict[str, Any]
+
+
+def message_received(message: dict[str, Any], conversation: dict[str, Any]) -> NewEvent:
+    """A new message in a thread, inbound or a staff reply: the API.md §6 message and the
+    conversation summary (names the member's phone: store it with settings to seal it)."""
+    return NewEvent(MESSAGE_RECEIVED, {"message": message, "conversation": conversation})
+
+
+def message_status(message_id: UUID | str, conversation_id: UUID | str, status: str,
+                   error: str | None) -> NewEvent:
+    """A conversation message moved to `status` (send answer or delivery receipt)."""
+    return NewEvent(MESSAGE_STATUS, {"message_id": message_id,
+                                     "conversation_id": conversation_id,
+                                     "status": status, "error": error})
+
+
+def conversation_updated(conversation: dict[str, Any]) -> NewEvent:
+    """The conversation summary after a change (names the member's phone: seal it)."""
+    return NewEvent(CONVERSATION_UPDATED, conversation)
+
+
+def broadcast_progress(broadcast_id: UUID | str, counts: dict[str, int], status: str
+                       ) -> NewEvent:
+    """A broadcast's recipient counts by status, and its own status."""
+    return NewEvent(BROADCAST_PROGRESS, {"id": str(broadcast_id), "counts": counts,
+                                         "status": status})
+
+
+def member_opted_out(member_id: UUID | str, source: str, opted_out_at: datetime | None,
+                     keyword: str | None = None, number_id: UUID | str | None = None
+                     ) -> NewEvent:
+    """A member stopped receiving texts (`source`: keyword, carrier, staff)."""
+    return NewEvent(MEMBER_OPTED_OUT, _consent(member_id, source, keyword, number_id,
+                                               opted_out_at))
+
+
+def member_opted_in(member_id: UUID | str, source: str, keyword: str | None = None,
+                    number_id: UUID | str | None = None) -> NewEvent:
+    """A member receives texts again; `opted_out_at` is null, as on the member."""
+    return NewEvent(MEMBER_OPTED_IN, _consent(member_id, source, keyword, number_id, None))
+
+
+def _consent(member_id: UUID | str, source: str, keyword: str | None,
+             number_id: UUID | str | None, opted_out_at: datetime | None) -> dict[str, Any]:
+    return {"member_id": member_id, "source": source, "keyword": keyword,
+            "number_id": number_id, "opted_out_at": opted_out_at}
