@@ -1,9 +1,10 @@
 """ApiHandler: the one place for request plumbing.
 
 Request id, security headers, body-size guard, JSON parsing and schema validation,
-authentication, CSRF, rate limits, the success envelope, and the single `write_error`
-that renders every `AppError` as the API.md §2 body (anything else: a logged 500 with no
-stack trace in the response).
+sign-in (through `server.auth.authenticate`, shared with the stream), rate limits, the
+success and list envelopes, and `render_error`, the one function that writes the API.md
+§2 error body for every handler, static files and the stream alike (anything that is not
+an `AppError`: a logged 500 with no stack trace in the response).
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ class MessagesHandler(ApiHandler):
             self.deps.db, self.deps.settings, actor.church_id, actor.user_id, payload,
             self.request.headers.get("Idempotency-Key") or None)
         await enqueue(accepted.followups)
-        self.write_json(accepted.body, accepted.status_code)
+        self.write_json(accepted.body, accepted.status)
 
 
 class MessageHandler(ApiHandler):

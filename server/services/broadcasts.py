@@ -8,44 +8,26 @@ state.
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
-
-import ujson
 
 from db.engine import Connection, Database, Row
 from db.queries import broadcasts as q
 from db.queries import recipients as rq
 from server.platform import crypto
 from server.platform.errors import Conflict, NotFound, ValidationFailed
-from server.services.followups import FollowUp, StartDispatch
-from server.sms.segments import segment_info
 from server.platform.jsonenc import iso_time
 from server.platform.settings import Settings
+from server.services import idempotency
+from server.services.followups import StartDispatch
+from server.services.idempotency import Accepted
+from server.sms.segments import segment_info
 
 IDEMPOTENCY_SCOPE = "messages"
 MAX_BODY_CHARS = 1600  # 10+ segments; carriers reject longer (CARRIERS.md §1.3 parts ≤ 10)
 COUNT_KEYS = ("queued", "sending", "sent", "delivered", "failed", "undeliverable")
-
-
-class _Replay(Exception):
-    """Raised inside the accept transaction to roll it back when another request won."""
-
-
-@dataclass
-class Accepted:
-    status_code: int
-    body: dict[str, Any]
-    # The dispatch to start after commit; empty for replays and scheduled sends.
-    followups: list[FollowUp] = field(default_factory=list)
-
-
-def request_hash(payload: dict[str, Any]) -> bytes:
-    return hashlib.sha256(ujson.dumps(payload, sort_keys=True).encode()).digest()
 
 
 def _uuid_list(values: list[str] | None) -> list[UUID]:
@@ -144,9 +126,10 @@ def accepted_body(message: Row) -> dict[str, Any]:
 async def accept(db: Database, settings: Settings, church_id: UUID, user_id: UUID | None,
                  payload: dict[str, Any], idempotency_key: str | None) -> Accepted:
     """POST /messages: validate, write everything in one transaction, say what to enqueue."""
-    digest = request_hash(payload)
+    digest = idempotency.request_digest(payload)
     if idempotency_key:
-        earlier = await _replayed(db, church_id, idempotency_key, digest)
+        earlier = await idempotency.replayed(db, church_id, IDEMPOTENCY_SCOPE, idempotency_key,
+                                             digest)
         if earlier:
             return earlier
     now = datetime.now(timezone.utc)
@@ -159,30 +142,17 @@ async def accept(db: Database, settings: Settings, church_id: UUID, user_id: UUI
                 number_id=UUID(payload["number_id"]) if payload.get("number_id") else None,
                 scheduled_at=_scheduled_at(payload.get("scheduled_at"), now),
                 created_by=user_id)
-            body = accepted_body(message)
-            if idempotency_key and not await q.put_idempotent(
-                    conn, church_id, IDEMPOTENCY_SCOPE, idempotency_key, digest, 202,
-                    ujson.dumps(body)):
-                raise _Replay()
-    except _Replay:
-        earlier = await _replayed(db, church_id, idempotency_key or "", digest)
-        if earlier is None:  # the other request's record expired in between: unlikely
-            raise Conflict("This Idempotency-Key is in use; retry shortly.") from None
-        return earlier
-    if message["status"] == "scheduled":
-        return Accepted(202, body)
-    return Accepted(202, body, [StartDispatch(str(church_id), str(message["id"]))])
-
-
-async def _replayed(db: Database, church_id: UUID, key: str, digest: bytes
-                    ) -> Accepted | None:
-    async with db.acquire() as conn:
-        row = await q.get_idempotent(conn, church_id, IDEMPOTENCY_SCOPE, key)
-    if row is None:
-        return None
-    if bytes(row["request_hash"]) != digest:
-        raise Conflict("This Idempotency-Key was used with a different request body.")
-    return Accepted(int(row["status_code"]), row["response"])
+            # A scheduled send is started later by the scheduler; any other starts now.
+            start = [] if message["status"] == "scheduled" else [
+                StartDispatch(str(church_id), str(message["id"]))]
+            accepted = Accepted(202, accepted_body(message), start)
+            if idempotency_key:
+                await idempotency.remember(conn, church_id, IDEMPOTENCY_SCOPE, idempotency_key,
+                                           digest, accepted)
+    except idempotency.KeyTaken:
+        return await idempotency.winner(db, church_id, IDEMPOTENCY_SCOPE, idempotency_key or "",
+                                        digest)
+    return accepted
 
 
 async def access_message(conn: Connection, church_id: UUID, message_id: UUID | None) -> Row:

@@ -6,39 +6,29 @@ to enqueue; the carrier send, and the status moves after it, belong to the dispa
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
-import ujson
 
 from db.engine import Connection, Database
-from db.queries import broadcasts as idempotency_q
 from db.queries import conversations as conv_q
 from db.queries import inbox as q
 from server.platform import crypto
 from server.auth.sessions import Actor
-from server.platform.errors import Conflict, NotFound, RecipientOptedOut, ValidationFailed
+from server.platform.errors import NotFound, RecipientOptedOut, ValidationFailed
 from server.events import types as event_types
 from server.events.log import publish_events, record_event
 from server.sms.segments import segment_info
-from server.services.followups import FollowUp, SendReply
+from server.services import idempotency
+from server.services.followups import SendReply
+from server.services.idempotency import Accepted
 from server.services.inbound import conversation_message_view, conversation_view
 from server.platform.ids import parse_uuid
 from server.platform.settings import Settings
 
 IDEMPOTENCY_SCOPE = "conversation_replies"
 STATUSES = ("open", "closed")
-
-
-@dataclass
-class Accepted:
-    """A reply's answer: the HTTP status and body, and the queued send to enqueue."""
-    status: int
-    body: dict[str, Any]
-    followups: list[FollowUp] = field(default_factory=list)
 
 
 def public_conversation(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
@@ -146,42 +136,6 @@ async def list_messages(db: Database, actor: Actor, conversation_id: str, *, lim
     return [conversation_message_view(r) for r in reversed(page.rows)], page.next_cursor
 
 
-def reply_hash(conversation_id: str, payload: dict[str, Any]) -> bytes:
-    canonical = ujson.dumps({"conversation_id": conversation_id, **payload}, sort_keys=True)
-    return hashlib.sha256(canonical.encode()).digest()
-
-
-async def _send_reply(db: Database, redis: aioredis.Redis, settings: Settings, actor: Actor,
-                      conversation_id: str, payload: dict[str, Any],
-                      idempotency_key: str | None) -> Accepted:
-    body = payload["body"]
-    if not body.strip():
-        raise ValidationFailed.field("$.body", "The reply is empty.")
-    digest = reply_hash(conversation_id, payload)
-    if idempotency_key:
-        earlier = await _replayed(db, actor, idempotency_key, digest)
-        if earlier:
-            return earlier
-    async with db.transaction() as conn:
-        row = await access_conversation(conn, actor, conversation_id)
-        if not row["opt_in_sms"]:
-            raise RecipientOptedOut("This member has opted out of texts; they cannot be "
-                                    "sent a reply until they text START.")
-        message, event, handoff = await _write_reply(conn, settings, actor, row, body)
-        accepted = Accepted(202, {"data": conversation_message_view(message), "meta": {}},
-                            [handoff])
-        if idempotency_key and not await idempotency_q.put_idempotent(
-                conn, actor.church_id, IDEMPOTENCY_SCOPE, idempotency_key, digest, 202,
-                ujson.dumps(accepted.body)):
-            raise _Replay()
-    await publish_events(redis, [event])
-    return accepted
-
-
-class _Replay(Exception):
-    """A concurrent request with the same key won: roll back and answer its response."""
-
-
 async def send_reply(db: Database, redis: aioredis.Redis, settings: Settings, actor: Actor,
                      conversation_id: str, payload: dict[str, Any],
                      idempotency_key: str | None) -> Accepted:
@@ -191,15 +145,33 @@ async def send_reply(db: Database, redis: aioredis.Redis, settings: Settings, ac
     return theirs) for the caller to enqueue. With an Idempotency-Key, a repeat
     within 24 h answers the first response and writes nothing; another body is 409.
     """
+    body = payload["body"]
+    if not body.strip():
+        raise ValidationFailed.field("$.body", "The reply is empty.")
+    church_id = actor.church_id
+    digest = idempotency.request_digest({"conversation_id": conversation_id, **payload})
+    if idempotency_key:
+        earlier = await idempotency.replayed(db, church_id, IDEMPOTENCY_SCOPE, idempotency_key,
+                                             digest)
+        if earlier:
+            return earlier
     try:
-        return await _send_reply(db, redis, settings, actor, conversation_id, payload,
-                                 idempotency_key)
-    except _Replay:
-        earlier = await _replayed(db, actor, idempotency_key or "",
-                                  reply_hash(conversation_id, payload))
-        if earlier is None:
-            raise Conflict("This Idempotency-Key is in use; retry shortly.") from None
-        return earlier
+        async with db.transaction() as conn:
+            row = await access_conversation(conn, actor, conversation_id)
+            if not row["opt_in_sms"]:
+                raise RecipientOptedOut("This member has opted out of texts; they cannot be "
+                                        "sent a reply until they text START.")
+            message, event, handoff = await _write_reply(conn, settings, actor, row, body)
+            accepted = Accepted(202, {"data": conversation_message_view(message), "meta": {}},
+                                [handoff])
+            if idempotency_key:
+                await idempotency.remember(conn, church_id, IDEMPOTENCY_SCOPE, idempotency_key,
+                                           digest, accepted)
+    except idempotency.KeyTaken:
+        return await idempotency.winner(db, church_id, IDEMPOTENCY_SCOPE, idempotency_key or "",
+                                        digest)
+    await publish_events(redis, [event])
+    return accepted
 
 
 async def _write_reply(conn: Connection, settings: Settings, actor: Actor,
@@ -218,13 +190,3 @@ async def _write_reply(conn: Connection, settings: Settings, actor: Actor,
     event = await record_event(conn, actor.church_id, event_types.message_received(
         conversation_message_view(message), conversation), settings)
     return message, event, SendReply(str(actor.church_id), str(message["id"]))
-
-
-async def _replayed(db: Database, actor: Actor, key: str, digest: bytes) -> Accepted | None:
-    async with db.acquire() as conn:
-        row = await idempotency_q.get_idempotent(conn, actor.church_id, IDEMPOTENCY_SCOPE, key)
-    if row is None:
-        return None
-    if bytes(row["request_hash"]) != digest:
-        raise Conflict("This Idempotency-Key was used with a different request body.")
-    return Accepted(int(row["status_code"]), row["response"])
