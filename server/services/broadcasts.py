@@ -126,33 +126,23 @@ def accepted_body(message: Row) -> dict[str, Any]:
 async def accept(db: Database, settings: Settings, church_id: UUID, user_id: UUID | None,
                  payload: dict[str, Any], idempotency_key: str | None) -> Accepted:
     """POST /messages: validate, write everything in one transaction, say what to enqueue."""
-    digest = idempotency.request_digest(payload)
-    if idempotency_key:
-        earlier = await idempotency.replayed(db, church_id, IDEMPOTENCY_SCOPE, idempotency_key,
-                                             digest)
-        if earlier:
-            return earlier
     now = datetime.now(timezone.utc)
-    try:
-        async with db.transaction() as conn:
-            message = await create_broadcast(
-                conn, settings, church_id, body=payload["body"],
-                group_ids=_uuid_list(payload.get("group_ids")),
-                member_ids=_uuid_list(payload.get("member_ids")),
-                number_id=UUID(payload["number_id"]) if payload.get("number_id") else None,
-                scheduled_at=_scheduled_at(payload.get("scheduled_at"), now),
-                created_by=user_id)
-            # A scheduled send is started later by the scheduler; any other starts now.
-            start = [] if message["status"] == "scheduled" else [
-                StartDispatch(str(church_id), str(message["id"]))]
-            accepted = Accepted(202, accepted_body(message), start)
-            if idempotency_key:
-                await idempotency.remember(conn, church_id, IDEMPOTENCY_SCOPE, idempotency_key,
-                                           digest, accepted)
-    except idempotency.KeyTaken:
-        return await idempotency.winner(db, church_id, IDEMPOTENCY_SCOPE, idempotency_key or "",
-                                        digest)
-    return accepted
+
+    async def write(conn: Connection) -> Accepted:
+        message = await create_broadcast(
+            conn, settings, church_id, body=payload["body"],
+            group_ids=_uuid_list(payload.get("group_ids")),
+            member_ids=_uuid_list(payload.get("member_ids")),
+            number_id=UUID(payload["number_id"]) if payload.get("number_id") else None,
+            scheduled_at=_scheduled_at(payload.get("scheduled_at"), now),
+            created_by=user_id)
+        # A scheduled send is started later by the scheduler; any other starts now.
+        start = [] if message["status"] == "scheduled" else [
+            StartDispatch(str(church_id), str(message["id"]))]
+        return Accepted(202, accepted_body(message), start)
+
+    return await idempotency.accept_once(db, church_id, IDEMPOTENCY_SCOPE, idempotency_key,
+                                         payload, write)
 
 
 async def access_message(conn: Connection, church_id: UUID, message_id: UUID | None) -> Row:

@@ -148,29 +148,23 @@ async def send_reply(db: Database, redis: aioredis.Redis, settings: Settings, ac
     body = payload["body"]
     if not body.strip():
         raise ValidationFailed.field("$.body", "The reply is empty.")
-    church_id = actor.church_id
-    digest = idempotency.request_digest({"conversation_id": conversation_id, **payload})
-    if idempotency_key:
-        earlier = await idempotency.replayed(db, church_id, IDEMPOTENCY_SCOPE, idempotency_key,
-                                             digest)
-        if earlier:
-            return earlier
-    try:
-        async with db.transaction() as conn:
-            row = await access_conversation(conn, actor, conversation_id)
-            if not row["opt_in_sms"]:
-                raise RecipientOptedOut("This member has opted out of texts; they cannot be "
-                                        "sent a reply until they text START.")
-            message, event, handoff = await _write_reply(conn, settings, actor, row, body)
-            accepted = Accepted(202, {"data": conversation_message_view(message), "meta": {}},
-                                [handoff])
-            if idempotency_key:
-                await idempotency.remember(conn, church_id, IDEMPOTENCY_SCOPE, idempotency_key,
-                                           digest, accepted)
-    except idempotency.KeyTaken:
-        return await idempotency.winner(db, church_id, IDEMPOTENCY_SCOPE, idempotency_key or "",
-                                        digest)
-    await publish_events(redis, [event])
+    events: list[dict[str, Any]] = []
+
+    async def write(conn: Connection) -> Accepted:
+        row = await access_conversation(conn, actor, conversation_id)
+        if not row["opt_in_sms"]:
+            raise RecipientOptedOut("This member has opted out of texts; they cannot be "
+                                    "sent a reply until they text START.")
+        message, event, handoff = await _write_reply(conn, settings, actor, row, body)
+        events.append(event)
+        return Accepted(202, {"data": conversation_message_view(message), "meta": {}},
+                        [handoff])
+
+    accepted = await idempotency.accept_once(
+        db, actor.church_id, IDEMPOTENCY_SCOPE, idempotency_key,
+        {"conversation_id": conversation_id, **payload}, write)
+    if not accepted.is_replay:  # a replay's event was published by the first request
+        await publish_events(redis, events)
     return accepted
 
 

@@ -1,17 +1,18 @@
 """Idempotency-Key for the POSTs that accept work (API.md §2): keep the answer, replay it.
 
 A write that accepts work answers with an `Accepted`: its status and body, and the
-follow-ups to enqueue after its commit. With a key, the answer is stored in the write's
-own transaction (`remember`); a repeat within 24 h is answered from the store
-(`replayed`) and writes and enqueues nothing, and the same key with another body is 409.
-Two requests racing on one key: the loser's `remember` raises `KeyTaken`, its transaction
-rolls back, and it answers with the winner's stored response (`winner`).
+follow-ups to enqueue after its commit. `accept_once` runs the write in a transaction and,
+with a key, stores the answer in that same transaction (`remember`); a repeat within 24 h
+is answered from the store (`replayed`) and writes and enqueues nothing, and the same key
+with another body is 409. Two requests racing on one key: the loser's `remember` raises
+`KeyTaken`, its transaction rolls back, and it answers with the winner's stored response
+(`winner`).
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 from uuid import UUID
 
 import ujson
@@ -28,6 +29,7 @@ class Accepted:
     status: int
     body: dict[str, Any]
     followups: list[FollowUp] = field(default_factory=list)  # empty for a replay
+    is_replay: bool = False  # answered from the store: nothing was written this time
 
 
 class KeyTaken(Exception):
@@ -48,7 +50,7 @@ async def replayed(db: Database, church_id: UUID, scope: str, key: str, digest: 
         return None
     if bytes(row["request_hash"]) != digest:
         raise Conflict("This Idempotency-Key was used with a different request body.")
-    return Accepted(int(row["status_code"]), row["response"])
+    return Accepted(int(row["status_code"]), row["response"], is_replay=True)
 
 
 async def remember(conn: Connection, church_id: UUID, scope: str, key: str, digest: bytes,
@@ -66,3 +68,22 @@ async def winner(db: Database, church_id: UUID, scope: str, key: str, digest: by
     if earlier is None:  # the other request's record expired in between: unlikely
         raise Conflict("This Idempotency-Key is in use; retry shortly.")
     return earlier
+
+
+async def accept_once(db: Database, church_id: UUID, scope: str, key: str | None,
+                      request: dict[str, Any],
+                      write: Callable[[Connection], Awaitable[Accepted]]) -> Accepted:
+    """`write` in one transaction with its answer kept under `key`, or the kept answer."""
+    digest = request_digest(request)
+    if key:
+        earlier = await replayed(db, church_id, scope, key, digest)
+        if earlier:
+            return earlier
+    try:
+        async with db.transaction() as conn:
+            accepted = await write(conn)
+            if key:
+                await remember(conn, church_id, scope, key, digest, accepted)
+    except KeyTaken:
+        return await winner(db, church_id, scope, key or "", digest)
+    return accepted
