@@ -3,9 +3,10 @@
 `running(direct_url)` starts `pgbouncer` as a child process (not a daemon) from a temporary
 copy of deploy/pgbouncer/pgbouncer.ini, changing only where it listens, where PostgreSQL is,
 authentication (trust, as the test cluster) and the pool size, and yields the URL of the same
-database through it. The pool is deliberately tiny and `server_reset_query` stays empty (as
-shipped): clients then take turns on the same server connections, so a statement that
-relied on session state would see another client's leftovers and fail.
+database through it. The pool is deliberately tiny, handed out in turn, and
+`server_reset_query` stays empty (as shipped): clients take turns on the same server
+connections, and even one client's consecutive transactions move between them, so a
+statement that relied on session state would miss its own or see another client's.
 
 `YWM_TEST_THROUGH_PGBOUNCER=1` makes tests/conftest.py's `database_url` hand out that URL
 (`make test` runs the database-heavy tests a second time this way).
@@ -26,11 +27,14 @@ import time
 from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg2
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHIPPED_INI = ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini"
 INSTALL_SCRIPT = ROOT / "deploy" / "pgbouncer" / "install.sh"
 ENV_FLAG = "YWM_TEST_THROUGH_PGBOUNCER"
-# Fewer server connections than the clients a test opens, so clients share them.
+# Fewer server connections than the clients a test opens, so clients share them; more
+# than one, so one client's transactions move between sessions.
 POOL_SIZE = 2
 START_TIMEOUT_SECONDS = 15.0  # a cold start takes well under a second
 STOP_TIMEOUT_SECONDS = 10.0
@@ -79,7 +83,10 @@ def _write_config(directory: pathlib.Path, port: int, server_host: str, server_p
         "listen_addr": "127.0.0.1", "listen_port": str(port), "unix_socket_dir": "",
         "auth_type": "trust", "auth_file": str(directory / "userlist.txt"),
         "default_pool_size": str(pool_size), "reserve_pool_size": "0",
-        "max_db_connections": str(pool_size),
+        "max_db_connections": str(pool_size), "min_pool_size": str(pool_size),
+        # Hand out server connections in turn (not the most recently used first), so even
+        # a lone client's consecutive transactions land on different sessions.
+        "server_round_robin": "1",
         "query_wait_timeout": str(QUERY_WAIT_TIMEOUT_SECONDS),
         "logfile": "", "pidfile": "",
     })
@@ -139,6 +146,21 @@ class PgBouncer:
                 raise RuntimeError(f"pgbouncer did not start:\n{self.log_text()}")
             time.sleep(0.05)
 
+    def fill_pool(self, direct_url: str) -> None:
+        """Open every server connection of the database's pool now: `min_pool_size` fills
+        it only in the background, and until then all clients share one session."""
+        held = [psycopg2.connect(self.url_for(direct_url)) for _ in range(self.pool_size)]
+        try:
+            for conn in held:  # each opens a transaction, which holds a server connection
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+            for conn in held:
+                conn.rollback()  # back to the pool cleanly (a client closing mid-transaction
+                # would make PgBouncer close that server connection instead)
+        finally:
+            for conn in held:
+                conn.close()
+
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-4000:]
@@ -174,4 +196,5 @@ def served(direct_url: str) -> Iterator[str]:
         yield direct_url
         return
     with running(direct_url) as bouncer:
+        bouncer.fill_pool(direct_url)
         yield bouncer.url_for(direct_url)

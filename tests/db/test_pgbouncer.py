@@ -17,11 +17,12 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import psycopg2
+import psycopg2.errors
 import pytest
 
 from db.engine import STATEMENT_TIMEOUT_MS, Database
 from tests.conftest import ADMIN_DSN
-from tests.pgbouncer import PgBouncer, running, shipped_config
+from tests.pgbouncer import POOL_SIZE, PgBouncer, running, shipped_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 APP_PACKAGES = ("db", "server", "workers", "handlers")
@@ -93,6 +94,30 @@ def test_a_session_setting_leaks_to_the_next_client(pooled_url: str) -> None:
     assert default != "4321ms"
     assert _show(pooled_url, "statement_timeout") == "4321ms"  # another client, same session
     first.close()
+
+
+def test_one_clients_statements_move_between_sessions(database_url: str) -> None:
+    """The pool of the second test run: what a session-state statement would meet there."""
+    direct = _direct(database_url)
+    with running(direct, pool_size=POOL_SIZE) as shared:
+        shared.fill_pool(direct)
+        conn = _autocommit(shared.url_for(direct))
+        try:
+            with conn.cursor() as cur:
+                backends = set()
+                for _ in range(POOL_SIZE):
+                    cur.execute("SELECT pg_backend_pid()")
+                    backends.add(cur.fetchone()[0])
+                cur.execute("SET statement_timeout = '4321ms'")
+                cur.execute("SHOW statement_timeout")
+                own_setting = cur.fetchone()[0]
+                cur.execute("PREPARE ywm_probe AS SELECT 1")
+                with pytest.raises(psycopg2.errors.InvalidSqlStatementName):
+                    cur.execute("EXECUTE ywm_probe")
+        finally:
+            conn.close()
+    assert len(backends) == POOL_SIZE
+    assert own_setting != "4321ms"  # the client's own SET stayed on the other session
 
 
 @pytest.mark.gen_test(timeout=30)
