@@ -13,6 +13,16 @@ run: install services
 # without one (tests/handlers/test_docs.py fails, never skips, when it is missing).
 test: install services browser deploy-tools
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@deploy/pgbouncer/install.sh >/dev/null
+	@echo "make test: the database-heavy tests again, through PgBouncer (transaction mode)"
+	@YWM_TEST_THROUGH_PGBOUNCER=1 $(BIN)/python -m pytest $(PGBOUNCER_TESTS) $(PYTEST_ARGS)
+
+# Run a second time through a private PgBouncer with a 2-connection pool and no reset query
+# (tests/pgbouncer.py), where a statement that relies on session state fails. Services and
+# workers hold the transactions, leases and concurrent lanes; the 5,000-recipient run is a
+# throughput test of the same statements and would double the time.
+PGBOUNCER_TESTS := tests/services tests/workers \
+	--deselect tests/workers/test_sends_e2e.py::test_5000_recipients_all_delivered
 
 install: $(STAMP)
 
