@@ -4,9 +4,10 @@ Queries in `db/queries/` take a `Connection` first and run SQLAlchemy Core state
 through `db.sql.to_sql`. Rows come back as plain dicts (RealDictCursor).
 
 The connection keeps no session state, so it works behind PgBouncer in transaction mode
-(docs/decisions.md, "Settings per transaction"): the statement timeout and UTC are set with
-`SET LOCAL` in every transaction, never at connect time (PgBouncer refuses libpq `options`,
-and a session `SET` would stay on a server connection that other clients then share).
+(docs/decisions.md, "PgBouncer: settings per transaction"): the statement timeout and UTC
+are set with `SET LOCAL` in every transaction, never at connect time (PgBouncer refuses
+libpq `options`, and a session `SET` would stay on a server connection that other clients
+then share).
 """
 from __future__ import annotations
 

@@ -98,6 +98,15 @@ def _write_config(directory: pathlib.Path, port: int, server_host: str, server_p
     return path
 
 
+def _service_user() -> pwd.struct_passwd:
+    for name in ("postgres", "nobody"):  # Debian's PostgreSQL user, else any unprivileged
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise RuntimeError("pgbouncer will not run as root, and no postgres or nobody user exists")
+
+
 def _answers(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -131,9 +140,9 @@ class PgBouncer:
         command = [binary()]
         if os.geteuid() == 0:
             # PgBouncer refuses to run as root; hand it the cluster's service user.
-            owner = pwd.getpwnam("postgres")
+            owner = _service_user()
             os.chown(self.directory, owner.pw_uid, owner.pw_gid)
-            command += ["-u", "postgres"]
+            command += ["-u", owner.pw_name]
         self.port = _free_port()
         ini = _write_config(self.directory, self.port, *self.server, self.user, self.pool_size)
         with self.log_path.open("wb") as log:
