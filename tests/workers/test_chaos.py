@@ -12,9 +12,9 @@ import pytest
 from server.platform import queue
 from server.carriers.simulator import start_simulator
 from server.services import broadcasts
+from server.services.followups import enqueue
 from tests.workers import procs
 from tests.workers.bulk import seed_church, sql
-from workers import sends
 
 THREADS = 3
 CONCURRENCY = 8
@@ -47,7 +47,7 @@ async def test_kills_and_a_flushed_queue_lose_nothing(deps: Any, settings: Any) 
         accepted = await broadcasts.accept(deps.db, settings, church.id, None, {
             "body": "Chaos", "group_ids": [str(church.group_id)]}, None)
         message_id = accepted.body["data"]["id"]
-        await queue.enqueue(sends.start_dispatch, str(church.id), message_id)
+        assert await enqueue(accepted.followups) == 1  # as POST /messages does
         for kill in range(KILLS):
             target = 1000 * (kill + 1)
             assert await wait_until(lambda: sim.state.counters["accepted"] >= target, 90)

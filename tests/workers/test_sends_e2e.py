@@ -20,10 +20,10 @@ import ujson
 from server.platform import queue
 from server.carriers.simulator import start_simulator
 from server.services import broadcasts
+from server.services.followups import enqueue
 from tests.workers import procs
 from tests.workers.bulk import seed_church, token_for
 from tests.workers.test_throttle import max_in_window
-from workers import sends
 
 
 class Stack:
@@ -154,8 +154,7 @@ async def test_mps_20_is_never_exceeded_with_three_workers(deps: Any, settings: 
         workers = [procs.start_worker(env, threads=2) for _ in range(3)]
         accepted = await broadcasts.accept(deps.db, settings, church.id, None, {
             "body": "Rate test", "group_ids": [str(church.group_id)]}, None)
-        await queue.enqueue(sends.start_dispatch, str(church.id),
-                            accepted.body["data"]["id"])
+        assert await enqueue(accepted.followups) == 1  # as POST /messages does
         deadline = time.monotonic() + 60
         while control(sim_url, "/control/received?limit=0")["count"] < 200:
             assert time.monotonic() < deadline, "the sends did not all arrive"
