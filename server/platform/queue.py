@@ -1,4 +1,5 @@
-"""The Huey instance every task registers on, and `enqueue` for async callers.
+"""The Huey instance every task registers on (after-commit enqueues go through
+server/services/followups.py).
 
 One `RedisExpireHuey` per process. RedisExpireHuey (not RedisHuey) because its
 `lock_task(..., ttl=)` locks are plain keys with an expiry that works on Redis 7.0
@@ -11,12 +12,9 @@ every command, `open_deps` for a process that did not, the test session in conft
 """
 from __future__ import annotations
 
-import asyncio
-import functools
-from typing import Any, Callable
+from typing import Any
 
 from huey import RedisExpireHuey
-from huey.api import Result
 from huey.storage import RedisExpireStorage, RedisStorage
 
 from server.platform.settings import Settings
@@ -73,11 +71,3 @@ def configure(new_settings: Settings) -> None:
     huey.storage = huey.create_storage()
     if isinstance(old, RedisStorage):
         old.conn.close()
-
-
-async def enqueue(task: Callable[..., Result | None], *args: Any, **kwargs: Any
-                  ) -> Result | None:
-    """Call a Huey task from async code: the Redis write runs in the default executor
-    so the event loop never blocks on it."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, functools.partial(task, *args, **kwargs))
