@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from uuid import UUID
 
-import ujson
-
 from db.engine import Connection, Row
 from db.queries import broadcasts as bq
 from db.queries import dead_letters as dq
@@ -35,6 +33,7 @@ from server.carriers import CarrierClient, SendResult, client_for
 from server.deps import Deps
 from server.events import types as event_types
 from server.events.log import publish_events, record_event
+from server.platform.jsonenc import to_json
 from server.platform.redis import dispatch_heartbeat_key
 from server.sms.segments import segment_info
 from server.services import consent, progress
@@ -260,9 +259,9 @@ async def record_outcomes(deps: Deps, message: Row, provider: str,
     church_id = message["church_id"]
     async with deps.db.transaction() as conn:
         await rq.record_outcomes(conn, message, provider, batch)
-        dead = [(ujson.dumps({"message_id": str(message["id"]),
-                              "created_at": message["created_at"].isoformat(),
-                              "member_id": str(o["member_id"])}), o.get("error"))
+        dead = [(to_json({"message_id": str(message["id"]),
+                          "created_at": message["created_at"],
+                          "member_id": str(o["member_id"])}), o.get("error"))
                 for o in batch if o.get("dead")]
         await dq.insert_dead_letters(conn, church_id, "broadcast_recipient", dead)
         for outcome in batch:
@@ -319,9 +318,9 @@ async def record_reply_outcome(deps: Deps, reply: Row, number: Row | None,
         if row is None:
             return
         if outcome.get("dead"):
-            await dq.insert_dead_letters(conn, church_id, "conversation_reply", [(ujson.dumps({
+            await dq.insert_dead_letters(conn, church_id, "conversation_reply", [(to_json({
                 "conversation_message_id": str(reply["id"]),
-                "created_at": reply["created_at"].isoformat()}), outcome.get("error"))])
+                "created_at": reply["created_at"]}), outcome.get("error"))])
         if outcome.get("opted_out") and reply["member_id"]:
             await _carrier_opt_out(conn, church_id, reply["member_id"], reply["number_id"],
                                    outcome.get("error"), events, group_ids)
