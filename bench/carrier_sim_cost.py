@@ -7,6 +7,10 @@ Runs `ywm carrier-sim` as its own process with its webhooks pointed at a trivial
 clients, waits until every status webhook (two per message) has been delivered, and reads
 the simulator's CPU time (user + system, /proc/<pid>/stat) before and after. Then the
 same for injected inbound texts. Reports CPU ms per 1,000 messages.
+
+Then, per carrier, our own side: the same sends with the simulator's status webhooks
+off (so the sink in this process is idle) and this process's CPU time around them: what
+one carrier send costs the sender (our client, its HTTP pool, JSON/form encoding).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import tornado.web
 import ujson
 
 from server.carriers import client_for
+from server.carriers import http as carrier_http
 from server.platform.settings import Settings
 from bench.procs import exit_on_sigterm
 
@@ -66,7 +71,7 @@ async def wait_idle(http: Any, base: str, expected_webhooks: int) -> None:
 
 
 async def send_all(settings: Settings, provider: str, count: int, concurrency: int) -> int:
-    client = client_for(provider, settings, max_clients=concurrency)
+    client = client_for(provider, settings)
     queue = list(range(count))
     sent = 0
 
@@ -78,8 +83,20 @@ async def send_all(settings: Settings, provider: str, count: int, concurrency: i
                                        to=f"+1415{2000000 + i:07d}", body=f"Hello {i}")
             sent += result.outcome == "sent"
     await asyncio.gather(*(lane() for _ in range(concurrency)))
-    await client.close()
     return sent
+
+
+async def client_cost(http: Any, base: str, settings: Settings, provider: str,
+                      args: argparse.Namespace) -> dict[str, Any]:
+    """This process's CPU per 1,000 sends, with no webhooks coming back to it."""
+    await control(http, base, "/control/reset", {})
+    await control(http, base, "/control/config", {"status_webhooks": False})
+    await send_all(settings, provider, args.concurrency, args.concurrency)  # warm the pool
+    before = time.process_time()
+    sent = await send_all(settings, provider, args.messages, args.concurrency)
+    used = time.process_time() - before
+    await control(http, base, "/control/reset", {})
+    return {"sent": sent, "cpu_ms_per_1000": round(used / sent * 1e6, 1)}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -115,6 +132,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             used = cpu_seconds(proc.pid) - before
             report[provider] = {"sent": sent, "cpu_ms_per_1000": round(used / sent * 1e6, 1),
                                 "wall_s": round(time.perf_counter() - started, 2)}
+        for provider in ("telnyx", "twilio"):
+            report[f"client_{provider}"] = await client_cost(http, base, settings, provider,
+                                                             args)
         await control(http, base, "/control/reset", {})
         before = cpu_seconds(proc.pid)
         for i in range(args.inbound):
@@ -127,6 +147,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                     "cpu_ms_per_1000": round(used / args.inbound * 1e6, 1)}
         return report
     finally:
+        await carrier_http.close()
         http.close()
         proc.terminate()
         proc.wait(timeout=10)

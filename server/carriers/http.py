@@ -3,8 +3,8 @@ status-only classification every carrier module falls back on.
 
 aiohttp sessions belong to the event loop they were made on. The web process and the
 simulator run one loop, so they hold one session (one bounded connection pool) for the
-whole process; each worker thread runs its own loop and so holds its own. Whoever owns
-the loop calls `close()` on it at shutdown (server/main.py, workers/runtime.py).
+whole process; each worker thread runs its own loop and so holds its own. `close_deps`
+(server/deps.py) calls `close()` on its loop at shutdown, in web and worker alike.
 
 Failures without a carrier answer are classified here (courier's handlers/errors.go):
 429 and 5xx, timeouts and connection errors are retryable; other 4xx are permanent.
@@ -29,8 +29,9 @@ log = logging.getLogger("ywm.carriers")
 
 CONNECT_TIMEOUT = 5.0   # seconds; Twilio's own webhook connect default, a sane bound here too
 REQUEST_TIMEOUT = 15.0  # seconds to wait for the answer; the sender retries later on timeout
-# Open connections per loop, all hosts together: the dispatcher's concurrency (50 per
-# lane) stays below it, so sends queue here only when several lanes share a thread.
+# Open connections per loop, all hosts together: several lanes of a worker thread
+# (YWM_SEND_CONCURRENCY each) fit; past it a send waits for a free connection (a wait
+# no timeout counts, see `request`).
 CONNECTION_LIMIT = 100
 # A pooled connection idle this long is closed rather than reused: under the 60-75 s
 # keep-alive timeout servers commonly use, so a server rarely closes one under us.
@@ -60,8 +61,7 @@ def new_session(limit: int = CONNECTION_LIMIT) -> aiohttp.ClientSession:
     """A session with its own bounded keep-alive pool; call inside the loop that uses it."""
     connector = aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_SECONDS)
     # No cookie jar: carriers set none we want, and a shared jar would mix accounts.
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                 json_serialize=ujson.dumps)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
 def session() -> aiohttp.ClientSession:
