@@ -75,8 +75,11 @@ OPTED_OUT = ["message.received", "member.opted_out", "conversation.updated"]
 HELPED = ["message.received", "conversation.updated"]
 
 
-def keyword_cases(carrier: str, inbound: Any) -> list[Case]:
-    """Texts and keywords (CARRIERS.md §4): the same expectations through either carrier."""
+def common_cases(carrier: str, inbound: Any, stop: Any, bad_signatures: tuple[str, ...]
+                 ) -> list[Case]:
+    """What every carrier's webhooks must do alike: texts and keywords (CARRIERS.md §4),
+    refused signatures (also the public development key in production), duplicates and
+    unknown numbers."""
     table = [
         ("plain text", "See you Sunday!", [IN], ["message.received"], [], True),
         ("STOP", "STOP", [IN, OUT], OPTED_OUT, ["opt_out"], False),
@@ -92,9 +95,22 @@ def keyword_cases(carrier: str, inbound: Any) -> list[Case]:
         ("HELP", "help", [IN, OUT], HELPED, ["help"], True),
         ("INFO", "INFO", [IN, OUT], HELPED, ["help"], True),
     ]
-    return [Case(name, carrier, [inbound(text)], messages=messages, events=events,
-                 ledger=ledger, opted_in=opted_in, checks=[received(text)])
-            for name, text, messages, events, ledger, opted_in in table]
+    unauthorized: dict[str, Any] = {"status": 401, "outcome": "unauthorized",
+                                    "error_code": "unauthorized", "nothing_stored": True}
+    return [
+        *[Case(name, carrier, [inbound(text)], messages=messages, events=events,
+               ledger=ledger, opted_in=opted_in, checks=[received(text)])
+          for name, text, messages, events, ledger, opted_in in table],
+        *[Case(f"signature {how}", carrier, [inbound("Hello")], signature=how, **unauthorized)
+          for how in bad_signatures],
+        Case("production refuses the public development key", carrier, [inbound("Hello")],
+             production=True, **unauthorized),
+        Case("duplicate is 2xx and changes nothing", carrier, [stop, stop],
+             outcome="duplicate", messages=[IN, OUT], events=OPTED_OUT, ledger=["opt_out"]),
+        Case("unknown number is 2xx and stores nothing", carrier,
+             [inbound("Hello", ours=UNKNOWN_NUMBER)], outcome="unknown_number",
+             nothing_stored=True),
+    ]
 
 
 def telnyx_autoreplied_stop() -> bytes:
@@ -105,24 +121,13 @@ def telnyx_autoreplied_stop() -> bytes:
 
 STOP_EVENT = telnyx_inbound("STOP", event_id="0b7c2f8e-0000-4000-8000-000000000001")
 TWILIO_STOP = twilio_inbound("STOP", sid="SMstop0001")
-UNAUTHORIZED = {"status": 401, "outcome": "unauthorized", "error_code": "unauthorized",
-                "nothing_stored": True}
 
-TELNYX_CASES = keyword_cases("telnyx", telnyx_inbound) + [
-    *[Case(f"signature {how}", "telnyx", [telnyx_inbound("Hello")], signature=how,
-           **UNAUTHORIZED)  # type: ignore[arg-type]
-      for how in ("missing", "tampered", "old", "future", "wrong_key", "garbage")],
+TELNYX_CASES = common_cases("telnyx", telnyx_inbound, STOP_EVENT, (
+    "missing", "tampered", "old", "future", "wrong_key", "garbage")) + [
     Case("signature headers in upper case", "telnyx", [telnyx_inbound("Hello")],
          signature="upper_case_headers", messages=[IN]),
-    Case("production refuses the public development key", "telnyx",
-         [telnyx_inbound("Hello")], production=True, **UNAUTHORIZED),  # type: ignore[arg-type]
     Case("signed but not a Telnyx event", "telnyx", [b'{"data": "nope"}'], status=400,
          outcome=None, error_code="invalid_json", nothing_stored=True),
-    Case("duplicate event is 2xx and changes nothing", "telnyx", [STOP_EVENT, STOP_EVENT],
-         outcome="duplicate", messages=[IN, OUT], events=OPTED_OUT, ledger=["opt_out"]),
-    Case("unknown number is 2xx and stores nothing", "telnyx",
-         [telnyx_inbound("Hello", ours=UNKNOWN_NUMBER)], outcome="unknown_number",
-         nothing_stored=True),
     Case("STOP, STOP, start opts back in", "telnyx",
          [telnyx_inbound("STOP"), telnyx_inbound("STOP"), telnyx_inbound("start")],
          messages=[IN, OUT, IN, IN, OUT], ledger=["opt_out", "opt_in"], opted_in=True,
@@ -151,17 +156,8 @@ TELNYX_CASES = keyword_cases("telnyx", telnyx_inbound) + [
          checks=[outbound_is("failed", "40008: Undeliverable")]),
 ]
 
-TWILIO_CASES = keyword_cases("twilio", twilio_inbound) + [
-    *[Case(f"signature {how}", "twilio", [twilio_inbound("Hello")], signature=how,
-           **UNAUTHORIZED)  # type: ignore[arg-type]
-      for how in ("missing", "tampered", "wrong_key", "other_url")],
-    Case("production refuses the public development token", "twilio",
-         [twilio_inbound("Hello")], production=True, **UNAUTHORIZED),  # type: ignore[arg-type]
-    Case("duplicate is 2xx and changes nothing", "twilio", [TWILIO_STOP, TWILIO_STOP],
-         outcome="duplicate", messages=[IN, OUT], events=OPTED_OUT, ledger=["opt_out"]),
-    Case("unknown number is 2xx and stores nothing", "twilio",
-         [twilio_inbound("Hello", ours=UNKNOWN_NUMBER)], outcome="unknown_number",
-         nothing_stored=True),
+TWILIO_CASES = common_cases("twilio", twilio_inbound, TWILIO_STOP, (
+    "missing", "tampered", "wrong_key", "other_url")) + [
     Case("advanced opt-out means no second confirmation", "twilio",
          [dict(twilio_inbound("STOP"), OptOutType="STOP")], messages=[IN],
          ledger=["opt_out"], opted_in=False),
