@@ -19,7 +19,7 @@ import base64
 import binascii
 import json
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 from uuid import UUID
 
 import redis.asyncio as aioredis
@@ -63,44 +63,61 @@ async def count_remaining(db: Database, settings: Settings, redis: aioredis.Redi
     return stale + await _count_stale_caches(redis, settings)
 
 
+Fetch = Callable[[Any, Any, int], Awaitable[list[Any]]]
+Handle = Callable[[Any, list[Any]], Awaitable[int]]
+
+
+async def _walk(db: Database, batch_size: int, fetch: Fetch, handle: Handle,
+                after_of: Callable[[Any], Any], label: str, write: bool = True) -> int:
+    """Take rows in key order, one short transaction (or read) per batch, until none are
+    left; returns the sum of what `handle` counted."""
+    after: Any = None
+    total = 0
+    while True:
+        async with (db.transaction() if write else db.acquire()) as conn:
+            rows = await fetch(conn, after, batch_size)
+            total += await handle(conn, rows)
+        if not rows:
+            return total
+        after = after_of(rows[-1])
+        if write:
+            log.info("%s: %d so far", label, total)
+
+
 async def _rotate_members(db: Database, settings: Settings, header: bytes, batch_size: int
                           ) -> int:
-    after: tuple[UUID, UUID] | None = None
-    rotated = 0
-    while True:
-        async with db.transaction() as conn:
-            rows = await q.list_stale_ciphertexts(conn, header, after, batch_size)
-            for row in rows:
-                phone = crypto.reseal(settings, row["phone_enc"],
-                                      crypto.member_phone(row["church_id"]))
-                email = crypto.reseal(settings, row["email_enc"],
-                                      crypto.member_email(row["church_id"])) \
-                    if row["email_enc"] is not None else None
-                await q.rewrite_ciphertexts(conn, row["church_id"], row["id"], phone, email)
-        if not rows:
-            return rotated
-        rotated += len(rows)
-        after = (rows[-1]["church_id"], rows[-1]["id"])
-        log.info("re-encrypted %d member rows so far", rotated)
+    async def fetch(conn: Any, after: Any, limit: int) -> list[Any]:
+        return await q.list_stale_ciphertexts(conn, header, after, limit)
+
+    async def rewrite(conn: Any, rows: list[Any]) -> int:
+        for row in rows:
+            phone = crypto.reseal(settings, row["phone_enc"],
+                                  crypto.member_phone(row["church_id"]))
+            email = crypto.reseal(settings, row["email_enc"],
+                                  crypto.member_email(row["church_id"])) \
+                if row["email_enc"] is not None else None
+            await q.rewrite_ciphertexts(conn, row["church_id"], row["id"], phone, email)
+        return len(rows)
+
+    return await _walk(db, batch_size, fetch, rewrite,
+                       lambda row: (row["church_id"], row["id"]), "re-encrypted member rows")
 
 
 async def _rotate_recipients(db: Database, settings: Settings, header: bytes,
                              batch_size: int) -> int:
-    after: tuple[Any, ...] | None = None
-    rotated = 0
-    while True:
-        async with db.transaction() as conn:
-            rows = await rq.list_stale_recipients(conn, header, after, batch_size)
-            # A recipient's phone is a verbatim copy of the member's: sealed for members.
-            await rq.rewrite_recipients(conn, rows, [
-                crypto.reseal(settings, r["phone_enc"], crypto.member_phone(r["church_id"]))
-                for r in rows])
-        if not rows:
-            return rotated
-        rotated += len(rows)
-        last = rows[-1]
-        after = (last["church_id"], last["message_id"], last["member_id"], last["created_at"])
-        log.info("re-encrypted %d recipient rows so far", rotated)
+    async def fetch(conn: Any, after: Any, limit: int) -> list[Any]:
+        return await rq.list_stale_recipients(conn, header, after, limit)
+
+    async def rewrite(conn: Any, rows: list[Any]) -> int:
+        # A recipient's phone is a verbatim copy of the member's: sealed for members.
+        await rq.rewrite_recipients(conn, rows, [
+            crypto.reseal(settings, r["phone_enc"], crypto.member_phone(r["church_id"]))
+            for r in rows])
+        return len(rows)
+
+    return await _walk(db, batch_size, fetch, rewrite, lambda row: (
+        row["church_id"], row["message_id"], row["member_id"], row["created_at"]),
+        "re-encrypted recipient rows")
 
 
 def _event_after(row: Any) -> tuple[Any, ...]:
@@ -109,33 +126,29 @@ def _event_after(row: Any) -> tuple[Any, ...]:
 
 async def _rotate_events(db: Database, settings: Settings, batch_size: int) -> int:
     """Re-seal the phones and emails inside event rows; returns the values re-sealed."""
-    after: tuple[Any, ...] | None = None
-    rotated = 0
-    while True:
-        async with db.transaction() as conn:
-            rows = await rq.list_sealed_events(conn, after, batch_size, lock=True)
-            for row in rows:
-                data, count = event_log.reseal_stale(settings, row["data"], row["church_id"])
-                if count:
-                    await rq.rewrite_event_data(conn, row, json.dumps(data, ensure_ascii=False))
-                    rotated += count
-        if not rows:
-            return rotated
-        after = _event_after(rows[-1])
-        log.info("re-sealed %d values in events so far", rotated)
+    async def fetch(conn: Any, after: Any, limit: int) -> list[Any]:
+        return await rq.list_sealed_events(conn, after, limit, lock=True)
+
+    async def reseal(conn: Any, rows: list[Any]) -> int:
+        resealed = 0
+        for row in rows:
+            data, count = event_log.reseal_stale(settings, row["data"], row["church_id"])
+            if count:
+                await rq.rewrite_event_data(conn, row, json.dumps(data, ensure_ascii=False))
+                resealed += count
+        return resealed
+
+    return await _walk(db, batch_size, fetch, reseal, _event_after, "re-sealed event values")
 
 
 async def _count_stale_events(db: Database, settings: Settings, batch_size: int) -> int:
-    after: tuple[Any, ...] | None = None
-    stale = 0
-    while True:
-        async with db.acquire() as conn:
-            rows = await rq.list_sealed_events(conn, after, batch_size, lock=False)
-        for row in rows:
-            stale += _count_stale_in(settings, row["data"], event_log.SEALED_MARK)
-        if len(rows) < batch_size:
-            return stale
-        after = _event_after(rows[-1])
+    async def fetch(conn: Any, after: Any, limit: int) -> list[Any]:
+        return await rq.list_sealed_events(conn, after, limit, lock=False)
+
+    async def count(conn: Any, rows: list[Any]) -> int:
+        return sum(_count_stale_in(settings, row["data"], event_log.SEALED_MARK) for row in rows)
+
+    return await _walk(db, batch_size, fetch, count, _event_after, "", write=False)
 
 
 def _count_stale_in(settings: Settings, data: Any, mark: str | None) -> int:
