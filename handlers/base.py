@@ -22,6 +22,7 @@ import ujson
 
 import schema
 from db import paging
+from server.auth import limits
 from server.auth.authenticate import Credentials, authenticate
 from server.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, Actor, bearer_token
 from server.deps import Deps
@@ -188,8 +189,8 @@ class ApiHandler(BaseHandler):
                                     ratelimit.auth_limit(settings))
         elif self.rate_limit == "user" and self.actor is not None:
             await ratelimit.enforce(self.deps.redis, "user",
-                                    ratelimit.actor_subject(self.actor),
-                                    ratelimit.actor_limit(settings, self.actor))
+                                    limits.actor_subject(self.actor),
+                                    limits.actor_limit(settings, self.actor))
 
     def _check_body_size(self) -> None:
         declared = self.request.headers.get("Content-Length")

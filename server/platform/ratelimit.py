@@ -15,7 +15,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from server.platform import redis as keys
-from server.auth.sessions import Actor
 from server.platform.errors import RateLimited
 from server.platform.settings import Settings
 
@@ -83,20 +82,6 @@ async def consume(redis: aioredis.Redis, key: str, limit: Limit, cost: int = 1) 
 
 def auth_limit(settings: Settings) -> Limit:
     return Limit(settings.auth_rate_per_second, settings.auth_rate_burst)
-
-
-def actor_limit(settings: Settings, actor: Actor) -> Limit:
-    """The caller's limit: the key's own per-minute limit when set, else the user default."""
-    per_minute = actor.rate_limit_per_minute
-    if actor.api_key_id is not None and per_minute:
-        return Limit(per_minute / 60.0, max(1, per_minute))
-    return Limit(settings.user_rate_per_second, settings.user_rate_burst)
-
-
-def actor_subject(actor: Actor) -> str:
-    if actor.api_key_id is not None:
-        return f"key:{actor.api_key_id}"
-    return f"user:{actor.user_id}"
 
 
 async def enforce(redis: aioredis.Redis, scope: str, subject: str, limit: Limit) -> None:

@@ -1,6 +1,7 @@
 """The Redis token bucket itself: burst, refusal with a retry time, refill, expiry."""
 import pytest
 
+from server.auth import limits
 from server.platform import ratelimit
 from server.platform.ratelimit import Limit
 
@@ -76,8 +77,8 @@ def test_an_api_keys_own_limit_overrides_the_user_default():
     key = Actor(church_id=church, role="admin", api_key_id=uuid.uuid4(),
                 rate_limit_per_minute=600)
     plain_key = Actor(church_id=church, role="admin", api_key_id=uuid.uuid4())
-    assert ratelimit.actor_limit(settings, user) == Limit(100.0, 200)
-    assert ratelimit.actor_limit(settings, key) == Limit(10.0, 600)
-    assert ratelimit.actor_limit(settings, plain_key) == Limit(100.0, 200)
-    assert ratelimit.actor_subject(key) == f"key:{key.api_key_id}"
-    assert ratelimit.actor_subject(user) == f"user:{user.user_id}"
+    assert limits.actor_limit(settings, user) == Limit(100.0, 200)
+    assert limits.actor_limit(settings, key) == Limit(10.0, 600)
+    assert limits.actor_limit(settings, plain_key) == Limit(100.0, 200)
+    assert limits.actor_subject(key) == f"key:{key.api_key_id}"
+    assert limits.actor_subject(user) == f"user:{user.user_id}"
