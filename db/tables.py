@@ -211,6 +211,10 @@ message_recipients = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    # Set while a send that timed out after its request was written waits for a receipt
+    # naming this recipient (status `retrying`); no claim takes the row before the
+    # reconciler clears it at this time.
+    sa.Column("awaiting_receipt_until", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     sa.PrimaryKeyConstraint("church_id", "message_id", "member_id", "created_at"),
     _one_of("status", RECIPIENT_STATUSES, "status"),

@@ -6,6 +6,11 @@ or `canceled`. Because a claimed row's `next_attempt_at` is its lease expiry, "n
 now" is always `status IN (queued, sending, retrying) AND next_attempt_at <= now()`: a
 killed worker's rows simply become due again, and the reconciler's scan is one partial
 index (`ix_message_recipients_pending`).
+
+A send that timed out after its request was written is `retrying` with
+`awaiting_receipt_until` set (= its `next_attempt_at`): no claim takes it; a receipt naming
+the recipient adopts the carrier's id (`adopt_receipt`), or the reconciler releases it
+when the wait is over (`release_awaiting`).
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ WITH picked AS (
   SELECT member_id FROM message_recipients
    WHERE church_id = :church_id AND message_id = :message_id AND created_at = :created_at
      AND status IN ('queued', 'sending', 'retrying') AND next_attempt_at <= now()
+     AND awaiting_receipt_until IS NULL
    LIMIT :limit
    FOR UPDATE SKIP LOCKED)
 UPDATE message_recipients r
@@ -53,10 +59,13 @@ UPDATE message_recipients r
        sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE r.sent_at END,
        next_attempt_at = CASE WHEN v.status = 'retrying'
                               THEN now() + make_interval(secs => v.delay) END,
+       awaiting_receipt_until = CASE WHEN v.awaiting
+                                     THEN now() + make_interval(secs => v.delay) END,
        lease_expires_at = NULL, last_error = v.error, updated_at = now()
   FROM unnest(CAST(:member_ids AS uuid[]), CAST(:statuses AS text[]),
               CAST(:pids AS text[]), CAST(:errors AS text[]),
-              CAST(:delays AS float8[])) AS v(member_id, status, pid, error, delay)
+              CAST(:delays AS float8[]), CAST(:awaiting AS boolean[]))
+       AS v(member_id, status, pid, error, delay, awaiting)
  WHERE r.church_id = :church_id AND r.message_id = :message_id
    AND r.member_id = ANY(CAST(:member_ids AS uuid[]))
    AND r.created_at = :created_at AND r.member_id = v.member_id AND r.status = 'sending'
@@ -72,7 +81,34 @@ _COUNTS = (sa.select(R.status, sa.func.count().label("n"))
 _NEXT_DUE = (sa.select(sa.func.min(R.next_attempt_at))
              .where(R.church_id == sa.bindparam("church_id"),
                     R.message_id == sa.bindparam("message_id"),
-                    R.created_at == sa.bindparam("created_at"), R.status.in_(PENDING)))
+                    R.created_at == sa.bindparam("created_at"), R.status.in_(PENDING),
+                    R.awaiting_receipt_until.is_(None)))
+
+# A receipt naming a recipient whose send answer never reached us: adopt the carrier's id
+# and move it forward. Only a row without a provider id (its send unrecorded) qualifies.
+_ADOPT = sa.text("""
+UPDATE message_recipients
+   SET provider = :provider, provider_message_id = :provider_message_id, status = :status,
+       last_error = COALESCE(:error, last_error),
+       sent_at = COALESCE(sent_at, now()),
+       delivered_at = CASE WHEN :status = 'delivered' THEN now() ELSE delivered_at END,
+       next_attempt_at = NULL, lease_expires_at = NULL, awaiting_receipt_until = NULL,
+       updated_at = now()
+ WHERE church_id = :church_id AND message_id = :message_id AND member_id = :member_id
+   AND provider_message_id IS NULL AND status = ANY(:allowed_from)
+RETURNING church_id, message_id, member_id, created_at, status
+""")
+
+# The receipt wait is over: the row is due again (sent again by the next claim).
+_RELEASE_AWAITING = sa.text("""
+WITH released AS (
+  UPDATE message_recipients
+     SET awaiting_receipt_until = NULL, next_attempt_at = now(), updated_at = now()
+   WHERE status = 'retrying' AND next_attempt_at <= now()
+     AND awaiting_receipt_until <= now()
+  RETURNING church_id, message_id)
+SELECT DISTINCT church_id, message_id FROM released
+""")
 
 _CANCEL = (sa.update(message_recipients)
            .where(R.church_id == sa.bindparam("church_id"),
@@ -145,7 +181,24 @@ async def record_outcomes(conn: Connection, message: Row, provider: str,
         "statuses": [o["status"] for o in outcomes],
         "pids": [o.get("pid") for o in outcomes],
         "errors": [o.get("error") for o in outcomes],
-        "delays": [float(o.get("delay") or 0) for o in outcomes]})
+        "delays": [float(o.get("delay") or 0) for o in outcomes],
+        "awaiting": [bool(o.get("awaiting")) for o in outcomes]})
+
+
+async def adopt_receipt(conn: Connection, church_id: UUID, message_id: UUID,
+                        member_id: UUID, provider: str, provider_message_id: str,
+                        status: str, error: str | None, allowed_from: tuple[str, ...]
+                        ) -> list[Row]:
+    """Give an unrecorded send of one recipient the receipt's provider id and status."""
+    return await conn.fetch_all(_ADOPT, {
+        "church_id": church_id, "message_id": message_id, "member_id": member_id,
+        "provider": provider, "provider_message_id": provider_message_id,
+        "status": status, "error": error, "allowed_from": list(allowed_from)})
+
+
+async def release_awaiting(conn: Connection) -> list[Row]:
+    """Recipients whose receipt wait is over become due; returns their broadcasts."""
+    return await conn.fetch_all(_RELEASE_AWAITING, {})
 
 
 async def count_by_status(conn: Connection, message: Row) -> dict[str, int]:

@@ -8,15 +8,19 @@ one shared vocabulary). Each send answer is classified once, in its carrier modu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Mapping, Protocol
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 # sent: accepted, with the carrier's message id.
 # retryable: 429, 5xx, timeouts, connection errors; try again later.
 # permanent: refused for good (bad request, bad credentials, ...).
 # opted_out: the recipient told the carrier STOP; mirror it on our side.
 # undeliverable: this handset cannot get texts (landline, invalid, unreachable).
-Outcome = Literal["sent", "retryable", "permanent", "opted_out", "undeliverable"]
+# unconfirmed: the request was written but no answer came in time; the carrier may have
+#   accepted it, so resending at once could text the member twice (wait for a receipt).
+Outcome = Literal["sent", "retryable", "permanent", "opted_out", "undeliverable",
+                  "unconfirmed"]
 # The statuses our rows take from delivery receipts.
 ReceiptStatus = Literal["sent", "delivered", "failed"]
 
@@ -60,6 +64,9 @@ class StatusReceipt:
     error: str | None = None
     # The carrier failed it because the recipient opted out with the carrier.
     opted_out: bool = False
+    # The recipient our status callback URL named (`recipient_ref`), when it named one:
+    # how a receipt finds a send whose answer (and provider id) never reached us.
+    recipient: str | None = None
 
 
 CarrierEvent = InboundText | StatusReceipt
@@ -86,6 +93,33 @@ class CarrierClient(Protocol):
     provider: str
 
     async def send(self, *, from_number: str, to: str, body: str,
-                   messaging_profile_id: str | None = None) -> SendResult:
-        """Submit one text; never raises for carrier or network failures."""
+                   messaging_profile_id: str | None = None,
+                   recipient: str | None = None) -> SendResult:
+        """Submit one text; never raises for carrier or network failures. `recipient`
+        goes into the per-message status callback URL (`with_recipient`)."""
         ...
+
+
+# The query parameter of our status callback URL that names the recipient of one send.
+RECIPIENT_PARAM = "recipient"
+
+
+def with_recipient(url: str, recipient: str | None) -> str:
+    """The status callback URL naming `recipient` (a neutral reference, no phone)."""
+    if not recipient:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode({RECIPIENT_PARAM: recipient})
+
+
+def recipient_from_url(url: str) -> str | None:
+    """The recipient a status callback URL names (signed with the rest of the webhook)."""
+    values = parse_qs(urlsplit(url).query).get(RECIPIENT_PARAM)
+    return values[0] if values else None
+
+
+def unconfirmed_if_timed_out(result: SendResult) -> SendResult:
+    """A send without an answer: a read timeout (http.py's "timeout": the request was
+    written) is `unconfirmed`; connection failures stay `retryable` (nothing was sent)."""
+    if result.outcome == "retryable" and result.error_code == "timeout":
+        return replace(result, outcome="unconfirmed")
+    return result

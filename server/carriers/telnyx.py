@@ -36,7 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey
 
 from server.carriers import http
 from server.carriers.base import (CarrierEvent, FixedReply, InboundText, SendResult,
-                                  StatusReceipt, WebhookRequest)
+                                  StatusReceipt, WebhookRequest, recipient_from_url,
+                                  unconfirmed_if_timed_out, with_recipient)
 from server.platform.errors import InvalidJson
 from server.platform.settings import DEV_TELNYX_PUBLIC_KEY, Settings
 
@@ -80,9 +81,11 @@ class TelnyxClient:
         self._headers = _api_headers(settings)
 
     async def send(self, *, from_number: str, to: str, body: str,
-                   messaging_profile_id: str | None = None) -> SendResult:
+                   messaging_profile_id: str | None = None,
+                   recipient: str | None = None) -> SendResult:
         payload: dict[str, Any] = {"from": from_number, "to": to, "text": body,
-                                   "webhook_url": self._webhook_url,
+                                   "webhook_url": with_recipient(self._webhook_url,
+                                                                 recipient),
                                    "use_profile_webhooks": False}
         if messaging_profile_id:
             payload["messaging_profile_id"] = messaging_profile_id
@@ -90,7 +93,7 @@ class TelnyxClient:
                                  body=ujson.dumps(payload, ensure_ascii=False),
                                  **self._timeouts)
         if isinstance(answer, SendResult):
-            return answer
+            return unconfirmed_if_timed_out(answer)
         return classify(answer.status, http.parse_json(answer.body), answer.headers)
 
 
@@ -180,7 +183,7 @@ def parse(request: WebhookRequest) -> CarrierEvent | None:
         provider=NAME, event_id=event_id, message_id=str(payload["id"]),
         our_number=payload["from"]["phone_number"], status=status,  # type: ignore[arg-type]
         error_code=error_code, error=first_error.get("title"),
-        opted_out=opted_out_error(error_code))
+        opted_out=opted_out_error(error_code), recipient=recipient_from_url(request.url))
 
 
 def verify(settings: Settings, request: WebhookRequest, now: float | None = None) -> bool:

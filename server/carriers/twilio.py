@@ -25,7 +25,8 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from server.carriers import http
 from server.carriers.base import (CarrierEvent, FixedReply, InboundText, SendResult,
-                                  StatusReceipt, WebhookRequest)
+                                  StatusReceipt, WebhookRequest, recipient_from_url,
+                                  unconfirmed_if_timed_out, with_recipient)
 from server.platform.settings import DEV_TWILIO_AUTH_TOKEN, Settings
 
 NAME = "twilio"
@@ -74,8 +75,10 @@ class TwilioClient:
                          "Accept": "application/json", "Authorization": f"Basic {token}"}
 
     async def send(self, *, from_number: str, to: str, body: str,
-                   messaging_profile_id: str | None = None) -> SendResult:
-        form = {"To": to, "Body": body, "StatusCallback": self._status_callback}
+                   messaging_profile_id: str | None = None,
+                   recipient: str | None = None) -> SendResult:
+        form = {"To": to, "Body": body,
+                "StatusCallback": with_recipient(self._status_callback, recipient)}
         if messaging_profile_id:  # a Messaging Service picks the sender itself
             form["MessagingServiceSid"] = messaging_profile_id
         else:
@@ -83,7 +86,7 @@ class TwilioClient:
         answer = await http.call("POST", self._url, body=urlencode(form),
                                  headers=self._headers, **self._timeouts)
         if isinstance(answer, SendResult):
-            return answer
+            return unconfirmed_if_timed_out(answer)
         return classify(answer.status, http.parse_json(answer.body), answer.headers)
 
 
@@ -141,7 +144,8 @@ def parse(request: WebhookRequest) -> CarrierEvent | None:
     return StatusReceipt(provider=NAME, event_id=f"{sid}:{status}", message_id=sid,
                          our_number=params.get("From", ""), status=ours,  # type: ignore[arg-type]
                          error_code=error_code, error=params.get("ErrorMessage") or None,
-                         opted_out=opted_out_error(error_code))
+                         opted_out=opted_out_error(error_code),
+                         recipient=recipient_from_url(request.url))
 
 
 def verify(settings: Settings, request: WebhookRequest) -> bool:

@@ -167,6 +167,12 @@ class Settings:
     send_chunk_size: int = setting("YWM_SEND_CHUNK_SIZE", 100)  # recipients a lane claims
     send_lanes: int = setting("YWM_SEND_LANES", 4)  # concurrent dispatch tasks per broadcast
     send_concurrency: int = setting("YWM_SEND_CONCURRENCY", 16)  # requests in flight per lane
+    # Seconds a send waits for the carrier's answer once its request is written.
+    send_request_timeout_seconds: float = setting("YWM_SEND_REQUEST_TIMEOUT_SECONDS", 15.0)
+    # A send that timed out after its request was written may have been accepted: wait
+    # this long for a receipt naming the recipient before sending again (carriers post
+    # `sent` within seconds, and retry failed webhooks for minutes).
+    send_receipt_grace_seconds: float = setting("YWM_SEND_RECEIPT_GRACE_SECONDS", 300.0)
     # Send at 90% of a number's MPS: slots then tolerate ~110 ms of arrival-time jitter
     # (1/0.9 - 1 s) before any one-second window at the carrier goes over the MPS.
     throttle_headroom: float = setting("YWM_THROTTLE_HEADROOM", 0.9)

@@ -29,7 +29,7 @@ from db.queries import dead_letters as dq
 from db.queries import recipients as rq
 from db.queries import replies as pq
 from server.platform import crypto
-from server.carriers import CarrierClient, SendResult, client_for
+from server.carriers import CarrierClient, SendResult, StatusReceipt, client_for
 from server.deps import Deps
 from server.events import types as event_types
 from server.events.log import publish_events, record_event
@@ -71,7 +71,9 @@ class Dispatcher:
 
     def client(self, provider: str) -> CarrierClient:
         if provider not in self._clients:
-            self._clients[provider] = client_for(provider, self.settings)
+            self._clients[provider] = client_for(
+                provider, self.settings,
+                request_timeout=self.settings.send_request_timeout_seconds)
         return self._clients[provider]
 
     async def close(self) -> None:
@@ -95,12 +97,18 @@ def retry_delay(settings: Any, attempts: int, retry_after: float | None = None) 
     return max(delay, retry_after or 0.0)
 
 
-def classify(settings: Any, result: SendResult, attempts: int) -> dict[str, Any]:
-    """Map one carrier answer to the row's next state."""
+def classify(settings: Any, result: SendResult, attempts: int,
+             awaits_receipt: bool = False) -> dict[str, Any]:
+    """Map one carrier answer to the row's next state. `awaits_receipt`: the send named
+    its recipient in the status callback URL, so an unconfirmed send waits for a receipt
+    (`awaiting`) instead of being retried blind."""
     error = f"{result.error_code or ''} {result.error or ''}".strip() or None
     if result.outcome == "sent":
         return {"status": "sent", "pid": result.provider_message_id}
-    if result.outcome == "retryable":
+    if result.outcome == "unconfirmed" and awaits_receipt:
+        return {"status": "retrying", "error": error, "awaiting": True,
+                "delay": settings.send_receipt_grace_seconds}
+    if result.outcome in ("retryable", "unconfirmed"):
         if attempts >= settings.send_max_attempts:
             return {"status": "failed", "error": error, "dead": True}
         return {"status": "retrying", "error": error,
@@ -192,6 +200,9 @@ async def _after_chunks(deps: Deps, message: Row, sent: int) -> LaneResult:
                                         message["id"], force=True)
         return LaneResult(None, sent)
     if due is None:
+        # Only rows waiting for receipts are left: no lane works on this broadcast now,
+        # so the reconciler may start one as soon as it releases them.
+        await deps.redis.delete(dispatch_heartbeat_key(message["church_id"], message["id"]))
         return LaneResult(None, sent)
     delay = max(0.2, due.timestamp() - time.time())
     await _heartbeat(deps, message, delay + HEARTBEAT_SECONDS)
@@ -222,7 +233,8 @@ async def _send_chunk(dispatcher: Dispatcher, message: Row, number: Row | None,
     async def one(row: Row) -> None:
         nonlocal sent
         async with limit:
-            outcome = await _send_one(dispatcher, message, number, row, segments)
+            outcome = await _send_one(dispatcher, message, number, row, segments,
+                                      recipient_ref(message["id"], row["member_id"]))
             outcome["member_id"] = row["member_id"]
             await recorder.add(outcome)
             sent += outcome["status"] == "sent"
@@ -232,7 +244,9 @@ async def _send_chunk(dispatcher: Dispatcher, message: Row, number: Row | None,
 
 
 async def _send_one(dispatcher: Dispatcher, message: Row, number: Row | None, row: Row,
-                    segments: int) -> dict[str, Any]:
+                    segments: int, recipient: str | None = None) -> dict[str, Any]:
+    """One text; `recipient` (broadcast recipients only, for now) goes into the status
+    callback URL so a receipt can find a send whose answer never came."""
     if number is None:
         return {"status": "failed", "error": "The sending number was removed."}
     if row.get("opted_out"):  # opted out after the broadcast was accepted
@@ -247,8 +261,41 @@ async def _send_one(dispatcher: Dispatcher, message: Row, number: Row | None, ro
                                       segments)
     result = await dispatcher.client(number["provider"]).send(
         from_number=number["phone"], to=phone, body=message["body"],
-        messaging_profile_id=number["messaging_profile_id"])
-    return classify(dispatcher.settings, result, row["attempts"])
+        messaging_profile_id=number["messaging_profile_id"], recipient=recipient)
+    return classify(dispatcher.settings, result, row["attempts"], recipient is not None)
+
+
+def recipient_ref(message_id: UUID, member_id: UUID) -> str:
+    """How a status callback URL names one broadcast recipient (no phone, no church: the
+    receipt's number routes it to its church)."""
+    return f"{message_id}.{member_id}"
+
+
+async def adopt_receipt(conn: Connection, church_id: UUID, receipt: StatusReceipt,
+                        error: str | None) -> list[Row]:
+    """A receipt that matched no provider id but names its recipient: that recipient's
+    send was accepted although its answer never reached us (a timeout after the request
+    was written). Adopt the carrier's id and move the row forward, so it is never sent
+    again; only a row without a provider id that is `sending` or waiting qualifies."""
+    ref = parse_recipient_ref(receipt.recipient)
+    if ref is None:
+        return []
+    adopted = await rq.adopt_receipt(conn, church_id, ref[0], ref[1], receipt.provider,
+                                     receipt.message_id, receipt.status, error,
+                                     ("sending", "retrying"))
+    for row in adopted:  # no lane waits on it: finish the broadcast if it was the last
+        await bq.complete_if_done(conn, {"church_id": church_id, "id": row["message_id"],
+                                         "created_at": row["created_at"]})
+    return adopted
+
+
+def parse_recipient_ref(ref: str | None) -> tuple[UUID, UUID] | None:
+    """(message_id, member_id) of a `recipient_ref`; None when it is not one."""
+    message_id, _, member_id = (ref or "").partition(".")
+    try:
+        return UUID(message_id), UUID(member_id)
+    except ValueError:
+        return None
 
 
 async def record_outcomes(deps: Deps, message: Row, provider: str,

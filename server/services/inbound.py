@@ -29,7 +29,7 @@ from server.platform import crypto
 from server.events import types as event_types
 from server.events.log import publish_events, record_event
 from server.sms.segments import segment_info
-from server.services import consent, members, progress
+from server.services import consent, dispatch, members, progress
 from server.services.followups import FollowUp, SendReply
 from server.platform.jsonenc import iso_time
 from server.platform.settings import Settings
@@ -235,6 +235,8 @@ async def _apply_status(conn: Connection, number: dict[str, Any], receipt: Statu
     recipients = await q.update_recipient_status(
         conn, church_id, receipt.message_id, receipt.status, error,
         RECIPIENT_FROM[receipt.status])
+    if not (moved or recipients) and receipt.recipient:
+        recipients = await dispatch.adopt_receipt(conn, church_id, receipt, error)
     result.broadcasts.update((str(church_id), str(r["message_id"])) for r in recipients)
     if receipt.opted_out:
         await _carrier_opt_out(conn, church_id, number, moved, recipients, receipt, result)

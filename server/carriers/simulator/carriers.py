@@ -57,6 +57,14 @@ class SimHandler(tornado.web.RequestHandler):
             return "5xx"
         return None
 
+    async def stall(self) -> None:
+        """After accepting: hold the answer back if a stall was asked for."""
+        config = self.state.config
+        if config.stall_sends > 0 and config.stall_ms > 0:
+            config.stall_sends -= 1
+            self.state.counters["stalled"] += 1
+            await asyncio.sleep(config.stall_ms / 1000)
+
 
 # ----- Telnyx ------------------------------------------------------------------------
 
@@ -112,6 +120,7 @@ class TelnyxMessagesHandler(SimHandler):
                 "block rule."))
         message_id = str(uuid.uuid4())
         self.state.record_send("telnyx", message_id, from_number, to, text, now())
+        await self.stall()
         self.json(200, {"data": telnyx_message(message_id, from_number, to, text, "queued")})
         if self.state.config.status_webhooks:
             self.sim.webhooks.spawn(emit_telnyx_statuses(
@@ -191,6 +200,7 @@ class TwilioMessagesHandler(SimHandler):
                 21610, "Attempt to send to unsubscribed recipient", 400))
         sid = twilio_sid()
         self.state.record_send("twilio", sid, from_number, args["To"], args["Body"], now())
+        await self.stall()
         self.json(201, twilio_message(sid, self.sim.twilio_sid, from_number, args["To"],
                                       args["Body"]))
         if self.state.config.status_webhooks:

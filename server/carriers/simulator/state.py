@@ -24,6 +24,10 @@ class SimConfig:
     callback_base: str = "http://127.0.0.1:8000"
     public_base: str = ""
     latency_ms: float = 0.0          # added to every send answer
+    # The next `stall_sends` accepted sends are answered only after `stall_ms` (a carrier
+    # that accepted a text but answers later than the sender waits: an ambiguous timeout).
+    stall_ms: float = 0.0
+    stall_sends: int = 0
     rate_429: float = 0.0            # share of sends answered 429
     rate_5xx: float = 0.0            # share of sends answered 500/503
     retry_after: float = 1.0         # seconds announced with a 429
