@@ -1,6 +1,7 @@
 """ApiHandler: the one place for request plumbing.
 
-Request id, security headers, body-size guard, JSON parsing and schema validation,
+Request id, security headers, the body-size bound (`BoundedBody`: each route's limit is
+enforced before its body is buffered), JSON parsing and schema validation,
 sign-in (through `server.auth.authenticate`, shared with the stream), rate limits, the
 success and list envelopes, and `render_error`, the one function that writes the API.md
 §2 error body for every handler, static files and the stream alike (anything that is not
@@ -13,10 +14,11 @@ import hmac
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import psycopg2
 import redis.exceptions
+import tornado.httputil
 import tornado.web
 import ujson
 
@@ -31,6 +33,7 @@ from server.platform.errors import (AppError, Forbidden, InvalidJson, MethodNotA
                                     PayloadTooLarge, Unauthorized, Unavailable, ValidationFailed)
 from server.platform.jsonenc import to_json
 from server.platform.logging import request_id_var
+from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.http")
 
@@ -165,7 +168,6 @@ class ApiHandler(BaseHandler):
     rate_limit: str | None = "user"
 
     async def prepare(self) -> None:
-        self._check_body_size()
         if self.auth == "user":
             self.actor = await self.authenticate()
         elif self.auth == "admin":
@@ -191,14 +193,6 @@ class ApiHandler(BaseHandler):
             await ratelimit.enforce(self.deps.redis, "user",
                                     limits.actor_subject(self.actor),
                                     limits.actor_limit(settings, self.actor))
-
-    def _check_body_size(self) -> None:
-        declared = self.request.headers.get("Content-Length")
-        limit = self.deps.settings.max_body_bytes
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
-        if len(self.request.body or b"") > limit:
-            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
 
     def json_body(self, schema_name: str | None = None, default: Any = None) -> Any:
         """Parse the body as JSON and validate it against `schema/` when named."""
@@ -271,3 +265,75 @@ class NotFoundHandler(ApiHandler):
 
     async def prepare(self) -> None:
         raise NotFound("There is nothing at this path.")
+
+
+def body_limit(target: type, settings: Settings) -> int:
+    """The most body bytes a route reads: its class's `body_limit(settings)` where it
+    declares one (the streamed CSV import), else the API's limit (API.md §2)."""
+    declared: Callable[[Settings], int] | None = getattr(target, "body_limit", None)
+    return declared(settings) if declared is not None else settings.max_body_bytes
+
+
+@tornado.web.stream_request_body  # answers from prepare(), before any body byte is read
+class PayloadTooLargeHandler(BaseHandler):
+    """Stands in for a route whose request body is over that route's limit."""
+
+    def initialize(self, deps: Deps, limit: int) -> None:  # type: ignore[override]
+        super().initialize(deps)
+        self.limit = limit
+
+    def prepare(self) -> None:
+        raise PayloadTooLarge(f"The request body is larger than {self.limit} bytes.")
+
+    def data_received(self, chunk: bytes) -> None:
+        pass  # never reached: Tornado diverts the rest once the answer is finished
+
+
+class BoundedBody(tornado.httputil.HTTPMessageDelegate):
+    """Tornado's message delegate for one request, reading at most `limit` body bytes.
+
+    Tornado buffers a whole body (up to the server's `max_body_size`, set for the one
+    large route) before any handler code runs, so a check in `prepare()` comes too late
+    for an unauthenticated POST. This sits in front of the route's delegate: a declared
+    `Content-Length` over the limit is refused before the body is read, and a chunked
+    body is refused as soon as it passes the limit (the chunks held so far are dropped).
+    The refusal is the API.md body from `render_error`, then the connection closes, so
+    the rest of the body is never read. A streaming route (the CSV import) sees its
+    chunks as they come; the server's `max_body_size` bounds it.
+    """
+
+    def __init__(self, inner: tornado.httputil.HTTPMessageDelegate, limit: int,
+                 streams: bool, refusal: Callable[[], tornado.httputil.HTTPMessageDelegate]
+                 ) -> None:
+        self.inner, self.limit, self.streams, self.refusal = inner, limit, streams, refusal
+        self.refused: tornado.httputil.HTTPMessageDelegate | None = None
+        self.received = 0
+        self.start_line: Any = None
+        self.headers = tornado.httputil.HTTPHeaders()
+
+    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders
+                         ) -> Awaitable[None] | None:
+        self.start_line, self.headers = start_line, headers
+        declared = headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            return self._refuse()
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        if self.refused is not None:
+            return None
+        self.received += len(chunk)
+        if self.received > self.limit and not self.streams:
+            self.inner.on_connection_close()  # drops the chunks it buffered
+            return self._refuse()
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        (self.refused or self.inner).finish()
+
+    def on_connection_close(self) -> None:
+        (self.refused or self.inner).on_connection_close()
+
+    def _refuse(self) -> Awaitable[None] | None:
+        self.refused = self.refusal()
+        return self.refused.headers_received(self.start_line, self.headers)

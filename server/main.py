@@ -31,6 +31,8 @@ async def serve(settings: Settings, port: int, address: str = "127.0.0.1",
     deps = await open_deps(settings, "web")
     await start(deps)
     app = make_app(deps)
+    # max_body_size is the largest any route reads (the streamed CSV import); every other
+    # route's smaller limit is enforced before its body is buffered (server/app.py).
     server = tornado.httpserver.HTTPServer(
         app, xheaders=settings.trust_proxy_headers, max_body_size=settings.max_import_bytes,
         idle_connection_timeout=75)
