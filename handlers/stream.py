@@ -3,7 +3,9 @@
 Credentials are checked in `get()` before the upgrade, so a bad ticket, token or cookie
 is a plain `401` with the error body and never a socket. After the upgrade the socket
 registers with the process hub (`server.realtime.hub`), which subscribes first; the client
-then replays from the durable log and goes live (`StreamClient.catch_up`).
+then replays from the durable log and goes live (`StreamClient.catch_up`). When the
+socket's session ends (logout, removal, role or password change) the hub closes it with
+4001 on whichever process holds it.
 """
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ import ujson
 
 from handlers.base import read_credentials, render_error
 from server.auth.authenticate import authenticate
-from server.auth.sessions import Actor
+from server.auth.sessions import Actor, session_alive
 from server.deps import Deps
 from server.platform.errors import AppError, ValidationFailed
-from server.realtime.hub import CLOSE_INTERNAL, CLOSE_POLICY, StreamClient, hub_for
+from server.realtime.hub import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_SESSION_ENDED,
+                                 StreamClient, hub_for)
 
 log = logging.getLogger("ywm.stream")
 
@@ -68,9 +71,17 @@ class StreamSocketHandler(tornado.websocket.WebSocketHandler):
     async def open(self, *args: Any, **kwargs: Any) -> None:
         assert self.actor is not None
         hub = hub_for(self.deps)
-        self.client = StreamClient(str(self.actor.church_id), self)
+        actor = self.actor
+        self.client = StreamClient(str(actor.church_id), self,
+                                   user_id=str(actor.user_id) if actor.user_id else None,
+                                   session_id=actor.session_id)
         try:
             await hub.join(self.client)
+            # Subscribed now, so a later revocation reaches us; one before it is seen here.
+            if actor.session_id is not None and not await session_alive(
+                    self.deps.redis, actor.church_id, actor.session_id):
+                self.client.close(CLOSE_SESSION_ENDED, "session ended")
+                return
             await self.client.catch_up(self.deps.db, self.last_event_id, self.deps.settings)
         except tornado.websocket.WebSocketClosedError:
             pass

@@ -36,8 +36,8 @@ class UserHandler(ApiHandler):
     async def patch(self, user_id: str) -> None:
         actor = self.require_role("owner")
         body = self.json_body("UpdateUserRequest")
-        user = await accounts.update_user(self.deps.db, self.deps.redis, actor,
-                                          parse_id(user_id), body)
+        user = await accounts.update_user(self.deps.db, self.deps.redis, self.deps.settings,
+                                          actor, parse_id(user_id), body)
         self.write_data(user)
 
     async def delete(self, user_id: str) -> None:

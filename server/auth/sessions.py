@@ -5,6 +5,13 @@ A session (`sid`) lives in Redis for 24 h, sliding. The access token is a short 
 the session; a token whose session is gone is refused, so logout and user removal end
 access at once. The refresh token is `<church_id>.<sid>.<secret>`; only a hash of the
 current secret is kept, and each refresh replaces it (rotation).
+
+A session is one family of refresh tokens: presenting a secret this session already
+rotated away is a theft signal (the thief and the owner both hold it, one of them used it
+first), so the whole session ends, for both. Ending sessions also publishes
+`session.revoked` (server/realtime/hub.py) so their open streams close on every process.
+Every refresh slides the per-user session index with the session, so a session kept alive
+only by refreshes is still found when its user is removed or demoted.
 """
 from __future__ import annotations
 
@@ -15,12 +22,17 @@ from dataclasses import dataclass
 from typing import Any, Mapping, cast
 from uuid import UUID
 
+import logging
+
 import jwt
 import redis.asyncio as aioredis
 
 from server.platform import redis as keys
 from server.platform.errors import Unauthorized
 from server.platform.settings import Settings
+from server.realtime.hub import publish_session_revoked
+
+log = logging.getLogger("ywm.auth")
 
 ROLE_RANK = {"staff": 1, "admin": 2, "owner": 3}
 STREAM_TICKET_TTL = 30
@@ -155,12 +167,32 @@ def _parse_refresh(token: str) -> tuple[UUID, str, str]:
         raise Unauthorized("The refresh token is invalid.") from None
 
 
-# Compare-and-swap of the refresh hash, so two racing refreshes cannot both win.
-_ROTATE_SCRIPT = """
+# Hashes of secrets a session has rotated away, newest first, kept to tell a reused refresh
+# token (theft) from a wrong one; 32 covers 8 h of 15-min refreshes, and an older reuse is
+# still refused, only without ending the session.
+ROTATED_KEPT = 32
+_HASH_WIDTH = 65  # 64 hex digits and a separating space
+
+# Compare-and-swap of the refresh hash, so two racing refreshes cannot both win. It also
+# slides the user's session index with the session (and re-adds the sid should the index
+# have expired), so end_user_sessions always finds a session that refreshes keep alive.
+# 1: rotated; 0: no such session or an unknown secret; -1: a secret this session already
+# rotated away (reuse).
+_ROTATE_SCRIPT = f"""
 local current = redis.call('HGET', KEYS[1], 'refresh_hash')
-if not current or current ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'refresh_hash', ARGV[2], 'csrf', ARGV[4])
+if not current then return 0 end
+if current ~= ARGV[1] then
+  local rotated = redis.call('HGET', KEYS[1], 'rotated') or ''
+  if string.find(' ' .. rotated .. ' ', ' ' .. ARGV[1] .. ' ', 1, true) then return -1 end
+  return 0
+end
+local rotated = redis.call('HGET', KEYS[1], 'rotated')
+rotated = rotated and (current .. ' ' .. rotated) or current
+rotated = string.sub(rotated, 1, {ROTATED_KEPT * _HASH_WIDTH - 1})
+redis.call('HSET', KEYS[1], 'refresh_hash', ARGV[2], 'csrf', ARGV[4], 'rotated', rotated)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 """
 
@@ -174,12 +206,19 @@ async def _swap_refresh(redis: aioredis.Redis, settings: Settings, church_id: UU
                         session: dict[str, str], expected_hash: str) -> tuple[TokenPair, UUID]:
     new_secret = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
-    swapped = await redis.eval(_ROTATE_SCRIPT, 1, keys.session_key(church_id, sid),
+    user_id = UUID(session["user_id"])
+    swapped = await redis.eval(_ROTATE_SCRIPT, 2, keys.session_key(church_id, sid),
+                               keys.user_sessions_key(church_id, user_id),
                                expected_hash, _secret_hash(new_secret), settings.session_ttl,
-                               csrf)
+                               csrf, sid)
+    if swapped == -1:
+        log.warning("refresh token reused: session ended",
+                    extra={"church_id": str(church_id), "user_id": str(user_id)})
+        await end_session(redis, church_id, sid)
+        raise Unauthorized("This refresh token was already used, so the session has been "
+                           "ended to protect the account; sign in again.")
     if not swapped:
         raise Unauthorized("The refresh token has already been used or is invalid.")
-    user_id = UUID(session["user_id"])
     pair = TokenPair(_access_token(settings, church_id, user_id, session["role"], sid),
                      f"{church_id}.{sid}.{new_secret}", sid, csrf, settings.access_token_ttl)
     return pair, user_id
@@ -208,20 +247,28 @@ async def renew_session(redis: aioredis.Redis, settings: Settings, church_id: UU
 
 
 async def end_session(redis: aioredis.Redis, church_id: UUID, sid: str) -> None:
+    """End one session (logout, refresh-token reuse) and close its open streams."""
     key = keys.session_key(church_id, sid)
     user_id = await redis.hget(key, "user_id")
     await redis.delete(key)
     if user_id:
         await redis.srem(keys.user_sessions_key(church_id, str(user_id)), sid)
+    await publish_session_revoked(redis, church_id, sids=[sid])
 
 
 async def end_user_sessions(redis: aioredis.Redis, church_id: UUID, user_id: UUID) -> None:
-    """End every session of a user at once (removal, role change)."""
+    """End every session of a user at once (removal, role or password change) and close
+    their open streams, on every process."""
     set_key = keys.user_sessions_key(church_id, user_id)
-    sids = await redis.smembers(set_key)
+    sids = [str(s) for s in await redis.smembers(set_key)]
     if sids:
-        await redis.delete(*(keys.session_key(church_id, str(s)) for s in sids))
+        await redis.delete(*(keys.session_key(church_id, s) for s in sids))
     await redis.delete(set_key)
+    await publish_session_revoked(redis, church_id, sids=sids, user_id=user_id)
+
+
+async def session_alive(redis: aioredis.Redis, church_id: UUID, sid: str) -> bool:
+    return bool(await redis.exists(keys.session_key(church_id, sid)))
 
 
 async def issue_stream_ticket(redis: aioredis.Redis, actor: Actor) -> str:
@@ -241,7 +288,14 @@ async def redeem_stream_ticket(redis: aioredis.Redis, ticket: str) -> Actor:
     if not value:
         raise Unauthorized("The stream ticket is invalid or has expired.")
     user_id, role, sid = str(value).split("|")
-    return Actor(church_id=church_id, role=role, user_id=UUID(user_id), session_id=sid)
+    if sid in ("", "None"):  # an API key's ticket: no session behind it
+        return Actor(church_id=church_id, role=role, user_id=UUID(user_id))
+    # The session may have ended in the ticket's 30 s (logout, removal, role change).
+    session_role = await redis.hget(keys.session_key(church_id, sid), "role")
+    if session_role is None:
+        raise Unauthorized("The session has ended; sign in again.")
+    return Actor(church_id=church_id, role=str(session_role), user_id=UUID(user_id),
+                 session_id=sid)
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:

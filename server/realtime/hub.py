@@ -19,6 +19,14 @@ No gap, no duplicate. Event ids are gapless per church and committed in id order
 
 Redis gone for longer than `down_grace` seconds: every socket is closed with 1011, so
 clients resume with `last_event_id` rather than sit silently on a dead stream.
+
+Ended sessions. The church's channel also carries control messages (a `control` key,
+never an `id`): `session.revoked` names session ids and/or a user id, published by
+`publish_session_revoked` after the session keys are deleted. Every process closes its
+matching sockets with 4001, so logout, removal, a role or password change and refresh-token
+reuse end open streams on every box, not only new requests. A socket that joins later
+re-checks its session once its subscription is live (handlers/stream.py), so no
+revocation falls between the credential check and the subscription.
 """
 from __future__ import annotations
 
@@ -26,7 +34,8 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
+from uuid import UUID
 
 import redis.exceptions
 import ujson
@@ -53,6 +62,10 @@ REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
+# Private-use range (RFC 6455 §7.4.2): the session ended, sign in again; unlike 1008/1011
+# the client must not resume with the same credentials (docs/decisions.md).
+CLOSE_SESSION_ENDED = 4001
+SESSION_REVOKED = "session.revoked"
 
 
 class Transport(Protocol):
@@ -66,9 +79,14 @@ class Transport(Protocol):
 class StreamClient:
     """One socket's stream state: last id sent, held live events while catching up."""
 
-    def __init__(self, church_id: str, transport: Transport) -> None:
+    def __init__(self, church_id: str, transport: Transport, user_id: str | None = None,
+                 session_id: str | None = None) -> None:
         self.church_id = church_id
         self.transport = transport
+        # Who this socket belongs to, so a `session.revoked` message can find it; an API
+        # key's socket has neither.
+        self.user_id = user_id
+        self.session_id = session_id
         self.max_pending = MAX_PENDING_FRAMES
         self.max_held = MAX_HELD_EVENTS
         self.last_sent = 0
@@ -311,9 +329,15 @@ class Hub:
                 self._spawn(self._unsubscribe(church_id or ""))
                 return
             await self._subscription_ready(church_id or "", state)
-        elif kind == "message" and state is not None and state.last_id is not None:
+        elif kind == "message" and state is not None:
             data = message["data"]
-            event_id = int(ujson.loads(data)["id"])
+            payload = ujson.loads(data)
+            if "control" in payload:
+                self._control(state, payload)
+                return
+            if state.last_id is None:
+                return  # the head id read at confirmation covers it
+            event_id = int(payload["id"])
             if event_id <= state.last_id:
                 return
             if event_id > state.last_id + 1:
@@ -325,6 +349,18 @@ class Hub:
                 return
             state.last_id = event_id
             await self._fanout(state, event_id, data)
+
+    def _control(self, state: _Church, payload: dict[str, Any]) -> None:
+        """A control message on the church's channel; unknown kinds are ignored so an
+        older process survives a newer publisher."""
+        if payload.get("control") != SESSION_REVOKED:
+            return
+        sids = set(payload.get("sids") or ())
+        user_id = payload.get("user_id")
+        for client in list(state.clients):
+            if (client.session_id is not None and client.session_id in sids) or (
+                    user_id is not None and client.user_id == user_id):
+                client.close(CLOSE_SESSION_ENDED, "session ended")
 
     async def _subscription_ready(self, church_id: str, state: _Church) -> None:
         """First confirmation: note the head id. A re-confirmation: fill what was missed."""
@@ -403,6 +439,18 @@ def _church_of(channel: str) -> str | None:
     # `ywm:{<church_id>}:events`
     start, end = channel.find("{"), channel.find("}")
     return channel[start + 1:end] if 0 <= start < end else None
+
+
+async def publish_session_revoked(redis: Any, church_id: UUID | str, *,
+                                  sids: Iterable[str] = (),
+                                  user_id: UUID | str | None = None) -> None:
+    """Tell every web process to close the sockets of these sessions (or of every session
+    of `user_id`, including ones an index no longer lists). Call after the session keys
+    are gone, so a socket that checks its session after subscribing cannot miss both."""
+    payload: dict[str, Any] = {"control": SESSION_REVOKED, "sids": sorted(map(str, sids))}
+    if user_id is not None:
+        payload["user_id"] = str(user_id)
+    await redis.publish(events_channel(church_id), ujson.dumps(payload))
 
 
 def hub_for(deps: Any) -> Hub:

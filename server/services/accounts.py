@@ -15,7 +15,7 @@ from uuid import UUID
 
 import redis.asyncio as aioredis
 
-from db.engine import Database, Row
+from db.engine import Connection, Database, Row
 from db.queries import churches as church_q
 from db.queries import users as user_q
 from server.auth import login_backoff, passwords
@@ -182,9 +182,12 @@ async def create_user(db: Database, settings: Settings, actor: Actor, *, email: 
     return user_view(user)
 
 
-async def update_user(db: Database, redis: aioredis.Redis, actor: Actor, user_id: UUID,
-                      changes: dict[str, Any]) -> dict[str, Any]:
-    """Change a user's role and/or name; a role change ends their sessions at once."""
+async def update_user(db: Database, redis: aioredis.Redis, settings: Settings, actor: Actor,
+                      user_id: UUID, changes: dict[str, Any]) -> dict[str, Any]:
+    """Change a user's role, name and/or password; a role or password change ends every
+    session of theirs at once, open streams included, on every process."""
+    password = changes.get("password")
+    new_hash = await passwords.hash_password_async(settings, password) if password else None
     async with db.transaction() as conn:
         owners = await user_q.lock_owner_ids(conn, actor.church_id)
         user = await user_q.get_user(conn, actor.church_id, user_id, for_update=True)
@@ -193,12 +196,23 @@ async def update_user(db: Database, redis: aioredis.Redis, actor: Actor, user_id
         role_changes = "role" in changes and changes["role"] != user["role"]
         if role_changes and user["role"] == "owner" and owners == [user_id]:
             raise Conflict("The last owner cannot be demoted; make another owner first.")
-        if not role_changes:
-            changes = {k: v for k, v in changes.items() if k != "role"}
-        updated = await user_q.update_user(conn, actor.church_id, user_id, changes) or user
-    if role_changes:
+        fields = {k: v for k, v in changes.items()
+                  if k == "name" or (k == "role" and role_changes)}
+        updated = await user_q.update_user(conn, actor.church_id, user_id, fields) or user
+        if new_hash is not None:
+            await _set_password_hash(conn, user, new_hash)
+    if role_changes or new_hash is not None:
         await auth.end_user_sessions(redis, actor.church_id, user_id)
     return user_view(updated)
+
+
+async def _set_password_hash(conn: Connection, user: Row, new_hash: str) -> None:
+    """Replace the hash of a user whose row this transaction holds locked, so the hash
+    read here is still the current one when it is swapped."""
+    current = await user_q.get_user_by_email(conn, user["email"])
+    assert current is not None  # locked FOR UPDATE above
+    await user_q.replace_password_hash(conn, user["church_id"], user["id"],
+                                       current["password_hash"], new_hash)
 
 
 async def delete_user(db: Database, redis: aioredis.Redis, actor: Actor, user_id: UUID

@@ -81,10 +81,11 @@ async def test_refresh_rotates_and_old_refresh_token_dies(api):
     status, body, _ = await api.post(f"{API}/auth/refresh",
                                      json={"refresh_token": owner["refresh_token"]})
     assert status == 401 and body["error"]["code"] == "unauthorized"
-    # The new one still works once.
+    # Reusing a rotated token is a theft signal: the whole session ended, the new pair too
+    # (issue 10 item 6; tests/handlers/test_session_revocation.py covers it in full).
     status, _, _ = await api.post(f"{API}/auth/refresh",
                                   json={"refresh_token": new["refresh_token"]})
-    assert status == 200
+    assert status == 401
 
 
 @pytest.mark.gen_test

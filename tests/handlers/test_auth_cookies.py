@@ -113,13 +113,17 @@ async def test_cookie_refresh_rotates_csrf_and_refresh_token(api):
     status, _, _ = await api.patch(f"{API}/church", json={"name": "X"}, token="", headers={
         "Cookie": cookie_header(new_jar), "X-CSRF-Token": new_jar["ywm_csrf"]})
     assert status == 200
-    # The login's refresh token was replaced by the cookie refresh; the new one works.
-    status, _, _ = await api.post(f"{API}/auth/refresh", token="",
-                                  json={"refresh_token": owner["login_refresh_token"]})
-    assert status == 401
+    # The cookie refresh replaced the login's refresh token and the new one works.
     status, _, _ = await api.post(f"{API}/auth/refresh", token="",
                                   json={"refresh_token": body["data"]["refresh_token"]})
     assert status == 200
+    # Presenting the replaced one now is reuse (a theft signal): the whole session ends.
+    status, _, _ = await api.post(f"{API}/auth/refresh", token="",
+                                  json={"refresh_token": owner["login_refresh_token"]})
+    assert status == 401
+    status, _, _ = await api.post(f"{API}/auth/refresh", token="", headers={
+        "Cookie": cookie_header(new_jar), "X-CSRF-Token": new_jar["ywm_csrf"]})
+    assert status == 401
 
 
 @pytest.mark.gen_test
