@@ -25,6 +25,9 @@ log = logging.getLogger("ywm.partitions")
 
 MONTHS_AHEAD = 3  # upkeep runs daily; three months leaves ample time to notice a failure
 LOCK_TIMEOUT_MS = 5_000  # give up (and retry tomorrow) rather than stall live writes
+# The default partitions are empty or tiny; a count that takes longer means something is
+# badly wrong, and the next run tries again.
+COUNT_TIMEOUT_MS = 30_000
 
 
 def partition_name(table: str, month: dt.date) -> str:
@@ -104,12 +107,50 @@ def ensure_partitions_on(conn: sa.Connection, today: dt.date | None = None,
     return created
 
 
+def ensure_months_on(conn: sa.Connection, months: list[dt.date]) -> list[str]:
+    """Create the named months' partitions of every table if missing (past months too:
+    tests and imports of old data); names created."""
+    created: list[str] = []
+    for table in PARTITIONED_TABLES:
+        existing = _existing(conn, table)
+        for month in months:
+            if partition_name(table, month) not in existing:
+                _create_month(conn, table, month)
+                created.append(partition_name(table, month))
+    return created
+
+
+def default_rows_on(conn: sa.Connection) -> dict[str, int]:
+    """Rows in each table's DEFAULT partition: 0 in normal operation (an alert if not)."""
+    counts: dict[str, int] = {}
+    for table in PARTITIONED_TABLES:
+        if default_name(table) in _existing(conn, table):
+            counts[table] = int(conn.execute(sa.text(
+                f'SELECT count(*) FROM "{default_name(table)}"')).scalar() or 0)
+    return counts
+
+
+def _engine(database_url: str) -> sa.Engine:
+    return sa.create_engine(
+        database_url.replace("postgresql://", "postgresql+psycopg2://", 1),
+        poolclass=sa.pool.NullPool)
+
+
+def count_default_rows(database_url: str) -> dict[str, int]:
+    """Connect and count the rows each DEFAULT partition holds, by table."""
+    engine = _engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"SET LOCAL statement_timeout = {COUNT_TIMEOUT_MS}"))
+            return default_rows_on(conn)
+    finally:
+        engine.dispose()
+
+
 def ensure_partitions(database_url: str, today: dt.date | None = None,
                       months_ahead: int = MONTHS_AHEAD) -> list[str]:
     """Connect, create what is missing in one transaction, and return the names created."""
-    engine = sa.create_engine(
-        database_url.replace("postgresql://", "postgresql+psycopg2://", 1),
-        poolclass=sa.pool.NullPool)
+    engine = _engine(database_url)
     try:
         with engine.begin() as conn:
             # The periodic upkeep runs through PgBouncer: transaction-scoped settings and

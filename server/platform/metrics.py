@@ -55,6 +55,7 @@ class _Instruments:
         self.processes = Gauge(PROCESSES, "Web processes running on this box.",
                                registry=None, multiprocess_mode="livesum")
         self.custom: dict[str, Counter] = {}
+        self.gauges: dict[str, Gauge] = {}
         # (method, status) -> its child series: `labels()` costs as much as the write.
         self.answered: dict[tuple[str, int], Any] = {}
         self.lock = threading.Lock()  # worker threads may create a custom counter at once
@@ -67,9 +68,20 @@ class _Instruments:
                     name, DESCRIPTIONS.get(name, name), labelnames, registry=None)
             return found
 
+    def gauge(self, name: str, labelnames: tuple[str, ...]) -> Gauge:
+        with self.lock:
+            found = self.gauges.get(name)
+            if found is None:
+                # mostrecent: the last value any process set wins, and it outlives the
+                # process (a periodic task's reading stays until its next run).
+                found = self.gauges[name] = Gauge(
+                    name, DESCRIPTIONS.get(name, name), labelnames, registry=None,
+                    multiprocess_mode="mostrecent")
+            return found
+
     def collectors(self) -> list[Any]:
         with self.lock:
-            custom = list(self.custom.values())
+            custom = [*self.custom.values(), *self.gauges.values()]
         return [self.requests, self.duration, self.in_flight, self.processes, *custom]
 
 
@@ -102,9 +114,10 @@ def close_metrics() -> None:
 
 
 def describe(name: str, kind: str, help_text: str) -> None:
-    """Register the help text of a counter another module counts with `Metrics.inc`."""
-    if kind != "counter":
-        raise ValueError(f"only counters can be added, not {kind} ({name})")
+    """Register the help text of a counter (`Metrics.inc`) or a gauge (`Metrics.set`)
+    another module adds."""
+    if kind not in ("counter", "gauge"):
+        raise ValueError(f"only counters and gauges can be added, not {kind} ({name})")
     DESCRIPTIONS[name] = help_text
 
 
@@ -144,6 +157,13 @@ class Metrics:
             return
         counter = self._instruments.counter(name, tuple(sorted(labels)))
         (counter.labels(**labels) if labels else counter).inc(value)
+
+    def set(self, name: str, value: float, **labels: Any) -> None:
+        """Set a gauge; the box reports the value set last by any of its processes."""
+        if self._instruments is None:
+            return
+        gauge = self._instruments.gauge(name, tuple(sorted(labels)))
+        (gauge.labels(**labels) if labels else gauge).set(value)
 
     def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """This process's values: (sample name, sorted labels) -> value."""
