@@ -93,7 +93,9 @@ def child_env(settings: Settings, port: int, sim_port: int, var: pathlib.Path
         "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
     })
     env.setdefault("YWM_PUBLIC_URL", f"http://127.0.0.1:{port}")
-    env.setdefault("YWM_TELNYX_API_BASE", f"{sim}/telnyx")
+    # The simulator's own paths (server/carriers/simulator/__init__.py): Telnyx's API
+    # version is part of its base URL (https://api.telnyx.com/v2), Twilio's is not.
+    env.setdefault("YWM_TELNYX_API_BASE", f"{sim}/telnyx/v2")
     env.setdefault("YWM_TWILIO_API_BASE", f"{sim}/twilio")
     return env
 
