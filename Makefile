@@ -6,6 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install services browser deploy-tools migrate seed-demo bench clean
 
+# An unset YWM_ENV is production, which refuses the development secrets in this repository:
+# every target here runs a development box unless YWM_ENV says otherwise.
+YWM_ENV ?= development
+export YWM_ENV
+
 run: install services
 	@$(BIN)/python -m server dev
 

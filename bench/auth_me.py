@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wrk = ensure_wrk()
     VAR.mkdir(parents=True, exist_ok=True)
-    base = Settings.from_env()
+    # A bench box runs on the development secrets, which only an explicit mode allows.
+    base = Settings.from_env({**os.environ, "YWM_ENV": "test"})
     settings = base.replace(database_url=base.database_url.rsplit("/", 1)[0] + "/" + BENCH_DB)
     from db.migrate import ensure_database, upgrade
     ensure_database(settings.database_url)

@@ -74,7 +74,8 @@ def _request(method: str, url: str, token: str, body: bytes | None = None,
 
 
 def _start_web(settings: Settings, port: int, count: int) -> list[subprocess.Popen[bytes]]:
-    env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url)
+    env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
+               YWM_ENV=settings.env)
     log = open(VAR / "members_web.log", "ab")
     return [subprocess.Popen([sys.executable, "-m", "server.cli", "web", "--port", str(port)],
                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wrk = ensure_wrk()
     VAR.mkdir(parents=True, exist_ok=True)
-    base_settings = Settings.from_env()
+    # A bench box runs on the development secrets, which only an explicit mode allows.
+    base_settings = Settings.from_env({**os.environ, "YWM_ENV": "test"})
     settings = base_settings.replace(
         database_url=base_settings.database_url.rsplit("/", 1)[0] + "/" + BENCH_DB)
     from db.migrate import ensure_database, upgrade

@@ -29,6 +29,9 @@ from server.platform import queue
 from server.platform.metrics import close_metrics
 from server.platform.settings import Settings
 
+# Every process a test starts copies this environment: all of them run in test mode, on the
+# development secrets, which an unset YWM_ENV (production) refuses.
+os.environ["YWM_ENV"] = "test"
 ADMIN_DSN = os.environ.get("YWM_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("YWM_TEST_REDIS", "redis://127.0.0.1:6379")
 TRUNCATE = "TRUNCATE {} RESTART IDENTITY CASCADE"

@@ -91,6 +91,9 @@ def child_env(settings: Settings, port: int, sim_port: int, var: pathlib.Path
         "YWM_VAR_DIR": str(var), "YWM_WEB_PROCESSES": str(settings.web_processes),
         "YWM_PORT": str(port), "YWM_SIM_PORT": str(sim_port),
         "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+        # The children run in this process's mode, named explicitly: an unset YWM_ENV is
+        # production, which refuses the development secrets the box runs on.
+        "YWM_ENV": settings.env,
     })
     env.setdefault("YWM_PUBLIC_URL", f"http://127.0.0.1:{port}")
     # The simulator's own paths (server/carriers/simulator/__init__.py): Telnyx's API

@@ -2,8 +2,10 @@
 
 The `Settings` class body is the table: each field names its environment variable and its
 default, and its type picks the strict cast (booleans only true/false/1/0, as Starlette's
-config.py). Development defaults exist for everything but production secrets; a wrong or
-(in production) missing value stops startup with an error naming the variable.
+config.py). Development defaults exist for everything; they are published in this
+repository, so production refuses them. Fail closed: an unset YWM_ENV is production, and
+production starts only with its own value for every `published` row and an https://
+YWM_PUBLIC_URL. A wrong value stops startup with one line naming every variable at fault.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ log = logging.getLogger("ywm.settings")
 DEV_SECRET_KEY = "dev-only-secret-key-change-me-0123456789abcdef"
 # id:base64(32 bytes) pairs, newest first; a development key only.
 DEV_FIELD_KEYS = "k1:ZGV2LW9ubHktZmllbGQta2V5LTAxMjM0NTY3ODlhYmM="
-DEV_ADMIN_TOKEN = "dev-admin-token"
+DEV_ADMIN_TOKEN = "dev-only-admin-token-0123456789abcdef"
 # HMAC key for member phone lookups (server/platform/crypto.py); its own key, never a field key.
 DEV_HASH_KEY = "dev-only-phone-hash-key-0123456789abcdef"
 DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
@@ -28,8 +30,13 @@ DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
 DEV_TELNYX_PUBLIC_KEY = "JUO5L/EJVRFHatyDadtt3JM2ZaEZeN2hQE7hBmypVZ0="
 DEV_TELNYX_PRIVATE_KEY = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8="
 
-SECRET_NAMES = ("YWM_SECRET_KEY", "YWM_FIELD_KEYS", "YWM_HASH_KEY", "YWM_ADMIN_TOKEN")
 MODES = ("development", "test", "production")
+# The admin token opens every church's queues and dead letters (/api/v1/admin/*): as long as
+# the signing keys, so it cannot be guessed through the rate limiter.
+ADMIN_TOKEN_MIN_BYTES = 32
+# Every published development value of the table (the defaults of its `published` rows,
+# each field key and its key material alone): production refuses all of them.
+DEV_FIELD_KEY_MATERIAL = tuple(pair.split(":", 1)[1] for pair in DEV_FIELD_KEYS.split(","))
 # Old variable names still read (with a logged warning) so existing deployments keep
 # working until their configuration is updated: new name -> old name.
 RENAMED = {"YWM_PORT": "YW_PORT"}
@@ -80,6 +87,13 @@ def _mode(name: str, raw: str) -> str:
     return raw
 
 
+def _archive_url(name: str, raw: str) -> str:
+    if not raw.startswith(("file:///", "s3://")) or raw.rstrip("/") in ("file:", "s3:"):
+        raise SettingsError(f"{name} must be file:///<absolute path> or s3://<bucket>[/prefix]"
+                            f", got {raw!r}")
+    return raw
+
+
 def _password_profile(name: str, raw: str) -> str:
     if raw not in ("rfc9106", "test"):
         raise SettingsError(f"{name} must be rfc9106 or test, got {raw!r}")
@@ -93,9 +107,14 @@ CASTS: dict[Any, Cast] = {str: _text, int: _int, float: _positive, bool: _bool,
 
 
 def setting(env: str, default: Any = MISSING, *, factory: Callable[[], Any] | None = None,
-            secret: bool = False, cast: Cast | None = None) -> Any:
-    """One row of the table: the variable `env` (empty or unset: `default`)."""
-    metadata = {"env": env, "cast": cast}
+            secret: bool = False, cast: Cast | None = None, published: bool = False,
+            min_bytes: int = 0) -> Any:
+    """One row of the table: the variable `env` (empty or unset: `default`).
+
+    `published`: the default is a development value printed in this repository, so
+    production refuses it (and leaving the variable unset). `min_bytes`: the shortest
+    value accepted in every mode."""
+    metadata = {"env": env, "cast": cast, "published": published, "min_bytes": min_bytes}
     if factory is not None:
         return field(default_factory=factory, repr=not secret, metadata=metadata)
     return field(default=default, repr=not secret, metadata=metadata)
@@ -103,7 +122,9 @@ def setting(env: str, default: Any = MISSING, *, factory: Callable[[], Any] | No
 
 @dataclass(frozen=True)
 class Settings:
-    env: str = setting("YWM_ENV", "development", cast=_mode)
+    # Unset means production: a box runs on development values only when told so
+    # explicitly (`make run`, the tests and benches set development or test).
+    env: str = setting("YWM_ENV", "production", cast=_mode)
     database_url: str = setting("DATABASE_URL",
                                 "postgresql://postgres@127.0.0.1:5432/ywmessaging")
     database_replica_urls: tuple[str, ...] = setting("DATABASE_REPLICA_URLS", ())
@@ -111,10 +132,13 @@ class Settings:
     # advisory lock). Empty: DATABASE_URL, for a box without a pooler.
     migrate_database_url: str = setting("YWM_MIGRATE_DATABASE_URL", "")
     redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0")
-    secret_key: str = setting("YWM_SECRET_KEY", DEV_SECRET_KEY, secret=True)
-    field_keys: str = setting("YWM_FIELD_KEYS", DEV_FIELD_KEYS, secret=True)
-    hash_key: str = setting("YWM_HASH_KEY", DEV_HASH_KEY, secret=True)
-    admin_token: str = setting("YWM_ADMIN_TOKEN", DEV_ADMIN_TOKEN, secret=True)
+    secret_key: str = setting("YWM_SECRET_KEY", DEV_SECRET_KEY, secret=True, published=True,
+                              min_bytes=32)
+    field_keys: str = setting("YWM_FIELD_KEYS", DEV_FIELD_KEYS, secret=True, published=True)
+    hash_key: str = setting("YWM_HASH_KEY", DEV_HASH_KEY, secret=True, published=True,
+                            min_bytes=32)
+    admin_token: str = setting("YWM_ADMIN_TOKEN", DEV_ADMIN_TOKEN, secret=True,
+                               published=True, min_bytes=ADMIN_TOKEN_MIN_BYTES)
     public_url: str = setting("YWM_PUBLIC_URL", "http://127.0.0.1:8000")
     # `ywm web`: where it listens (every web process of a box binds the same port).
     port: int = setting("YWM_PORT", 8000)
@@ -122,11 +146,13 @@ class Settings:
     telnyx_api_key: str = setting("YWM_TELNYX_API_KEY", "dev-telnyx-key", secret=True)
     # real: https://api.telnyx.com/v2
     telnyx_api_base: str = setting("YWM_TELNYX_API_BASE", "http://127.0.0.1:8900/telnyx/v2")
-    telnyx_public_key: str = setting("YWM_TELNYX_PUBLIC_KEY", DEV_TELNYX_PUBLIC_KEY)
+    # Its private half is published (DEV_TELNYX_PRIVATE_KEY): anyone could sign webhooks.
+    telnyx_public_key: str = setting("YWM_TELNYX_PUBLIC_KEY", DEV_TELNYX_PUBLIC_KEY,
+                                     published=True)
     twilio_account_sid: str = setting("YWM_TWILIO_ACCOUNT_SID",
                                       "ACdev00000000000000000000000000000")
     twilio_auth_token: str = setting("YWM_TWILIO_AUTH_TOKEN", DEV_TWILIO_AUTH_TOKEN,
-                                     secret=True)
+                                     secret=True, published=True)
     # real: https://api.twilio.com
     twilio_api_base: str = setting("YWM_TWILIO_API_BASE", "http://127.0.0.1:8900/twilio")
     # Carrier simulator only: the key it signs Telnyx webhooks with.
@@ -136,7 +162,10 @@ class Settings:
     # Believe X-Forwarded-For / X-Real-IP only behind our own proxy (deploy/nginx.conf):
     # otherwise any client could pick its own IP and dodge the per-IP auth rate limit.
     trust_proxy_headers: bool = setting("YWM_TRUST_PROXY_HEADERS", False)
-    archive_url: str = setting("YWM_ARCHIVE_URL", "file://var/archive")
+    # Where month archives go (server/services/archive.py): file:///<path> or
+    # s3://<bucket>[/prefix][?endpoint=<url>]; empty means <var_dir>/archive on this box.
+    archive_url: str = setting("YWM_ARCHIVE_URL", "", cast=_archive_url)
+    # Partitions older than this many whole months are archived, verified, then dropped.
     retention_months: int = setting("YWM_RETENTION_MONTHS", 24)
     web_processes: int = setting("YWM_WEB_PROCESSES", factory=lambda: os.cpu_count() or 1)
     log_level: str = setting("YWM_LOG_LEVEL", "INFO")
@@ -201,6 +230,11 @@ class Settings:
     def metrics_directory(self) -> str:
         return self.metrics_dir or os.path.join(self.var_dir, "metrics")
 
+    @property
+    def archive_location(self) -> str:
+        return self.archive_url or "file://" + os.path.abspath(
+            os.path.join(self.var_dir, "archive"))
+
     def replace(self, **changes: object) -> "Settings":
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
@@ -210,17 +244,46 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if environ is None else environ
         values = {name: cast(var, raw) for name, var, cast, raw in _rows(cls, env) if raw}
-        if values.get("env") == "production":
-            for name in SECRET_NAMES:
-                if not env.get(name):
-                    raise SettingsError(f"{name} is required when YWM_ENV=production")
         settings = cls(**values)
-        for var, attr in (("YWM_SECRET_KEY", "secret_key"), ("YWM_HASH_KEY", "hash_key")):
-            if len(getattr(settings, attr).encode()) < 32:
-                raise SettingsError(f"{var} must be at least 32 bytes")
-        if settings.production and settings.password_hash_profile != "rfc9106":
-            raise SettingsError("YWM_PASSWORD_HASH_PROFILE must be rfc9106 in production")
+        problems = _problems(settings, env)
+        if problems:
+            unset = "" if env.get("YWM_ENV") else (
+                "YWM_ENV is unset, so production rules apply (a development box sets "
+                "YWM_ENV=development): ")
+            raise SettingsError(unset + "; ".join(problems))
         return settings
+
+
+def _problems(settings: Settings, env: Mapping[str, str]) -> list[str]:
+    """Every reason these settings may not serve, in table order (one line, all at once,
+    so an operator fixes them in one pass)."""
+    problems = []
+    for f in fields(settings):
+        var, value = f.metadata["env"], getattr(settings, f.name)
+        if len(str(value).encode()) < f.metadata["min_bytes"]:
+            problems.append(f"{var} must be at least {f.metadata['min_bytes']} bytes")
+        if settings.production and f.metadata["published"]:
+            if not env.get(var):
+                problems.append(f"{var} is required in production")
+            elif _published(f, value):
+                problems.append(f"{var} is a published development value")
+    if settings.production:
+        if not settings.public_url.startswith("https://"):
+            problems.append("YWM_PUBLIC_URL must be an https:// URL in production")
+        if settings.password_hash_profile != "rfc9106":
+            problems.append("YWM_PASSWORD_HASH_PROFILE must be rfc9106 in production")
+    return problems
+
+
+def _published(row: Any, value: str) -> bool:
+    """Whether `value` is, or (a key list) contains, a development value of this repo."""
+    if value == row.default:
+        return True
+    if row.name != "field_keys":
+        return False
+    items = _list(row.metadata["env"], value)
+    return any(item in DEV_FIELD_KEYS.split(",")
+               or item.split(":", 1)[-1] in DEV_FIELD_KEY_MATERIAL for item in items)
 
 
 def _rows(cls: type[Settings], env: Mapping[str, str]

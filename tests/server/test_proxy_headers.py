@@ -63,7 +63,8 @@ async def test_forged_forwarded_for_does_not_get_a_fresh_bucket(web: int) -> Non
 
 
 def test_the_setting_is_strict() -> None:
-    assert Settings.from_env({"YWM_TRUST_PROXY_HEADERS": "true"}).trust_proxy_headers
-    assert not Settings.from_env({}).trust_proxy_headers
+    assert Settings.from_env({"YWM_ENV": "test",
+                              "YWM_TRUST_PROXY_HEADERS": "true"}).trust_proxy_headers
+    assert not Settings.from_env({"YWM_ENV": "test"}).trust_proxy_headers
     with pytest.raises(Exception, match="YWM_TRUST_PROXY_HEADERS"):
         Settings.from_env({"YWM_TRUST_PROXY_HEADERS": "yes"})

@@ -56,7 +56,8 @@ async def test_enforce_raises_rate_limited(deps):
 
 def test_rate_settings_come_from_the_environment():
     from server.platform.settings import Settings, SettingsError
-    settings = Settings.from_env({"YWM_AUTH_RATE_PER_SECOND": "2.5", "YWM_AUTH_RATE_BURST": "7",
+    settings = Settings.from_env({"YWM_ENV": "test",
+                                  "YWM_AUTH_RATE_PER_SECOND": "2.5", "YWM_AUTH_RATE_BURST": "7",
                                   "YWM_USER_RATE_PER_SECOND": "50",
                                   "YWM_USER_RATE_BURST": "80"})
     assert ratelimit.auth_limit(settings) == Limit(2.5, 7)

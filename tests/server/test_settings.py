@@ -14,6 +14,11 @@ from server.platform.settings import (RENAMED, Settings, SettingsError, deprecat
 from tests.server.ops_support import answers, free_port, wait_until, web_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Settings a production box may serve with (tests/server/test_fail_closed.py has the rules).
+PRODUCTION = {**{name: "x" * 40 for name in (
+    "YWM_SECRET_KEY", "YWM_FIELD_KEYS", "YWM_HASH_KEY", "YWM_ADMIN_TOKEN",
+    "YWM_TELNYX_PUBLIC_KEY", "YWM_TWILIO_AUTH_TOKEN")},
+    "YWM_ENV": "production", "YWM_PUBLIC_URL": "https://ywm.example.org"}
 
 
 @pytest.mark.parametrize("var, raw, attr, value", [
@@ -30,9 +35,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
     ("YWM_ENV", "production", "production", True),
 ])
 def test_each_type_has_its_cast(var, raw, attr, value):
-    secrets = {name: "x" * 40 for name in ("YWM_SECRET_KEY", "YWM_FIELD_KEYS", "YWM_HASH_KEY",
-                                           "YWM_ADMIN_TOKEN")}
-    assert getattr(Settings.from_env({**secrets, var: raw}), attr) == value
+    assert getattr(Settings.from_env({**PRODUCTION, var: raw}), attr) == value
 
 
 @pytest.mark.parametrize("var, raw", [
@@ -52,9 +55,11 @@ def test_production_names_each_missing_secret():
 
 
 def test_empty_means_default_and_secrets_stay_out_of_repr():
-    settings = Settings.from_env({"YWM_RETENTION_MONTHS": "", "YWM_ADMIN_TOKEN": "t0ps3cret"})
-    assert settings.retention_months == 24 and settings.admin_token == "t0ps3cret"
-    assert "t0ps3cret" not in repr(settings)
+    token = "t0ps3cret" * 4
+    settings = Settings.from_env({"YWM_ENV": "test", "YWM_RETENTION_MONTHS": "",
+                                  "YWM_ADMIN_TOKEN": token})
+    assert settings.retention_months == 24 and settings.admin_token == token
+    assert token not in repr(settings)
 
 
 def test_every_field_is_one_row_with_its_own_variable():
@@ -66,8 +71,9 @@ def test_every_field_is_one_row_with_its_own_variable():
 
 def test_the_old_port_name_still_works_and_the_new_one_wins():
     assert RENAMED == {"YWM_PORT": "YW_PORT"}
-    assert Settings.from_env({"YW_PORT": "8100"}).port == 8100
-    assert Settings.from_env({"YW_PORT": "8100", "YWM_PORT": "8200"}).port == 8200
+    dev = {"YWM_ENV": "development"}
+    assert Settings.from_env({**dev, "YW_PORT": "8100"}).port == 8100
+    assert Settings.from_env({**dev, "YW_PORT": "8100", "YWM_PORT": "8200"}).port == 8200
     assert deprecated_names({"YW_PORT": "8100"}) == ["YW_PORT is deprecated: set YWM_PORT instead"]
     assert deprecated_names({"YWM_PORT": "8200"}) == []
 

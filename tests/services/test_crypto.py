@@ -76,7 +76,7 @@ def test_phone_hash_is_keyed_and_stable() -> None:
 
 
 def test_hash_key_setting() -> None:
-    env = {"YWM_HASH_KEY": "z" * 40}
+    env = {"YWM_ENV": "test", "YWM_HASH_KEY": "z" * 40}
     assert Settings.from_env(env).hash_key == "z" * 40
     assert "z" * 40 not in repr(Settings.from_env(env))
     with pytest.raises(Exception, match="YWM_HASH_KEY"):
