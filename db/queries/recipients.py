@@ -61,11 +61,13 @@ UPDATE message_recipients r
                               THEN now() + make_interval(secs => v.delay) END,
        awaiting_receipt_until = CASE WHEN v.awaiting
                                      THEN now() + make_interval(secs => v.delay) END,
+       attempts = CASE WHEN v.unsent THEN greatest(r.attempts - 1, 0) ELSE r.attempts END,
        lease_expires_at = NULL, last_error = v.error, updated_at = now()
   FROM unnest(CAST(:member_ids AS uuid[]), CAST(:statuses AS text[]),
               CAST(:pids AS text[]), CAST(:errors AS text[]),
-              CAST(:delays AS float8[]), CAST(:awaiting AS boolean[]))
-       AS v(member_id, status, pid, error, delay, awaiting)
+              CAST(:delays AS float8[]), CAST(:awaiting AS boolean[]),
+              CAST(:unsent AS boolean[]))
+       AS v(member_id, status, pid, error, delay, awaiting, unsent)
  WHERE r.church_id = :church_id AND r.message_id = :message_id
    AND r.member_id = ANY(CAST(:member_ids AS uuid[]))
    AND r.created_at = :created_at AND r.member_id = v.member_id AND r.status = 'sending'
@@ -174,7 +176,9 @@ async def claim_recipients(conn: Connection, message: Row, limit: int,
 
 async def record_outcomes(conn: Connection, message: Row, provider: str,
                           outcomes: list[dict[str, Any]]) -> list[Row]:
-    """Write a batch of outcomes: dicts of member_id, status, pid, error, delay."""
+    """Write a batch of outcomes: dicts of member_id, status, pid, error, delay, and the
+    flags awaiting (wait for a receipt) and unsent (the carrier was never called: the
+    claim's attempt is handed back)."""
     return await conn.fetch_all(_RECORD, {
         **_key(message), "provider": provider,
         "member_ids": [o["member_id"] for o in outcomes],
@@ -182,7 +186,8 @@ async def record_outcomes(conn: Connection, message: Row, provider: str,
         "pids": [o.get("pid") for o in outcomes],
         "errors": [o.get("error") for o in outcomes],
         "delays": [float(o.get("delay") or 0) for o in outcomes],
-        "awaiting": [bool(o.get("awaiting")) for o in outcomes]})
+        "awaiting": [bool(o.get("awaiting")) for o in outcomes],
+        "unsent": [bool(o.get("unsent")) for o in outcomes]})
 
 
 async def adopt_receipt(conn: Connection, church_id: UUID, message_id: UUID,

@@ -12,16 +12,26 @@ Crash safety: a recipient is `sending` only under a lease; an outcome is written
 the concurrency slot is released, so at most `send_concurrency` texts per lane can be sent
 but unrecorded at any moment (the only duplicates a SIGKILL can cause). The reconciler
 (`server/services/reconcile.py`) restarts lanes for broadcasts whose rows are overdue.
+
+Redis outages: PostgreSQL holds every answer the carrier gave. Nothing between a send and
+its durable record touches Redis, and every Redis step of a lane (heartbeat, throttle,
+progress, publishing events) fails soft: a throttle it cannot reach sends nothing (the row
+is due again shortly, its attempt not counted), a lost heartbeat or publish is logged
+(events are durable rows; stream resume replays them). A row is sent only while its lease
+still has room, so a lane held up by an outage never sends a row another lane took over.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from uuid import UUID
+
+import redis.exceptions
 
 from db.engine import Connection, Row
 from db.queries import broadcasts as bq
@@ -49,6 +59,21 @@ REPLY_BATCH = 20  # replies a lane sends ahead of each bulk chunk
 ANALYZE_MIN_RECIPIENTS = 2000
 # A lane refreshes this on every commit; once it lapses the reconciler starts new lanes.
 HEARTBEAT_SECONDS = 10.0
+# A claimed row is sent only while this share of its lease is left: past it, another lane
+# may claim it soon, and a send then would go out twice.
+LEASE_SEND_SHARE = 0.5
+# Seconds before a row is due again when the throttle's Redis could not be reached.
+REDIS_DOWN_DELAY = 1.0
+REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
+
+
+@contextlib.asynccontextmanager
+async def redis_soft(what: str) -> Any:
+    """A Redis step of the send path that must not fail the lane (see the module doc)."""
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        log.warning("redis unavailable during %s: %s", what, type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -172,8 +197,9 @@ async def run_lane(deps: Deps, church_id: UUID | str, message_id: UUID | str) ->
         if not rows:
             break
         sent += await _send_chunk(dispatcher, message, number, rows)
-        trailing = await progress.progress_changed(deps.db, deps.redis, message["church_id"],
-                                                   message["id"]) or trailing
+        async with redis_soft("progress"):
+            trailing = await progress.progress_changed(
+                deps.db, deps.redis, message["church_id"], message["id"]) or trailing
     else:
         return LaneResult(0.0, sent, (trailing,) if trailing else ())
     result = await _after_chunks(deps, message, sent)
@@ -196,13 +222,16 @@ async def _after_chunks(deps: Deps, message: Row, sent: int) -> LaneResult:
         else:
             done, due = False, await rq.next_due_at(conn, message)
     if done:
-        await progress.progress_changed(deps.db, deps.redis, message["church_id"],
-                                        message["id"], force=True)
+        async with redis_soft("progress"):
+            await progress.progress_changed(deps.db, deps.redis, message["church_id"],
+                                            message["id"], force=True)
         return LaneResult(None, sent)
     if due is None:
         # Only rows waiting for receipts are left: no lane works on this broadcast now,
         # so the reconciler may start one as soon as it releases them.
-        await deps.redis.delete(dispatch_heartbeat_key(message["church_id"], message["id"]))
+        async with redis_soft("heartbeat"):
+            await deps.redis.delete(dispatch_heartbeat_key(message["church_id"],
+                                                           message["id"]))
         return LaneResult(None, sent)
     delay = max(0.2, due.timestamp() - time.time())
     await _heartbeat(deps, message, delay + HEARTBEAT_SECONDS)
@@ -210,8 +239,9 @@ async def _after_chunks(deps: Deps, message: Row, sent: int) -> LaneResult:
 
 
 async def _heartbeat(deps: Deps, message: Row, seconds: float = HEARTBEAT_SECONDS) -> None:
-    await deps.redis.set(dispatch_heartbeat_key(message["church_id"], message["id"]), "1",
-                         ex=max(1, int(seconds)))
+    async with redis_soft("heartbeat"):
+        await deps.redis.set(dispatch_heartbeat_key(message["church_id"], message["id"]),
+                             "1", ex=max(1, int(seconds)))
 
 
 async def _send_chunk(dispatcher: Dispatcher, message: Row, number: Row | None,
@@ -229,12 +259,14 @@ async def _send_chunk(dispatcher: Dispatcher, message: Row, number: Row | None,
     limit = asyncio.Semaphore(settings.send_concurrency)
     segments = max(1, segment_info(message["body"]).segments)
     sent = 0
+    send_by = time.monotonic() + settings.send_lease_seconds * LEASE_SEND_SHARE
 
     async def one(row: Row) -> None:
         nonlocal sent
         async with limit:
             outcome = await _send_one(dispatcher, message, number, row, segments,
-                                      recipient_ref(message["id"], row["member_id"]))
+                                      recipient_ref(message["id"], row["member_id"]),
+                                      send_by)
             outcome["member_id"] = row["member_id"]
             await recorder.add(outcome)
             sent += outcome["status"] == "sent"
@@ -244,9 +276,11 @@ async def _send_chunk(dispatcher: Dispatcher, message: Row, number: Row | None,
 
 
 async def _send_one(dispatcher: Dispatcher, message: Row, number: Row | None, row: Row,
-                    segments: int, recipient: str | None = None) -> dict[str, Any]:
+                    segments: int, recipient: str | None = None,
+                    send_by: float | None = None) -> dict[str, Any]:
     """One text; `recipient` (broadcast recipients only, for now) goes into the status
-    callback URL so a receipt can find a send whose answer never came."""
+    callback URL so a receipt can find a send whose answer never came. Past `send_by`
+    (monotonic) the row's lease is too short to send safely: it is handed back unsent."""
     if number is None:
         return {"status": "failed", "error": "The sending number was removed."}
     if row.get("opted_out"):  # opted out after the broadcast was accepted
@@ -257,12 +291,23 @@ async def _send_one(dispatcher: Dispatcher, message: Row, number: Row | None, ro
                                crypto.member_phone(message["church_id"]))
     except crypto.CryptoError as exc:
         return {"status": "failed", "error": f"unreadable phone: {exc}"}
-    await dispatcher.throttle.acquire(message["church_id"], number["id"], number["mps"],
-                                      segments)
+    try:
+        await dispatcher.throttle.acquire(message["church_id"], number["id"], number["mps"],
+                                          segments)
+    except REDIS_ERRORS as exc:  # no throttle, no send: nothing went out
+        log.warning("send throttle unavailable: %s", type(exc).__name__)
+        return _unsent("The send throttle was unavailable.")
+    if send_by is not None and time.monotonic() > send_by:
+        return _unsent("The claim ran short of time before its turn to send.")
     result = await dispatcher.client(number["provider"]).send(
         from_number=number["phone"], to=phone, body=message["body"],
         messaging_profile_id=number["messaging_profile_id"], recipient=recipient)
     return classify(dispatcher.settings, result, row["attempts"], recipient is not None)
+
+
+def _unsent(error: str) -> dict[str, Any]:
+    """Due again shortly, its attempt handed back: the carrier was never called."""
+    return {"status": "retrying", "error": error, "delay": REDIS_DOWN_DELAY, "unsent": True}
 
 
 def recipient_ref(message_id: UUID, member_id: UUID) -> str:
@@ -391,7 +436,11 @@ async def _carrier_opt_out(conn: Connection, church_id: UUID, member_id: UUID,
 
 async def _after_opt_outs(deps: Deps, church_id: UUID, events: list[dict[str, Any]],
                           group_ids: set[UUID]) -> None:
-    if group_ids:
-        await consent.drop_cached_pages(deps.redis, church_id, sorted(group_ids))
-    if events:
-        await publish_events(deps.redis, events)
+    """After the outcome's commit: a Redis failure here must not reach the caller (the
+    rows are recorded; events are durable and replayed on stream resume)."""
+    async with redis_soft("dropping cached pages"):
+        if group_ids:
+            await consent.drop_cached_pages(deps.redis, church_id, sorted(group_ids))
+    async with redis_soft("publishing events"):
+        if events:
+            await publish_events(deps.redis, events)
