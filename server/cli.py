@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import uuid
 
 from server.platform import queue
 from server.platform.logging import configure_logging
@@ -98,6 +99,29 @@ def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if result["remaining"] == 0 else 1
 
 
+def _archive(args: argparse.Namespace, settings: Settings) -> int:
+    from db.engine import Database
+    from server.platform.errors import AppError
+    from server.services import archive
+    from server.services.archive_store import open_store
+
+    async def run() -> list[dict[str, object]]:
+        db = await Database.connect(settings.database_url, maxsize=2)
+        try:
+            return await archive.archive_month(db, open_store(settings.archive_location),
+                                               archive.parse_month(args.month), args.church)
+        finally:
+            await db.close()
+    try:
+        manifests = asyncio.run(run())
+    except AppError as exc:
+        print(f"ywm archive: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"ywm archive: {args.month} archived and verified for {len(manifests)} "
+          f"church(es) in {settings.archive_location}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ywm", description="YWMessaging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="re-encrypt member fields under the newest field key")
     rotate.add_argument("--batch-size", type=int, default=500)
     rotate.set_defaults(run=_rotate_keys)
+    archive = commands.add_parser(
+        "archive", help="write a finished month to $YWM_ARCHIVE_URL and verify it")
+    archive.add_argument("--month", required=True, help="YYYY-MM")
+    archive.add_argument("--church", type=uuid.UUID, default=None,
+                         help="one church's id (default: every church with rows that month)")
+    archive.set_defaults(run=_archive)
     return parser
 
 

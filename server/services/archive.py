@@ -1,0 +1,320 @@
+"""Month archives: write a church's month of messages, recipients, conversation messages
+and events to the archive store, verify them, retire old partitions, and read them back.
+
+Layout (ARCHITECTURE.md §4): per church and month, one gzip JSON-Lines object per table
+(`<church_id>/<YYYY-MM>/<table>.jsonl.gz`, rows in primary-key order) and, written last,
+`<church_id>/<YYYY-MM>/manifest.json` with each object's row count and SHA-256. Sealed
+columns (BYTEA ciphertexts) are copied as base64 and never decrypted here.
+
+Idempotent and resumable: objects are written whole under their final name (see
+archive_store), gzip carries no timestamp and rows come in key order, so a rerun writes
+byte-identical objects. A table is recorded in `archive_batches` only after its object was
+read back and matched; a rerun reuses a recorded batch whose object still matches and
+whose row count still equals the database's. A partition is dropped only when every
+church's batch for it is verified against the rows it is about to lose.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Iterator
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import BYTEA
+
+from db.engine import Database, Row
+from db.paging import NewestFirst
+from db.queries import archive as q
+from db.tables import PARTITIONED_TABLES
+from server.platform.errors import NotFound, ValidationFailed
+from server.services.archive_store import ArchiveStore
+from server.services.broadcasts import broadcast_view
+
+log = logging.getLogger("ywm.archive")
+
+FORMAT = 1  # manifest format; bump when the row encoding changes
+EXPORT_BATCH_ROWS = 2_000  # rows per keyset query: bounded memory, few round trips
+GZIP_LEVEL = 6  # fixed: the same rows must compress to the same bytes on every run
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+# Archived messages are listed as the live list lists them: newest first by (time, id).
+_NEWEST_FIRST = NewestFirst(None, None)
+
+
+class ArchiveMismatch(RuntimeError):
+    """An object read back does not match what was written; nothing is recorded or dropped."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    rows: int
+    sha256: str
+
+
+def parse_month(text: str | None) -> dt.date:
+    """`YYYY-MM` as the first day of that month; anything else is a 422 naming `month`."""
+    found = _MONTH.match(text or "")
+    if not found or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1:
+        raise ValidationFailed.field("month", "Must be a month as YYYY-MM.")
+    return dt.date(int(found[1]), int(found[2]), 1)
+
+
+def month_text(month: dt.date) -> str:
+    return f"{month.year:04d}-{month.month:02d}"
+
+
+def object_key(church_id: UUID, month: dt.date, table_name: str) -> str:
+    return f"{church_id}/{month_text(month)}/{table_name}.jsonl.gz"
+
+
+def manifest_key(church_id: UUID, month: dt.date) -> str:
+    return f"{church_id}/{month_text(month)}/manifest.json"
+
+
+# -- rows <-> JSON ------------------------------------------------------------------------
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (bytes, memoryview)):
+        return base64.b64encode(bytes(value)).decode()  # a ciphertext stays a ciphertext
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (UUID, Decimal)):
+        return str(value)
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def encode_row(row: Row) -> bytes:
+    return json.dumps({k: _encode(v) for k, v in row.items()}, sort_keys=True,
+                      separators=(",", ":")).encode() + b"\n"
+
+
+def decode_row(table_name: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """An archived line back to the types the live row has (times, ciphertext bytes)."""
+    table = q.table_of(table_name)
+    row = dict(obj)
+    for column in table.columns:
+        value = row.get(column.name)
+        if value is None:
+            continue
+        if isinstance(column.type, sa.DateTime):
+            row[column.name] = dt.datetime.fromisoformat(value)
+        elif isinstance(column.type, BYTEA):
+            row[column.name] = base64.b64decode(value)
+        elif isinstance(column.type, sa.Numeric):
+            row[column.name] = Decimal(value)
+    return row
+
+
+def read_lines(data: bytes) -> Iterator[dict[str, Any]]:
+    with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as lines:
+        for line in lines:
+            yield json.loads(line)
+
+
+# -- writing ------------------------------------------------------------------------------
+
+async def _export(db: Database, table_name: str, church_id: UUID, month: dt.date,
+                  path: str) -> int:
+    """Write the church's month of `table_name` to `path` as gzip JSON lines; row count."""
+    keys, after, count = q.order_columns(table_name), None, 0
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
+                                                compresslevel=GZIP_LEVEL, mtime=0) as out:
+        while True:
+            async with db.acquire() as conn:
+                rows = await q.list_month_rows(conn, table_name, church_id, month, after,
+                                               EXPORT_BATCH_ROWS)
+            for row in rows:
+                out.write(encode_row(row))
+            count += len(rows)
+            if len(rows) < EXPORT_BATCH_ROWS:
+                return count
+            after = tuple(rows[-1][k] for k in keys)
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check(store: ArchiveStore, entry: Entry) -> bool:
+    """Read the object back: present, same SHA-256, same number of lines."""
+    data = store.get(entry.key)
+    if data is None or hashlib.sha256(data).hexdigest() != entry.sha256:
+        return False
+    return sum(1 for _ in read_lines(data)) == entry.rows
+
+
+async def _archive_table(db: Database, store: ArchiveStore, church_id: UUID,
+                         month: dt.date, table_name: str) -> Entry:
+    key = object_key(church_id, month, table_name)
+    async with db.acquire() as conn:
+        batch = await q.get_batch(conn, church_id, table_name, month)
+        live = await q.count_month_rows(conn, table_name, church_id, month)
+    if batch is not None and batch["verified_at"] is not None and batch["row_count"] == live:
+        recorded = Entry(key, batch["row_count"], batch["sha256"])
+        if await asyncio.to_thread(_check, store, recorded):
+            return recorded  # archived by an earlier run and still intact
+    with tempfile.TemporaryDirectory(prefix="ywm-archive-") as scratch:
+        path = os.path.join(scratch, f"{table_name}.jsonl.gz")
+        rows = await _export(db, table_name, church_id, month, path)
+        entry = Entry(key, rows, _sha256_file(path))
+        await asyncio.to_thread(store.put_file, key, path)
+    if not await asyncio.to_thread(_check, store, entry):
+        raise ArchiveMismatch(f"{store.url_of(key)} does not read back as written")
+    async with db.transaction() as conn:
+        await q.upsert_batch(conn, church_id, table_name, month, store.url_of(key),
+                             entry.rows, entry.sha256)
+    return entry
+
+
+def manifest_bytes(church_id: UUID, month: dt.date, entries: dict[str, Entry]) -> bytes:
+    """The manifest: no times in it, so a rerun over the same rows writes the same bytes."""
+    body = {"format": FORMAT, "church_id": str(church_id), "month": month_text(month),
+            "tables": {name: {"key": e.key, "rows": e.rows, "sha256": e.sha256}
+                       for name, e in sorted(entries.items())}}
+    return json.dumps(body, sort_keys=True, indent=2).encode() + b"\n"
+
+
+async def archive_church_month(db: Database, store: ArchiveStore, church_id: UUID,
+                               month: dt.date) -> dict[str, Any]:
+    """Archive and verify one church's month (every table), then write its manifest."""
+    entries = {name: await _archive_table(db, store, church_id, month, name)
+               for name in PARTITIONED_TABLES}
+    data = manifest_bytes(church_id, month, entries)
+    key = manifest_key(church_id, month)
+    await asyncio.to_thread(store.put_bytes, key, data)  # last: it vouches for the rest
+    if await asyncio.to_thread(store.get, key) != data:
+        raise ArchiveMismatch(f"{store.url_of(key)} does not read back as written")
+    return json.loads(data)  # type: ignore[no-any-return]
+
+
+def current_month(today: dt.date) -> dt.date:
+    return today.replace(day=1)
+
+
+async def archive_month(db: Database, store: ArchiveStore, month: dt.date,
+                        church_id: UUID | None = None, today: dt.date | None = None
+                        ) -> list[dict[str, Any]]:
+    """Archive a finished month for one church or every church with rows in it."""
+    if month >= current_month(today or dt.datetime.now(dt.timezone.utc).date()):
+        raise ValidationFailed.field("month", "Only a finished month can be archived.")
+    if church_id is None:
+        churches: set[UUID] = set()
+        async with db.acquire() as conn:
+            for name in PARTITIONED_TABLES:
+                churches.update(await q.list_month_churches(conn, name, month))
+    else:
+        churches = {church_id}
+    manifests = []
+    for church in sorted(churches):
+        manifests.append(await archive_church_month(db, store, church, month))
+        log.info("archived %s for church %s", month_text(month), church)
+    return manifests
+
+
+# -- retention ----------------------------------------------------------------------------
+
+async def _verified_for_drop(db: Database, store: ArchiveStore, table_name: str,
+                             month: dt.date) -> bool:
+    """Every church with rows in the partition has a verified batch holding all of them."""
+    async with db.acquire() as conn:
+        churches = await q.list_month_churches(conn, table_name, month)
+    for church in churches:
+        async with db.acquire() as conn:
+            batch = await q.get_batch(conn, church, table_name, month)
+            live = await q.count_month_rows(conn, table_name, church, month)
+        if batch is None or batch["verified_at"] is None or batch["row_count"] != live:
+            return False
+        entry = Entry(object_key(church, month, table_name), live, batch["sha256"])
+        if not await asyncio.to_thread(_check, store, entry):
+            return False
+    return True
+
+
+def retention_cutoff(today: dt.date, retention_months: int) -> dt.date:
+    """The oldest month kept: partitions of months before it are retired."""
+    index = today.year * 12 + today.month - 1 - retention_months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+async def apply_retention(db: Database, store: ArchiveStore, retention_months: int,
+                          today: dt.date | None = None) -> list[str]:
+    """Archive, verify, then detach and drop every partition older than the retention;
+    a partition that does not verify is kept (and logged). Names of those dropped."""
+    cutoff = retention_cutoff(today or dt.datetime.now(dt.timezone.utc).date(),
+                              retention_months)
+    months: set[dt.date] = set()
+    async with db.acquire() as conn:
+        for name in PARTITIONED_TABLES:
+            months.update(m for m in await q.list_partition_months(conn, name) if m < cutoff)
+    dropped = []
+    for month in sorted(months):
+        await archive_month(db, store, month, today=today)
+        for name in PARTITIONED_TABLES:
+            async with db.acquire() as conn:
+                if month not in await q.list_partition_months(conn, name):
+                    continue
+            if not await _verified_for_drop(db, store, name, month):
+                log.error("kept %s of %s: its archive does not verify", name, month)
+                continue
+            async with db.transaction() as conn:
+                dropped.append(await q.drop_month_partition(conn, name, month))
+    return dropped
+
+
+# -- reading ------------------------------------------------------------------------------
+
+def _load(store: ArchiveStore, church_id: UUID, month: dt.date
+          ) -> tuple[list[dict[str, Any]], dict[str, Counter[str]]] | None:
+    manifest = store.get(manifest_key(church_id, month))
+    if manifest is None:
+        return None
+    tables = json.loads(manifest)["tables"]
+    messages = store.get(tables["messages"]["key"])
+    recipients = store.get(tables["message_recipients"]["key"])
+    if messages is None or recipients is None:
+        raise ArchiveMismatch(f"the archive of {month_text(month)} for {church_id} is "
+                              "missing an object its manifest names")
+    counts: dict[str, Counter[str]] = {}
+    for recipient in read_lines(recipients):
+        counts.setdefault(recipient["message_id"], Counter())[recipient["status"]] += 1
+    return [decode_row("messages", r) for r in read_lines(messages)], counts
+
+
+async def list_archived_messages(store: ArchiveStore, church_id: UUID, month_arg: str | None,
+                                 limit: int, cursor: str | None
+                                 ) -> tuple[list[dict[str, Any]], str | None]:
+    """The church's archived broadcasts of a month in the live list's shape, newest first;
+    404 when that month has no archive for the church."""
+    month = parse_month(month_arg)
+    position = _NEWEST_FIRST.position(cursor)
+    loaded = await asyncio.to_thread(_load, store, church_id, month)
+    if loaded is None:
+        raise NotFound("No archive of that month.")
+    rows, counts = loaded
+    rows.sort(key=lambda r: (r["created_at"], UUID(r["id"])), reverse=True)
+    if position["cursor_at"] is not None:
+        mark = (position["cursor_at"], position["cursor_id"])
+        rows = [r for r in rows if (r["created_at"], UUID(r["id"])) < mark]
+    page = rows[:limit]
+    views = [broadcast_view(row, dict(counts.get(row["id"], {}))) for row in page]
+    next_cursor = _NEWEST_FIRST.cursor_of(page[-1]) if len(rows) > limit else None
+    return views, next_cursor
