@@ -8,6 +8,7 @@ from handlers import carrier_webhooks
 from handlers import admin_cache, groups, members, numbers
 from handlers import conversations
 from handlers import admin_queues, recurring
+from handlers import archive
 from server import carriers
 
 API = r"/api/v1"
@@ -57,6 +58,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         (API + r"/messages/([^/]+)/cancel", messages.MessageCancelHandler),
         (API + r"/recurring-messages", recurring.RecurringListHandler),
         (API + r"/recurring-messages/([^/]+)", recurring.RecurringHandler),
+        (API + r"/archive/messages", archive.ArchiveMessagesHandler),
         (API + r"/openapi.json", docs.OpenApiHandler),
         (API + r"/docs/?", docs.DocsHandler),
         (API + r"/docs/init.js", docs.DocsInitHandler),
