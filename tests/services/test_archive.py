@@ -210,8 +210,7 @@ def _free_port() -> int:
 @pytest.fixture
 def s3_url(monkeypatch: Any) -> Iterator[str]:
     """A bucket on a moto server of our own, on a free loopback port."""
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("moto.server")
+    import boto3  # from the test extra (moto[server]), as the server itself
     # boto3 signs every request; moto accepts any credentials.
     for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
                         ("AWS_DEFAULT_REGION", "us-east-1")):
