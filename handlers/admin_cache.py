@@ -7,7 +7,7 @@ from server.platform import cache
 
 class AdminCacheHandler(ApiHandler):
     auth = "admin"
-    rate_limit = None  # operator route: no tenant bucket to charge
+    rate_limit = "admin"  # per client IP, charged before the token is checked
 
     async def get(self) -> None:
         self.write_data(await cache.metrics(self.deps.redis))

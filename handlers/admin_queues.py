@@ -11,7 +11,7 @@ from server.services.followups import enqueue
 
 class AdminQueuesHandler(ApiHandler):
     auth = "admin"
-    rate_limit = None  # operator route: no tenant bucket to charge
+    rate_limit = "admin"  # per client IP, charged before the token is checked
 
     async def get(self) -> None:
         self.write_data(await queue_admin.overview(self.deps.db, self.deps.redis))
@@ -19,7 +19,7 @@ class AdminQueuesHandler(ApiHandler):
 
 class AdminDeadLettersHandler(ApiHandler):
     auth = "admin"
-    rate_limit = None
+    rate_limit = "admin"
 
     async def get(self) -> None:
         self.write_page(*await queue_admin.list_dead_letters(
@@ -28,7 +28,7 @@ class AdminDeadLettersHandler(ApiHandler):
 
 class AdminDeadLetterRequeueHandler(ApiHandler):
     auth = "admin"
-    rate_limit = None
+    rate_limit = "admin"
 
     async def post(self, dead_letter_id: str) -> None:
         item, followups = await queue_admin.requeue(self.deps.db, parse_uuid(dead_letter_id))

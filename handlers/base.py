@@ -157,22 +157,30 @@ class BaseHandler(JsonErrors):
             "user_id": str(actor.user_id) if actor and actor.user_id else None})
 
 
+# Buckets keyed by the client's IP: the routes that take a password or the operator token.
+PER_IP_LIMITS = ("auth", "admin")
+
+
 class ApiHandler(BaseHandler):
     """Base for `/api/v1` JSON handlers.
 
     Class attributes: `auth` is "user" (session or API key), "admin" (operator token) or
-    "none"; `rate_limit` is "user", "auth" (per IP) or None.
+    "none"; `rate_limit` is "user", "auth" (per IP), "admin" (per IP, its own bucket) or
+    None. A per-IP bucket is charged before the credentials are checked, so wrong guesses
+    at a token are limited too.
     """
 
     auth = "user"
     rate_limit: str | None = "user"
 
     async def prepare(self) -> None:
+        if self.rate_limit in PER_IP_LIMITS:
+            await self.apply_rate_limit()
         if self.auth == "user":
             self.actor = await self.authenticate()
         elif self.auth == "admin":
             self.require_admin_token()
-        if self.rate_limit:
+        if self.rate_limit == "user":
             await self.apply_rate_limit()
 
     async def authenticate(self) -> Actor:
@@ -184,11 +192,12 @@ class ApiHandler(BaseHandler):
             raise Unauthorized("This route needs the operator token.")
 
     async def apply_rate_limit(self) -> None:
-        """Token bucket in Redis: "auth" per client IP, "user" per user or API key."""
+        """Token bucket in Redis: "auth" and "admin" per client IP (at the auth routes'
+        rate), "user" per user or API key."""
         settings = self.deps.settings
-        if self.rate_limit == "auth":
-            await ratelimit.enforce(self.deps.redis, "auth", self.request.remote_ip or "-",
-                                    ratelimit.auth_limit(settings))
+        if self.rate_limit in PER_IP_LIMITS:
+            await ratelimit.enforce(self.deps.redis, self.rate_limit,
+                                    self.request.remote_ip or "-", ratelimit.auth_limit(settings))
         elif self.rate_limit == "user" and self.actor is not None:
             await ratelimit.enforce(self.deps.redis, "user",
                                     limits.actor_subject(self.actor),
