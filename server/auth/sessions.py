@@ -26,6 +26,7 @@ import logging
 
 import jwt
 import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
 
 from server.platform import redis as keys
 from server.platform.errors import Unauthorized
@@ -268,7 +269,13 @@ async def end_user_sessions(redis: aioredis.Redis, church_id: UUID, user_id: UUI
 
 
 async def session_alive(redis: aioredis.Redis, church_id: UUID, sid: str) -> bool:
-    return bool(await redis.exists(keys.session_key(church_id, sid)))
+    """Whether the session still exists; asked once more after a connection error, since a
+    pooled connection opened before a Redis restart fails once and is then reopened."""
+    key = keys.session_key(church_id, sid)
+    try:
+        return bool(await redis.exists(key))
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+        return bool(await redis.exists(key))
 
 
 async def issue_stream_ticket(redis: aioredis.Redis, actor: Actor) -> str:
