@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 import uuid
+from typing import Any
 
 from server.platform import queue
 from server.platform.logging import configure_logging
@@ -105,20 +106,26 @@ def _archive(args: argparse.Namespace, settings: Settings) -> int:
     from server.services import archive
     from server.services.archive_store import open_store
 
-    async def run() -> list[dict[str, object]]:
+    async def run() -> list[Any]:
         db = await Database.connect(settings.database_url, maxsize=2)
+        store = open_store(settings.archive_location)
         try:
-            return await archive.archive_month(db, open_store(settings.archive_location),
-                                               archive.parse_month(args.month), args.church)
+            if args.retire:
+                return await archive.apply_retention(db, store, settings.retention_months)
+            return await archive.archive_month(db, store, archive.parse_month(args.month),
+                                               args.church)
         finally:
             await db.close()
     try:
-        manifests = asyncio.run(run())
+        done = asyncio.run(run())
     except AppError as exc:
         print(f"ywm archive: {exc.message}", file=sys.stderr)
         return 2
-    print(f"ywm archive: {args.month} archived and verified for {len(manifests)} "
-          f"church(es) in {settings.archive_location}")
+    if args.retire:
+        print(f"ywm archive: dropped {', '.join(done) or 'nothing'}")
+    else:
+        print(f"ywm archive: {args.month} archived and verified for {len(done)} "
+              f"church(es) in {settings.archive_location}")
     return 0
 
 
@@ -170,7 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.set_defaults(run=_rotate_keys)
     archive = commands.add_parser(
         "archive", help="write a finished month to $YWM_ARCHIVE_URL and verify it")
-    archive.add_argument("--month", required=True, help="YYYY-MM")
+    which = archive.add_mutually_exclusive_group(required=True)
+    which.add_argument("--month", help="YYYY-MM")
+    which.add_argument("--retire", action="store_true",
+                       help="archive, verify, then drop the partitions past retention")
     archive.add_argument("--church", type=uuid.UUID, default=None,
                          help="one church's id (default: every church with rows that month)")
     archive.set_defaults(run=_archive)

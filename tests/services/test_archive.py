@@ -143,7 +143,7 @@ def child_env(deps: Any, tmp_path: Any) -> dict[str, str]:
     env = environment_for_children()
     env.update({"DATABASE_URL": deps.settings.database_url, "YWM_ENV": "test",
                 "REDIS_URL": deps.settings.redis_url, "YWM_LOG_LEVEL": "WARNING",
-                "YWM_ARCHIVE_URL": f"file://{tmp_path / 'killed'}"})
+                "YWM_ARCHIVE_URL": f"file://{tmp_path / 'child'}"})
     return env
 
 
@@ -182,7 +182,7 @@ async def test_sigkill_mid_archive_then_rerun_gives_the_complete_identical_manif
         holder.stdin.close()
         holder.wait(timeout=WAIT_SECONDS)
         holder.stdout.close()
-    killed = FileStore(str(tmp_path / "killed"))
+    killed = FileStore(str(tmp_path / "child"))
     assert killed.get(archive.manifest_key(church.id, MONTH)) is None
     assert killed.get(archive.object_key(church.id, MONTH, "message_recipients")) is not None
 
@@ -198,7 +198,23 @@ async def test_sigkill_mid_archive_then_rerun_gives_the_complete_identical_manif
     for table, entry in json.loads(manifest)["tables"].items():
         assert entry["rows"] == _db_count(deps, table, church)
         assert killed.get(entry["key"]) == fresh.get(entry["key"])
-    assert not [p for p in (tmp_path / "killed").rglob("*") if ".tmp-" in p.name]
+    assert not [p for p in (tmp_path / "child").rglob("*") if ".tmp-" in p.name]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_ywm_archive_retire_drops_only_past_retention(deps, tmp_path, child_env):
+    church, _ = await old_month_church(deps, MONTH, block=8)
+    kept = dt.datetime.now(dt.timezone.utc).date().replace(day=1)
+
+    done = subprocess.run([sys.executable, "-m", "server", "archive", "--retire"],
+                          env={**child_env, "YWM_RETENTION_MONTHS": "24"},
+                          timeout=WAIT_SECONDS, capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr
+    assert "messages_y2020m03" in done.stdout and _partitions(deps, MONTH) == []
+    assert len(_partitions(deps, kept)) == len(PARTITIONED_TABLES)
+    manifest = FileStore(str(tmp_path / "child")).get(archive.manifest_key(church.id, MONTH))
+    assert json.loads(manifest)["tables"]["messages"]["rows"] == 3
 
 
 def _free_port() -> int:
