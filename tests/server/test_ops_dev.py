@@ -13,10 +13,13 @@ import threading
 import urllib.request
 from typing import Any, Iterator
 
+import redis
 import ujson
 
 from tests.server.ops_support import free_port, get, wait_until, web_env
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SERVICES = ROOT / "deploy" / "local" / "services.sh"
 SEND_TIMEOUT = 60.0  # seconds for a text to go out and its receipt to come back
 
 
@@ -67,6 +70,14 @@ def _login(port: int) -> str:
 
 def _conversation_texts(port: int, token: str) -> list[str]:
     return [c["last_message"]["body"] for c in _api(port, token, "GET", "/conversations")]
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        with redis.Redis.from_url(url, socket_timeout=2) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
 
 
 def _error_lines(output: str) -> list[str]:
@@ -133,6 +144,13 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(settings, clean, tmp_path):
     metrics_dir.mkdir()
     stale = metrics_dir / "counter_1.db"  # left by the box's previous run
     stale.write_bytes(b"\0" * 8)
+    # As `make run` does: services.sh first. Its Redis URL names a free port, so it starts
+    # (and records) a private redis-server in the box's var directory, which Ctrl-C stops.
+    private_redis = f"redis://127.0.0.1:{free_port()}/0"
+    subprocess.run([str(SERVICES)], check=True, timeout=120, stdout=subprocess.DEVNULL,
+                   env=web_env(settings, metrics_dir, YWM_VAR_DIR=str(tmp_path),
+                               REDIS_URL=private_redis))
+    assert _redis_answers(private_redis)
     with dev_run(settings, tmp_path) as run:
         port = run.port
         started = _descendants(run.proc.pid)
@@ -151,6 +169,9 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(settings, clean, tmp_path):
     assert run.proc.returncode == 0
     assert wait_until(lambda: not any(_alive(pid) for pid in started), timeout=10), \
         [pid for pid in started if _alive(pid)]
+    # What services.sh started is stopped; the shared Redis of this test run is not.
+    assert not _redis_answers(private_redis) and _redis_answers(settings.redis_url)
+    assert not (tmp_path / "services.started").exists()
     # A clean start and stop logs no error (the aiopg pools are closed on their own loop).
     assert _error_lines(run.output) == [], run.output
 
