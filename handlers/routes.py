@@ -59,6 +59,8 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         (API + r"/recurring-messages", recurring.RecurringListHandler),
         (API + r"/recurring-messages/([^/]+)", recurring.RecurringHandler),
         (API + r"/archive/messages", archive.ArchiveMessagesHandler),
+        (API + r"/archive/messages/([^/]+)/recipients",
+         archive.ArchiveMessageRecipientsHandler),
         (API + r"/openapi.json", docs.OpenApiHandler),
         (API + r"/docs/?", docs.DocsHandler),
         (API + r"/docs/init.js", docs.DocsInitHandler),

@@ -36,12 +36,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import BYTEA
 
 from db.engine import Database, Row
-from db.paging import NewestFirst
+from db.paging import IdAscending, NewestFirst
 from db.queries import archive as q
 from db.tables import PARTITIONED_TABLES
 from server.platform.errors import NotFound, ValidationFailed
 from server.services.archive_store import ArchiveStore
-from server.services.broadcasts import broadcast_view
+from server.platform.settings import Settings
+from server.services.broadcasts import broadcast_view, recipient_view
 
 log = logging.getLogger("ywm.archive")
 
@@ -51,6 +52,8 @@ GZIP_LEVEL = 6  # fixed: the same rows must compress to the same bytes on every 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 # Archived messages are listed as the live list lists them: newest first by (time, id).
 _NEWEST_FIRST = NewestFirst(None, None)
+# ... and their recipients by member id, as GET /messages/{id}/recipients does.
+_BY_MEMBER = IdAscending(None, id_key="member_id")
 
 
 class ArchiveMismatch(RuntimeError):
@@ -282,21 +285,28 @@ async def apply_retention(db: Database, store: ArchiveStore, retention_months: i
 
 # -- reading ------------------------------------------------------------------------------
 
-def _load(store: ArchiveStore, church_id: UUID, month: dt.date
-          ) -> tuple[list[dict[str, Any]], dict[str, Counter[str]]] | None:
+def _objects(store: ArchiveStore, church_id: UUID, month: dt.date, tables: tuple[str, ...]
+             ) -> dict[str, bytes] | None:
+    """The named tables' objects of a church's month; None when it has no manifest."""
     manifest = store.get(manifest_key(church_id, month))
     if manifest is None:
         return None
-    tables = json.loads(manifest)["tables"]
-    messages = store.get(tables["messages"]["key"])
-    recipients = store.get(tables["message_recipients"]["key"])
-    if messages is None or recipients is None:
-        raise ArchiveMismatch(f"the archive of {month_text(month)} for {church_id} is "
-                              "missing an object its manifest names")
-    counts: dict[str, Counter[str]] = {}
-    for recipient in read_lines(recipients):
-        counts.setdefault(recipient["message_id"], Counter())[recipient["status"]] += 1
-    return [decode_row("messages", r) for r in read_lines(messages)], counts
+    entries = json.loads(manifest)["tables"]
+    found = {name: store.get(entries[name]["key"]) for name in tables}
+    missing = [name for name, data in found.items() if data is None]
+    if missing:
+        raise ArchiveMismatch(f"the archive of {month_text(month)} for {church_id} lacks "
+                              f"{', '.join(missing)}, which its manifest names")
+    return found  # type: ignore[return-value]
+
+
+async def _month_objects(store: ArchiveStore, church_id: UUID, month_arg: str | None,
+                         tables: tuple[str, ...]) -> dict[str, bytes]:
+    month = parse_month(month_arg)
+    found = await asyncio.to_thread(_objects, store, church_id, month, tables)
+    if found is None:
+        raise NotFound("No archive of that month.")
+    return found
 
 
 async def list_archived_messages(store: ArchiveStore, church_id: UUID, month_arg: str | None,
@@ -304,12 +314,13 @@ async def list_archived_messages(store: ArchiveStore, church_id: UUID, month_arg
                                  ) -> tuple[list[dict[str, Any]], str | None]:
     """The church's archived broadcasts of a month in the live list's shape, newest first;
     404 when that month has no archive for the church."""
-    month = parse_month(month_arg)
     position = _NEWEST_FIRST.position(cursor)
-    loaded = await asyncio.to_thread(_load, store, church_id, month)
-    if loaded is None:
-        raise NotFound("No archive of that month.")
-    rows, counts = loaded
+    found = await _month_objects(store, church_id, month_arg,
+                                 ("messages", "message_recipients"))
+    counts: dict[str, Counter[str]] = {}
+    for recipient in read_lines(found["message_recipients"]):
+        counts.setdefault(recipient["message_id"], Counter())[recipient["status"]] += 1
+    rows = [decode_row("messages", r) for r in read_lines(found["messages"])]
     rows.sort(key=lambda r: (r["created_at"], UUID(r["id"])), reverse=True)
     if position["cursor_at"] is not None:
         mark = (position["cursor_at"], position["cursor_id"])
@@ -318,3 +329,32 @@ async def list_archived_messages(store: ArchiveStore, church_id: UUID, month_arg
     views = [broadcast_view(row, dict(counts.get(row["id"], {}))) for row in page]
     next_cursor = _NEWEST_FIRST.cursor_of(page[-1]) if len(rows) > limit else None
     return views, next_cursor
+
+
+async def list_archived_recipients(store: ArchiveStore, settings: Settings, church_id: UUID,
+                                   message_id: UUID | None, month_arg: str | None,
+                                   status: str | None, limit: int, cursor: str | None
+                                   ) -> tuple[list[dict[str, Any]], str | None]:
+    """One archived broadcast's recipients as the live list shows them (member id order,
+    phones unsealed here for the owning church); 404 unless that month's archive holds it."""
+    position = _BY_MEMBER.position(cursor)
+    found = await _month_objects(store, church_id, month_arg,
+                                 ("messages", "message_recipients"))
+    wanted = str(message_id)
+    if message_id is None or not any(r["id"] == wanted for r in read_lines(found["messages"])):
+        raise NotFound("No such message in that month's archive.")
+    rows = [decode_row("message_recipients", r)
+            for r in read_lines(found["message_recipients"])
+            if r["message_id"] == wanted and status in (None, r["status"])]
+    rows.sort(key=lambda r: UUID(r["member_id"]))
+    if position["cursor_id"] is not None:
+        rows = [r for r in rows if UUID(r["member_id"]) > position["cursor_id"]]
+    page = rows[:limit]
+    next_cursor = _BY_MEMBER.cursor_of(page[-1]) if len(rows) > limit else None
+    return [recipient_view(settings, church_id, r) for r in page], next_cursor
+
+
+async def count_archived_messages(db: Database, church_id: UUID) -> int:
+    """Broadcasts of the church held in verified archives (`stats/summary`)."""
+    async with db.acquire() as conn:
+        return await q.count_archived_messages(conn, church_id)

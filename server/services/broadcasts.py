@@ -174,10 +174,10 @@ async def list_recipients(db: Database, settings: Settings, church_id: UUID,
     async with db.acquire() as conn:
         message = await access_message(conn, church_id, message_id)
         page = await rq.list_recipients(conn, message, status, limit, cursor)
-    return [_recipient_view(settings, church_id, r) for r in page.rows], page.next_cursor
+    return [recipient_view(settings, church_id, r) for r in page.rows], page.next_cursor
 
 
-def _recipient_view(settings: Settings, church_id: UUID, row: Row) -> dict[str, Any]:
+def recipient_view(settings: Settings, church_id: UUID, row: Row) -> dict[str, Any]:
     # The recipient's phone is a verbatim copy of the member's, sealed for members.phone_enc.
     return {"member_id": str(row["member_id"]),
             "phone": crypto.decrypt(settings, bytes(row["phone_enc"]),

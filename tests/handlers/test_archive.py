@@ -62,6 +62,38 @@ async def test_archived_month_pages_newest_first_like_the_live_list(api, deps):
     assert status == 200 and body["data"] == seen
 
 
+async def _all_pages(api: Any, path: str, params: dict[str, Any]) -> list[Any]:
+    seen, cursor = [], None
+    while True:
+        status, body, _ = await api.get(path, params={
+            **params, "limit": 3, **({"cursor": cursor} if cursor else {})})
+        assert status == 200, body
+        seen += body["data"]
+        cursor = body["meta"]["next_cursor"]
+        if cursor is None:
+            return seen
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_archived_recipients_are_unsealed_like_the_live_list(api, deps):
+    church, ids = await _archived(deps, block=15, sends=1)
+    api.token = await token_for(deps, church, role="staff")
+    live = await _all_pages(api, f"{API}/messages/{ids[0]}/recipients", {})
+    assert len(live) == 4
+
+    path = f"{API}/archive/messages/{ids[0]}/recipients"
+    assert await _all_pages(api, path, {"month": "2020-03"}) == live
+    assert {r["phone"] for r in live} == set(church.phones)
+    assert await _all_pages(api, path, {"month": "2020-03", "status": "queued"}) == live
+    assert await _all_pages(api, path, {"month": "2020-03", "status": "sent"}) == []
+
+    status, body, _ = await api.get(f"{API}/archive/messages/{church.id}/recipients",
+                                    params={"month": "2020-03"})
+    assert status == 404 and body["error"]["code"] == "not_found"
+    status, body, _ = await api.get(path, params={"month": "2020-03", "status": "lost"})
+    assert status == 422 and body["error"]["details"][0]["field"] == "status"
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_month_without_archive_or_of_another_church_is_not_found(api, deps):
     church, _ = await _archived(deps, block=12, sends=1)

@@ -58,6 +58,7 @@ async def test_archive_writes_each_table_and_a_manifest_with_counts_and_checksum
                                  "WHERE church_id = %s AND verified_at IS NOT NULL",
                   (church.id,))
     assert dict(batches) == {t: e["rows"] for t, e in manifest["tables"].items()}
+    assert await archive.count_archived_messages(deps.db, church.id) == 3
 
 
 @pytest.mark.gen_test(timeout=60)
