@@ -15,7 +15,8 @@ class NumbersHandler(ApiHandler):
     async def post(self) -> None:
         actor = self.require_role("owner")
         body = self.json_body("NumberCreate")
-        number = await numbers.create_number(self.deps.db, actor.church_id, body)
+        number = await numbers.create_number(self.deps.db, self.deps.settings,
+                                             actor.church_id, body)
         self.write_data(number, status=201)
 
 

@@ -11,12 +11,12 @@ from typing import Any, Mapping, Protocol, cast
 
 from server.carriers import telnyx, twilio
 from server.carriers.base import (CarrierClient, CarrierEvent, FixedReply, InboundText,
-                                  SendResult, StatusReceipt, WebhookRequest)
+                                  Ownership, SendResult, StatusReceipt, WebhookRequest)
 from server.platform.settings import Settings
 
 __all__ = ["CARRIERS", "Carrier", "CarrierClient", "CarrierEvent", "InboundText",
-           "SendResult", "StatusReceipt", "WebhookRequest", "carrier", "client_for",
-           "link_number", "opted_out_error"]
+           "Ownership", "SendResult", "StatusReceipt", "WebhookRequest", "carrier",
+           "client_for", "link_number", "opted_out_error", "account_owns"]
 
 
 class Carrier(Protocol):
@@ -47,6 +47,10 @@ class Carrier(Protocol):
         """Attach a number to its messaging configuration; `sent` means linked."""
         ...
 
+    async def account_owns(self, settings: Settings, phone: str) -> Ownership:
+        """Whether the platform's carrier account holds `phone` (E.164)."""
+        ...
+
 
 CARRIERS: dict[str, Carrier] = {"telnyx": cast(Carrier, telnyx),
                                 "twilio": cast(Carrier, twilio)}
@@ -70,6 +74,11 @@ async def link_number(settings: Settings, number: Mapping[str, Any]) -> SendResu
     """Number provisioning through the number's carrier (outcomes as for a send:
     `sent` = linked, `retryable`, `permanent`)."""
     return await carrier(number["provider"]).link_number(settings, number)
+
+
+async def account_owns(settings: Settings, provider: str, phone: str) -> Ownership:
+    """Whether `provider`'s account (ours, the platform's) holds `phone`."""
+    return await carrier(provider).account_owns(settings, phone)
 
 
 def opted_out_error(provider: str, code: str | None) -> bool:

@@ -23,6 +23,9 @@ Outcome = Literal["sent", "retryable", "permanent", "opted_out", "undeliverable"
                   "unconfirmed"]
 # The statuses our rows take from delivery receipts.
 ReceiptStatus = Literal["sent", "delivered", "failed"]
+# Whether the platform's carrier account holds a number (its number inventory):
+# unknown = the carrier could not be asked (outage, bad credentials).
+Ownership = Literal["owned", "not_owned", "unknown"]
 
 
 @dataclass(frozen=True)

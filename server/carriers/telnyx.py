@@ -35,9 +35,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey
                                                                Ed25519PublicKey)
 
 from server.carriers import http
-from server.carriers.base import (CarrierEvent, FixedReply, InboundText, SendResult,
-                                  StatusReceipt, WebhookRequest, recipient_from_url,
-                                  unconfirmed_if_timed_out, with_recipient)
+from server.carriers.base import (CarrierEvent, FixedReply, InboundText, Ownership,
+                                  SendResult, StatusReceipt, WebhookRequest,
+                                  recipient_from_url, unconfirmed_if_timed_out,
+                                  with_recipient)
 from server.platform.errors import InvalidJson
 from server.platform.settings import DEV_TELNYX_PUBLIC_KEY, Settings
 
@@ -90,7 +91,7 @@ class TelnyxClient:
         if messaging_profile_id:
             payload["messaging_profile_id"] = messaging_profile_id
         answer = await http.call("POST", self._url, headers=self._headers,
-                                 body=ujson.dumps(payload, ensure_ascii=False),
+                                 body=ujson.dumps(payload, ensure_ascii=False).encode(),
                                  **self._timeouts)
         if isinstance(answer, SendResult):
             return unconfirmed_if_timed_out(answer)
@@ -147,6 +148,22 @@ async def link_number(settings: Settings, number: Mapping[str, Any]) -> SendResu
     return SendResult("retryable" if retryable else "permanent",
                       error_code=code or str(answer.status),
                       error=title or f"HTTP {answer.status}")
+
+
+async def account_owns(settings: Settings, phone: str) -> Ownership:
+    """`GET {base}/phone_numbers?filter[phone_number]=<E.164>`: the account's numbers
+    matching `phone` (`{"data": [{"phone_number": ...}, ...]}`)."""
+    url = (settings.telnyx_api_base.rstrip("/") + "/phone_numbers?"
+           + urllib.parse.urlencode({"filter[phone_number]": phone}))
+    answer = await http.call("GET", url, headers=_api_headers(settings), body=b"")
+    if isinstance(answer, SendResult) or not 200 <= answer.status < 300:
+        return "unknown"
+    body = http.parse_json(answer.body)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return "unknown"
+    owned = any(isinstance(n, dict) and n.get("phone_number") == phone for n in data)
+    return "owned" if owned else "not_owned"
 
 
 # ----- webhooks -----------------------------------------------------------------------

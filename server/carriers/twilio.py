@@ -21,12 +21,13 @@ import base64
 import hashlib
 import hmac
 from typing import Any, Iterable, Mapping, Sequence
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 from server.carriers import http
-from server.carriers.base import (CarrierEvent, FixedReply, InboundText, SendResult,
-                                  StatusReceipt, WebhookRequest, recipient_from_url,
-                                  unconfirmed_if_timed_out, with_recipient)
+from server.carriers.base import (CarrierEvent, FixedReply, InboundText, Ownership,
+                                  SendResult, StatusReceipt, WebhookRequest,
+                                  recipient_from_url, unconfirmed_if_timed_out,
+                                  with_recipient)
 from server.platform.settings import DEV_TWILIO_AUTH_TOKEN, Settings
 
 NAME = "twilio"
@@ -70,6 +71,7 @@ class TwilioClient:
         self._url = (settings.twilio_api_base.rstrip("/")
                      + f"/2010-04-01/Accounts/{quote(sid, safe='')}/Messages.json")
         self._status_callback = settings.public_url.rstrip("/") + "/webhooks/twilio"
+        self._quoted_callback = quote_plus(self._status_callback)
         token = base64.b64encode(f"{sid}:{settings.twilio_auth_token}".encode()).decode()
         self._headers = {"Content-Type": "application/x-www-form-urlencoded",
                          "Accept": "application/json", "Authorization": f"Basic {token}"}
@@ -77,13 +79,16 @@ class TwilioClient:
     async def send(self, *, from_number: str, to: str, body: str,
                    messaging_profile_id: str | None = None,
                    recipient: str | None = None) -> SendResult:
-        form = {"To": to, "Body": body,
-                "StatusCallback": with_recipient(self._status_callback, recipient)}
         if messaging_profile_id:  # a Messaging Service picks the sender itself
-            form["MessagingServiceSid"] = messaging_profile_id
+            sender = "MessagingServiceSid=" + quote_plus(messaging_profile_id)
         else:
-            form["From"] = from_number
-        answer = await http.call("POST", self._url, body=urlencode(form),
+            sender = "From=" + quote_plus(from_number)
+        callback = (quote_plus(with_recipient(self._status_callback, recipient)) if recipient
+                    else self._quoted_callback)
+        # The bytes urlencode() gives for these fields in this order, with the fixed status
+        # callback (the longest value) quoted once per client rather than once per send.
+        form = f"To={quote_plus(to)}&Body={quote_plus(body)}&StatusCallback={callback}&{sender}"
+        answer = await http.call("POST", self._url, body=form.encode(),
                                  headers=self._headers, **self._timeouts)
         if isinstance(answer, SendResult):
             return unconfirmed_if_timed_out(answer)
@@ -112,6 +117,26 @@ async def link_number(settings: Settings, number: Mapping[str, Any]) -> SendResu
     """Twilio numbers need no profile to send (a Messaging Service, when set, is named per
     send), so they count as linked without a call."""
     return SendResult("sent")
+
+
+async def account_owns(settings: Settings, phone: str) -> Ownership:
+    """`GET {base}/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json?PhoneNumber=`:
+    the account's numbers matching `phone` (`{"incoming_phone_numbers": [...]}`)."""
+    sid = settings.twilio_account_sid
+    url = (settings.twilio_api_base.rstrip("/")
+           + f"/2010-04-01/Accounts/{quote(sid, safe='')}/IncomingPhoneNumbers.json?"
+           + urlencode({"PhoneNumber": phone}))
+    token = base64.b64encode(f"{sid}:{settings.twilio_auth_token}".encode()).decode()
+    answer = await http.call("GET", url, body=b"", headers={
+        "Accept": "application/json", "Authorization": f"Basic {token}"})
+    if isinstance(answer, SendResult) or not 200 <= answer.status < 300:
+        return "unknown"
+    body = http.parse_json(answer.body)
+    numbers = body.get("incoming_phone_numbers") if isinstance(body, dict) else None
+    if not isinstance(numbers, list):
+        return "unknown"
+    owned = any(isinstance(n, dict) and n.get("phone_number") == phone for n in numbers)
+    return "owned" if owned else "not_owned"
 
 
 # ----- webhooks ---------------------------------------------------------------------------

@@ -94,7 +94,9 @@ async def seed_demo(deps: Deps) -> DemoLogin:
         raise RuntimeError("seed-demo refuses to run with YWM_ENV=production")
     login = await _church(deps)
     try:
-        await numbers.create_number(deps.db, login.church_id, dict(DEMO_NUMBER))
+        # The simulator's account holds this number from start-up (ACCOUNT_NUMBERS in
+        # server/carriers/simulator/state.py), so it is registered without asking it.
+        await numbers.register_number(deps.db, login.church_id, dict(DEMO_NUMBER))
     except Conflict:
         pass  # already there
     group_ids = await _groups(deps, login.church_id)

@@ -1,8 +1,11 @@
 """Sending numbers: register, list and remove a church's numbers.
 
-A number belongs to exactly one church (a second claim is 409, whichever church holds it).
-New numbers start `pending`: linking a number to the carrier (messaging profile, webhook
-URLs) is a later issue's job, which moves it to `linked` or `failed`.
+A number belongs to exactly one church (a second claim is 409, whichever church holds it),
+and only a number the platform's carrier account holds can be claimed at all (422
+otherwise; 503 when the carrier cannot be asked): inbound texts are routed by number, so
+claiming a number the platform does not hold would hand a church texts meant for someone
+else once the platform acquired it. New numbers start `pending`; linking them to the
+carrier's messaging configuration (server/services/number_linking.py) moves them on.
 
 Default MPS (messages per second) when the request gives none, by provider and number
 type. Telnyx (CARRIERS.md §1.5): toll-free 20 MPS per number; long codes 0.1 MPS for
@@ -18,9 +21,14 @@ from uuid import UUID
 
 from db.engine import Database
 from db.queries import numbers as q
+from server.carriers import account_owns
 from server.sms import phones
-from server.platform.errors import Conflict, NotFound, ValidationFailed
+from server.platform.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from server.platform.jsonenc import iso_time
+from server.platform.settings import Settings
+
+TAKEN = "This number is already registered."
+NOT_OURS = "The platform's carrier account does not hold this number."
 
 DEFAULT_MPS = {
     ("telnyx", "toll_free"): 20,
@@ -42,11 +50,26 @@ def public_number(row: dict[str, Any]) -> dict[str, Any]:
             "status": row["status"], "created_at": iso_time(row["created_at"])}
 
 
-async def create_number(db: Database, church_id: UUID, body: dict[str, Any]) -> dict[str, Any]:
-    try:
-        phone = phones.normalize(body["phone"])
-    except phones.InvalidPhone as exc:
-        raise ValidationFailed.field("$.phone", str(exc)) from None
+async def create_number(db: Database, settings: Settings, church_id: UUID,
+                        body: dict[str, Any]) -> dict[str, Any]:
+    """POST /numbers: a number no church has, held by the platform's carrier account."""
+    phone = _phone(body)
+    async with db.acquire() as conn:
+        if await q.get_number_by_phone(conn, phone) is not None:
+            raise _taken()
+    ownership = await account_owns(settings, body["provider"], phone)
+    if ownership == "unknown":
+        raise Unavailable("The carrier could not confirm this number; try again shortly.")
+    if ownership == "not_owned":
+        raise ValidationFailed.field("$.phone", NOT_OURS)
+    return await register_number(db, church_id, {**body, "phone": phone})
+
+
+async def register_number(db: Database, church_id: UUID, body: dict[str, Any]
+                          ) -> dict[str, Any]:
+    """Store a number without asking the carrier: for `create_number` once it has, and
+    for the demo seed, whose number the simulator's account holds from start-up."""
+    phone = _phone(body)
     provider = body["provider"]
     values = {
         "church_id": church_id, "phone": phone, "provider": provider,
@@ -57,10 +80,20 @@ async def create_number(db: Database, church_id: UUID, body: dict[str, Any]) -> 
     }
     async with db.acquire() as conn:
         row = await q.insert_number(conn, values)
-    if row is None:
-        raise Conflict("This number is already registered.",
-                       [{"field": "$.phone", "message": "This number is already registered."}])
+    if row is None:  # another church registered it while the carrier was asked
+        raise _taken()
     return public_number(row)
+
+
+def _phone(body: dict[str, Any]) -> str:
+    try:
+        return phones.normalize(body["phone"])
+    except phones.InvalidPhone as exc:
+        raise ValidationFailed.field("$.phone", str(exc)) from None
+
+
+def _taken() -> Conflict:
+    return Conflict(TAKEN, [{"field": "$.phone", "message": TAKEN}])
 
 
 async def list_numbers(db: Database, church_id: UUID) -> list[dict[str, Any]]:

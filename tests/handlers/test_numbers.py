@@ -1,14 +1,30 @@
-"""Sending numbers: owner-only writes, one church per number, default MPS, isolation."""
+"""Sending numbers: owner-only writes, one church per number, only numbers the platform's
+carrier account holds (asked of the simulator, as of Telnyx or Twilio), default MPS,
+isolation."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
+from server.carriers.simulator import Simulator, start_simulator
 from tests.factories import add_user, register
 
 N = "/api/v1/numbers"
+# What the simulated carrier accounts hold in these tests.
+HELD = ["+14155552671", "+18885550100", "+18885550101", "+14155550102", "+14155550103"]
+
+
+@pytest.fixture(autouse=True)
+def sim(io_loop: Any, deps: Any) -> Iterator[Simulator]:
+    """The carrier accounts the server asks whether they hold a number."""
+    value = io_loop.run_sync(lambda: start_simulator(deps.settings, status_webhooks=False))
+    value.config.account_numbers = list(HELD)
+    before, deps.settings = deps.settings, value.settings_for_clients(deps.settings)
+    yield value
+    deps.settings = before
+    io_loop.run_sync(value.stop)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -95,3 +111,53 @@ async def test_only_the_owner_manages_numbers(api: Any) -> None:
         assert status == 403
         status, body, _ = await api.get(N, token=user["access_token"])
         assert status == 200 and len(body["data"]) == 1
+
+
+@pytest.mark.parametrize("provider", ("telnyx", "twilio"))
+@pytest.mark.gen_test(timeout=30)
+async def test_only_a_number_the_carrier_account_holds_can_be_registered(
+        api: Any, sim: Simulator, provider: str) -> None:
+    owner = await register(api)
+    status, body, _ = await api.post(N, json={"phone": "+14155550199", "provider": provider},
+                                     token=owner["access_token"])
+    assert status == 422 and body["error"]["code"] == "validation_failed", body
+    assert body["error"]["details"] == [{
+        "field": "$.phone",
+        "message": "The platform's carrier account does not hold this number."}]
+    sim.config.account_numbers.append("+14155550199")  # the platform acquires it
+    status, body, _ = await api.post(N, json={"phone": "(415) 555-0199", "provider": provider},
+                                     token=owner["access_token"])
+    assert status == 201 and body["data"]["phone"] == "+14155550199", body
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_number_is_not_registered_when_the_carrier_cannot_say(
+        api: Any, deps: Any) -> None:
+    owner = await register(api)
+    deps.settings = deps.settings.replace(telnyx_api_key="not-the-platform-key")  # 401
+    status, body, _ = await api.post(N, json={"phone": "+14155552671", "provider": "telnyx"},
+                                     token=owner["access_token"])
+    assert status == 503 and body["error"]["code"] == "unavailable", body
+    status, body, _ = await api.get(N, token=owner["access_token"])
+    assert body["data"] == []
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_another_churchs_number_is_a_conflict_without_asking_the_carrier(
+        api: Any, deps: Any) -> None:
+    a = await register(api, "A")
+    b = await register(api, "B")
+    status, _, _ = await api.post(N, json={"phone": "+14155552671", "provider": "telnyx"},
+                                  token=a["access_token"])
+    assert status == 201
+    deps.settings = deps.settings.replace(telnyx_api_key="not-the-platform-key")
+    status, body, _ = await api.post(N, json={"phone": "+14155552671", "provider": "telnyx"},
+                                     token=b["access_token"])
+    assert status == 409 and body["error"]["code"] == "conflict", body
+
+
+def test_the_demo_number_is_held_by_the_simulators_account() -> None:
+    """`make run` registers the demo number without asking: the simulator must hold it."""
+    from server.carriers.simulator.state import SimConfig
+    from server.devtools.seed import DEMO_NUMBER
+    assert DEMO_NUMBER["phone"] in SimConfig().account_numbers

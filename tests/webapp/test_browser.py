@@ -354,7 +354,11 @@ def sim(io_loop: Any, deps: Any, http_server: Any, base_url: str) -> Iterator[An
     value = io_loop.run_sync(lambda: start_simulator(
         deps.settings, callback_base=base_url, public_base=deps.settings.public_url,
         status_delay_ms=100, webhook_retry_delay_ms=10, seed=11))
+    # The server asks this simulator whether the platform's account holds a number.
+    value.config.account_numbers.append(OURS)
+    before, deps.settings = deps.settings, value.settings_for_clients(deps.settings)
     yield value
+    deps.settings = before
     io_loop.run_sync(value.stop)
 
 

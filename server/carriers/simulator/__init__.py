@@ -20,7 +20,9 @@ import tornado.web
 
 from server.carriers.simulator import control
 from server.carriers.simulator.carriers import TelnyxMessagesHandler, TwilioMessagesHandler
-from server.carriers.simulator.numbers import TelnyxNumberMessagingHandler
+from server.carriers.simulator.numbers import (TelnyxNumberMessagingHandler,
+                                               TelnyxPhoneNumbersHandler,
+                                               TwilioIncomingNumbersHandler)
 from server.carriers.simulator.state import SimConfig, SimState
 from server.carriers.simulator.webhooks import WebhookSender
 from server.platform.settings import Settings
@@ -89,6 +91,9 @@ def make_sim_app(sim: Simulator) -> tornado.web.Application:
         (r"/control/block", control.BlockHandler, args),
         (r"/control/reset", control.ResetHandler, args),
         (r"/telnyx/v2/phone_numbers/([^/]+)/messaging", TelnyxNumberMessagingHandler, args),
+        (r"/telnyx/v2/phone_numbers", TelnyxPhoneNumbersHandler, args),
+        (r"/twilio/2010-04-01/Accounts/([^/]+)/IncomingPhoneNumbers\.json",
+         TwilioIncomingNumbersHandler, args),
     ], log_function=_quiet)
 
 

@@ -44,6 +44,18 @@ class SimHandler(tornado.web.RequestHandler):
     def log_exception(self, *args: Any) -> None:  # quiet: faults are the point here
         return
 
+    def twilio_authorized(self, path_sid: str) -> bool:
+        """Basic auth with the simulated Twilio account's SID and token."""
+        header = self.request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return (user == path_sid == self.sim.twilio_sid
+                and secrets.compare_digest(password, self.sim.twilio_token))
+
     async def fault(self, from_number: str) -> str | None:
         """Latency, then the injected failure for this request, if any."""
         config = self.state.config
@@ -164,19 +176,8 @@ def twilio_sid(prefix: str = "SM") -> str:
 class TwilioMessagesHandler(SimHandler):
     """POST /twilio/2010-04-01/Accounts/{sid}/Messages.json"""
 
-    def _authorized(self, path_sid: str) -> bool:
-        header = self.request.headers.get("Authorization", "")
-        if not header.startswith("Basic "):
-            return False
-        try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        return (user == path_sid == self.sim.twilio_sid
-                and secrets.compare_digest(password, self.sim.twilio_token))
-
     async def post(self, path_sid: str) -> None:
-        if not self._authorized(path_sid):
+        if not self.twilio_authorized(path_sid):
             return self.json(401, twilio_error(20003, "Authenticate", 401))
         args = {k: self.get_body_argument(k, "") for k in
                 ("To", "From", "Body", "StatusCallback", "MessagingServiceSid")}

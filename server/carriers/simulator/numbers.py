@@ -1,8 +1,13 @@
-"""Simulated Telnyx number provisioning: `PATCH /telnyx/v2/phone_numbers/{number}/messaging`.
+"""Simulated number inventory and provisioning of the platform's carrier accounts.
 
-Assigns a messaging profile to one of "our" numbers. Faults for tests: set
-`sim.link_failures = n` and the next n calls answer 503 (a provisioning outage).
-Linked numbers are kept in `sim.linked` (number → profile id).
+- `GET /telnyx/v2/phone_numbers?filter[phone_number]=` and
+  `GET /twilio/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json?PhoneNumber=`: the
+  account's numbers matching one phone (`SimConfig.account_numbers`; tests add numbers
+  through `POST /control/config` or `sim.config.account_numbers`).
+- `PATCH /telnyx/v2/phone_numbers/{number}/messaging`: assigns a messaging profile to
+  one of "our" numbers. Faults for tests: set `sim.link_failures = n` and the next n calls
+  answer 503 (a provisioning outage). Linked numbers are kept in `sim.linked`
+  (number → profile id).
 """
 from __future__ import annotations
 
@@ -11,6 +16,41 @@ from typing import Any
 
 import tornado.web
 import ujson
+
+from server.carriers.simulator.carriers import SimHandler, twilio_error
+
+
+def _telnyx_number(phone: str) -> dict[str, Any]:
+    return {"record_type": "phone_number", "id": str(abs(hash(phone))), "phone_number": phone,
+            "status": "active", "messaging_profile_id": None}
+
+
+class TelnyxPhoneNumbersHandler(SimHandler):
+    """GET /telnyx/v2/phone_numbers"""
+
+    def get(self) -> None:
+        if self.request.headers.get("Authorization") != f"Bearer {self.sim.telnyx_api_key}":
+            return self.json(401, {"errors": [{"code": "10009",
+                                               "title": "Authentication failed"}]})
+        wanted = self.get_query_argument("filter[phone_number]", None)
+        owned = [p for p in self.state.config.account_numbers if wanted in (None, p)]
+        self.json(200, {"data": [_telnyx_number(p) for p in owned],
+                        "meta": {"total_results": len(owned), "page_number": 1,
+                                 "page_size": 20, "total_pages": 1}})
+
+
+class TwilioIncomingNumbersHandler(SimHandler):
+    """GET /twilio/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json"""
+
+    def get(self, path_sid: str) -> None:
+        if not self.twilio_authorized(path_sid):
+            return self.json(401, twilio_error(20003, "Authenticate", 401))
+        wanted = self.get_query_argument("PhoneNumber", None)
+        owned = [p for p in self.state.config.account_numbers if wanted in (None, p)]
+        self.json(200, {"incoming_phone_numbers": [
+            {"sid": "PN" + format(abs(hash(p)), "032x")[:32], "account_sid": path_sid,
+             "phone_number": p, "friendly_name": p} for p in owned],
+            "page": 0, "page_size": 50, "start": 0, "end": max(0, len(owned) - 1)})
 
 
 class TelnyxNumberMessagingHandler(tornado.web.RequestHandler):

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+# The numbers the simulated carrier accounts (Telnyx and Twilio alike) hold at start-up:
+# the demo number `ywm seed-demo` registers (server/devtools/seed.py), so `make run` sends.
+ACCOUNT_NUMBERS = ("+12025550100",)
 DELIVERY_LOG_SIZE = 10_000  # most recent webhook attempts kept for /control/webhooks
 
 
@@ -40,6 +43,9 @@ class SimConfig:
     webhook_attempts: int = 3        # attempts per URL (Telnyx: 3), then the failover URL
     webhook_retry_delay_ms: float = 200.0
     webhook_timeout: float = 2.0     # Telnyx waits 2 s for a 2xx
+    # The platform account's phone numbers (both carriers): what the number lookups
+    # (Telnyx `GET /phone_numbers`, Twilio `IncomingPhoneNumbers`) answer.
+    account_numbers: list[str] = field(default_factory=lambda: list(ACCOUNT_NUMBERS))
     seed: int | None = None
 
     def update(self, changes: dict[str, Any]) -> None:
