@@ -70,6 +70,24 @@ async def count_month_rows(conn: Connection, table_name: str, church_id: UUID,
         .where(table.c.church_id == church_id, _in_month(table, month))) or 0)
 
 
+async def count_month_rows_by_church(conn: Connection, table_name: str, month: dt.date
+                                    ) -> dict[UUID, int]:
+    table = table_of(table_name)
+    rows = await conn.fetch_all(
+        sa.select(table.c.church_id, sa.func.count().label("n"))
+        .where(_in_month(table, month)).group_by(table.c.church_id))
+    return {row["church_id"]: int(row["n"]) for row in rows}
+
+
+async def list_month_batches(conn: Connection, table_name: str, month: dt.date
+                             ) -> dict[UUID, Row]:
+    """Verified batches of `table_name` for `month`, by church."""
+    t = archive_batches
+    rows = await conn.fetch_all(sa.select(t).where(
+        t.c.table_name == table_name, t.c.month == month, t.c.verified_at.is_not(None)))
+    return {row["church_id"]: row for row in rows}
+
+
 async def get_batch(conn: Connection, church_id: UUID, table_name: str, month: dt.date
                     ) -> Row | None:
     t = archive_batches
@@ -110,6 +128,12 @@ async def list_partition_months(conn: Connection, table_name: str) -> list[dt.da
         if found:
             months.append(dt.date(int(found[1]), int(found[2]), 1))
     return sorted(months)
+
+
+async def lock_month_partition(conn: Connection, table_name: str, month: dt.date) -> None:
+    """Hold off writes to one month's partition until the caller's transaction ends."""
+    name = partition_name(table_of(table_name).name, month)
+    await conn.execute(sa.text(f'LOCK TABLE "{name}" IN SHARE MODE'))
 
 
 async def drop_month_partition(conn: Connection, table_name: str, month: dt.date) -> str:

@@ -235,21 +235,25 @@ async def archive_month(db: Database, store: ArchiveStore, month: dt.date,
 
 # -- retention ----------------------------------------------------------------------------
 
-async def _verified_for_drop(db: Database, store: ArchiveStore, table_name: str,
-                             month: dt.date) -> bool:
-    """Every church with rows in the partition has a verified batch holding all of them."""
+async def retire_partition(db: Database, store: ArchiveStore, table_name: str,
+                            month: dt.date) -> str | None:
+    """Detach and drop one month's partition if every church's rows in it are in a verified
+    archive that still reads back intact; its name, or None when it is kept."""
     async with db.acquire() as conn:
-        churches = await q.list_month_churches(conn, table_name, month)
-    for church in churches:
-        async with db.acquire() as conn:
-            batch = await q.get_batch(conn, church, table_name, month)
-            live = await q.count_month_rows(conn, table_name, church, month)
-        if batch is None or batch["verified_at"] is None or batch["row_count"] != live:
-            return False
-        entry = Entry(object_key(church, month, table_name), live, batch["sha256"])
+        batches = await q.list_month_batches(conn, table_name, month)
+    for church, batch in batches.items():  # the slow reads, before any lock is taken
+        entry = Entry(object_key(church, month, table_name), batch["row_count"],
+                      batch["sha256"])
         if not await asyncio.to_thread(_check, store, entry):
-            return False
-    return True
+            return None
+    async with db.transaction() as conn:
+        # With writes held off, the counts cannot move between this check and the drop.
+        await q.lock_month_partition(conn, table_name, month)
+        live = await q.count_month_rows_by_church(conn, table_name, month)
+        if any(church not in batches or batches[church]["row_count"] != count
+               for church, count in live.items()):
+            return None
+        return await q.drop_month_partition(conn, table_name, month)
 
 
 def retention_cutoff(today: dt.date, retention_months: int) -> dt.date:
@@ -275,11 +279,11 @@ async def apply_retention(db: Database, store: ArchiveStore, retention_months: i
             async with db.acquire() as conn:
                 if month not in await q.list_partition_months(conn, name):
                     continue
-            if not await _verified_for_drop(db, store, name, month):
+            retired = await retire_partition(db, store, name, month)
+            if retired is None:
                 log.error("kept %s of %s: its archive does not verify", name, month)
-                continue
-            async with db.transaction() as conn:
-                dropped.append(await q.drop_month_partition(conn, name, month))
+            else:
+                dropped.append(retired)
     return dropped
 
 

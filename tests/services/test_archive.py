@@ -121,6 +121,27 @@ async def test_retention_keeps_partitions_whose_archive_cannot_be_written(deps, 
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_a_partition_is_kept_when_its_rows_or_objects_differ_from_the_archive(
+        deps, tmp_path):
+    church, _ = await old_month_church(deps, MONTH, block=9)
+    store = _store(tmp_path, "a")
+    await archive.archive_month(deps.db, store, MONTH, today=TODAY)
+    # A late row the archive does not hold:
+    sql(deps.settings, "INSERT INTO events (church_id, id, created_at, type, data) "
+                       "VALUES (%s, 999, '2020-03-20T00:00:00Z', 'late', '{}')", (church.id,))
+    assert await archive.retire_partition(deps.db, store, "events", MONTH) is None
+    # An object changed after it was verified:
+    path = os.path.join(store.root, archive.object_key(church.id, MONTH, "messages"))
+    with open(path, "ab") as tampered:
+        tampered.write(b"\0")
+    assert await archive.retire_partition(deps.db, store, "messages", MONTH) is None
+    assert len(_partitions(deps, MONTH)) == len(PARTITIONED_TABLES)
+
+    assert await archive.retire_partition(deps.db, store, "conversation_messages", MONTH) \
+        == "conversation_messages_y2020m03"
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_retention_archives_verifies_then_drops_and_the_month_stays_readable(
         deps, tmp_path):
     church, ids = await old_month_church(deps, MONTH, block=5)
