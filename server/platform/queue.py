@@ -9,17 +9,95 @@ The task decorators need the instance at import time, before any settings exist,
 starts unconfigured (every use fails, naming the fix) and the process's composition root
 hands it the one `Settings` it built: `configure(settings)` in `ywm` (server/cli.py) for
 every command, `open_deps` for a process that did not, the test session in conftest.
+
+Everything Huey writes to Redis (task messages, results, revocations, locks) goes through
+`JsonSerializer`, never pickle: unpickling runs code, so with pickle anyone who can write
+to Redis could run code in every worker (docs/decisions.md, "Task queue serializer").
+Task arguments are therefore JSON values: ids travel as strings.
 """
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 from typing import Any
 
 from huey import RedisExpireHuey
+from huey.registry import Message
+from huey.serializer import Serializer
 from huey.storage import RedisExpireStorage, RedisStorage
+from huey.utils import Error
 
 from server.platform.settings import Settings
 
 RESULT_TTL_SECONDS = 3600  # results are for debugging; durable state lives in PostgreSQL
+
+log = logging.getLogger("ywm.queue")
+
+
+class RefusedPayload(ValueError):
+    """A queue payload that is not one of ours (not our JSON): dropped, never run."""
+
+
+class JsonSerializer(Serializer):
+    """Huey's serializer hook, writing JSON instead of pickle.
+
+    Huey stores a few Python types besides plain JSON: its task `Message` and result
+    `Error` namedtuples, and datetimes/timedeltas (a task's eta and expiry, revocations).
+    Each travels as a one-key object tagged `huey.<type>`; tuples become lists (a message's
+    args are made a tuple again). Anything else is a `TypeError` at enqueue time, so a
+    task argument that is not JSON (a UUID, an object) fails where it is written.
+    """
+
+    def _serialize(self, data: Any) -> bytes:
+        return json.dumps(_tag(data), separators=(",", ":"), allow_nan=False).encode()
+
+    def _deserialize(self, data: bytes) -> Any:
+        try:
+            return json.loads(data, object_hook=_untag)
+        except (ValueError, TypeError, UnicodeDecodeError):
+            log.error("refused a queue payload that is not JSON (%d bytes, starts %r): "
+                      "not run", len(data), bytes(data[:2]))
+            raise RefusedPayload("queue payload is not JSON; refused") from None
+
+
+def _tag(value: Any) -> Any:
+    if isinstance(value, Message):
+        return {"huey.message": {name: _tag(getattr(value, name))
+                                 for name in Message._fields}}
+    if isinstance(value, Error):
+        return {"huey.error": _tag(value.metadata)}
+    if isinstance(value, dt.datetime):
+        return {"huey.datetime": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {"huey.timedelta": value.total_seconds()}
+    if isinstance(value, (list, tuple)):
+        return [_tag(item) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise TypeError("queue data: dict keys must be strings")
+        return {key: _tag(item) for key, item in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"queue data must be JSON values (ids as strings), not "
+                    f"{type(value).__name__}")
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) != 1:
+        return obj
+    (key, value), = obj.items()
+    if key == "huey.message":
+        fields = {name: value.get(name) for name in Message._fields}
+        fields["args"] = tuple(fields["args"] or ())
+        return Message(**fields)
+    if key == "huey.error":
+        return Error(value)
+    if key == "huey.datetime":
+        return dt.datetime.fromisoformat(value)
+    if key == "huey.timedelta":
+        return dt.timedelta(seconds=value)
+    return obj
 
 
 class QueueNotConfigured(RuntimeError):
@@ -43,7 +121,7 @@ class _Unconfigured:
 
 
 huey = RedisExpireHuey(
-    "unconfigured", storage_class=_Unconfigured,
+    "unconfigured", storage_class=_Unconfigured, serializer=JsonSerializer(),
     # Result.get() would otherwise raise on the first failed attempt of a retried task.
     store_intermediate_errors=False, utc=True)
 _settings: Settings | None = None

@@ -25,7 +25,7 @@ log = logging.getLogger("ywm.followups")
 
 @dataclass(frozen=True)
 class FollowUp:
-    """Work to schedule after a commit; ids as strings (task arguments are pickled)."""
+    """Work to schedule after a commit; ids as strings (task arguments travel as JSON)."""
     church_id: str
 
 
