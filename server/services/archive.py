@@ -10,7 +10,8 @@ Idempotent and resumable: objects are written whole under their final name (see
 archive_store), gzip carries no timestamp and rows come in key order, so a rerun writes
 byte-identical objects. A table is recorded in `archive_batches` only after its object was
 read back and matched; a rerun reuses a recorded batch whose object still matches and
-whose row count still equals the database's. A partition is dropped only when every
+holds at least the rows the database still has (after retention dropped the month, a
+rerun changes nothing). A partition is dropped only when every
 church's batch for it is verified against the rows it is about to lose.
 """
 from __future__ import annotations
@@ -171,10 +172,17 @@ async def _archive_table(db: Database, store: ArchiveStore, church_id: UUID,
     async with db.acquire() as conn:
         batch = await q.get_batch(conn, church_id, table_name, month)
         live = await q.count_month_rows(conn, table_name, church_id, month)
-    if batch is not None and batch["verified_at"] is not None and batch["row_count"] == live:
+    if batch is not None and batch["verified_at"] is not None:
         recorded = Entry(key, batch["row_count"], batch["sha256"])
-        if await asyncio.to_thread(_check, store, recorded):
-            return recorded  # archived by an earlier run and still intact
+        intact = await asyncio.to_thread(_check, store, recorded)
+        # Fewer rows now than archived: retention dropped the partition, or pruning
+        # deleted old events. The archive holds more than the database can give again,
+        # so it is kept, never rewritten from what is left.
+        if intact and live <= recorded.rows:
+            return recorded
+        if not intact and live < recorded.rows:
+            raise ArchiveMismatch(f"{store.url_of(key)} no longer matches its record and "
+                                  "the database lacks rows it held: restore the object")
     with tempfile.TemporaryDirectory(prefix="ywm-archive-") as scratch:
         path = os.path.join(scratch, f"{table_name}.jsonl.gz")
         rows = await _export(db, table_name, church_id, month, path)
@@ -250,7 +258,8 @@ async def retire_partition(db: Database, store: ArchiveStore, table_name: str,
         # With writes held off, the counts cannot move between this check and the drop.
         await q.lock_month_partition(conn, table_name, month)
         live = await q.count_month_rows_by_church(conn, table_name, month)
-        if any(church not in batches or batches[church]["row_count"] != count
+        # An archive may hold more rows than are left (pruned events), never fewer.
+        if any(church not in batches or batches[church]["row_count"] < count
                for church, count in live.items()):
             return None
         return await q.drop_month_partition(conn, table_name, month)

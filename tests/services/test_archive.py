@@ -155,6 +155,11 @@ async def test_retention_archives_verifies_then_drops_and_the_month_stays_readab
 
     assert set(dropped) == {f"{t}_y2020m03" for t in PARTITIONED_TABLES}
     assert _partitions(deps, MONTH) == []
+    # Archiving the month again, now that its rows are gone, keeps the archive as it was.
+    manifest = store.get(archive.manifest_key(church.id, MONTH))
+    await archive.archive_month(deps.db, store, MONTH, church.id, today=TODAY)
+    assert store.get(archive.manifest_key(church.id, MONTH)) == manifest
+    assert json.loads(manifest)["tables"]["messages"]["rows"] == len(ids)
     views, cursor = await archive.list_archived_messages(store, church.id, "2020-03", 50, None)
     assert [v["id"] for v in views] == ids[::-1] and cursor is None
     assert views[0]["counts"]["queued"] == 4
