@@ -41,6 +41,23 @@ async def test_sent_with_provider_id(sim: Simulator, provider: str) -> None:
         assert result.provider_message_id.startswith("SM")
 
 
+@pytest.mark.parametrize("provider, profile", [("telnyx", None), ("twilio", None),
+                                               ("twilio", "MG+1 & 2")])
+@pytest.mark.gen_test
+async def test_text_and_sender_arrive_as_written(sim: Simulator, provider: str,
+                                                 profile: str | None) -> None:
+    # The bodies are encoded by hand for speed: every character class must survive.
+    text = "Café & co: 1+1=2? 100% / ok;\n\"quoted\" 😀"
+    result = await make_client(sim, provider).send(
+        from_number=OURS, to=HANDSET, body=text, messaging_profile_id=profile,
+        recipient="r 1&2")
+    assert result.outcome == "sent"
+    received = sim.state.summary()["messages"][0]
+    assert (received["text"], received["to"]) == (text, HANDSET)
+    if provider == "twilio":
+        assert received["from"] == (profile or OURS)
+
+
 @pytest.mark.parametrize("provider, retry_after", [("telnyx", 3.0), ("twilio", 2.5)])
 @pytest.mark.gen_test
 async def test_429_is_retryable_with_rate_limit_headers(
