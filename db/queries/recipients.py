@@ -123,7 +123,8 @@ _CANCEL = (sa.update(message_recipients)
 _LIST_ORDER = IdAscending(R.member_id, id_key="member_id")
 _status = sa.bindparam("status", type_=sa.Text)
 _LIST = _LIST_ORDER.paged(
-    sa.select(R.member_id, R.phone_enc, R.status, R.attempts, R.last_error, R.next_attempt_at,
+    sa.select(R.member_id, R.phone_enc, R.status, R.attempts, R.last_error, R.provider,
+              R.next_attempt_at,
               R.provider_message_id, R.sent_at, R.delivered_at, R.updated_at)
     .where(R.church_id == sa.bindparam("church_id"),
            R.message_id == sa.bindparam("message_id"),

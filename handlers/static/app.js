@@ -77,9 +77,10 @@ function trackUnread(event) {
 
 function showState(state, info = {}) {
   if (!app.conn) return;
-  if (state === "live" && !app.wasLive) {
-    // The screen loaded by REST while the socket was opening; anything committed in
-    // between is in neither, so load once more now that events flow.
+  if (state === "caught_up" || (state === "live" && !app.wasLive)) {
+    // The screen loaded by REST while the socket was opening, or a resume has replayed
+    // what the gap missed: read the message states again (a status the replay could not
+    // carry must not stay "Queued" until a reload).
     app.wasLive = true;
     if (app.screen && app.screen.refresh) app.screen.refresh();
     loadUnread();

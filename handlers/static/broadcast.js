@@ -4,7 +4,7 @@
 
 import {api} from "./api.js";
 import {h, fill, newId, errorBox, busy, confirmDialog, announce} from "./dom.js";
-import {dateTime, formatPhone, memberName, money, plural, statusWord} from "./format.js";
+import {broadcastWord, dateTime, failureText, formatPhone, memberName, money, plural, statusWord} from "./format.js";
 import {counterText, segmentInfo} from "./segments.js";
 
 // Quote price per segment in cents (the carrier's bill is the truth; this is an estimate).
@@ -120,7 +120,7 @@ function composeView(main, ctx) {
       const {data} = await api.get("/messages", {limit: 10});
       fill(recent, data.length ? h("ul", {}, data.map((m) => h("li", {},
         h("a", {href: `#/send/${m.id}`}, m.body.length > 60 ? `${m.body.slice(0, 60)}…` : m.body),
-        h("span.muted.small", {}, ` · ${statusWord(m.status)} · ${plural(m.recipient_count, "recipient")} · ${dateTime(m.scheduled_at || m.created_at)}`))))
+        h("span.muted.small", {}, ` · ${broadcastWord(m)} · ${plural(m.recipient_count, "recipient")} · ${dateTime(m.scheduled_at || m.created_at)}`))))
         : h("p.muted", {}, "Nothing sent yet."));
     } catch (err) {
       fill(recent, h("p.muted", {}, err.message));
@@ -194,10 +194,12 @@ function progressView(main, ctx, id) {
     const c = message.counts || {};
     const total = message.recipient_count || COUNT_KEYS.reduce((s, k) => s + (c[k] || 0), 0);
     const heading = message.status === "scheduled" ? "Scheduled send"
-      : message.completed_at || message.status === "canceled" ? "Sent to a group" : "Sending to a group";
+      : message.outcome === "failed" ? "Could not send to a group"
+        : message.completed_at || message.status === "canceled" ? "Sent to a group" : "Sending to a group";
     fill(head, h("h1", {}, heading),
       h("p", {}, `“${message.body}”`),
-      h("p.muted", {}, `${statusWord(message.status)} · ${plural(total, "recipient")} · ${plural(message.segments || 1, "segment")} each`,
+      h("p.muted", {}, h("span.broadcast-state", {dataset: {outcome: message.outcome || "", status: message.status}},
+        broadcastWord(message)), ` · ${plural(total, "recipient")} · ${plural(message.segments || 1, "segment")} each`,
         message.scheduled_at ? ` · scheduled ${dateTime(message.scheduled_at)}` : "",
         message.completed_at ? ` · finished ${dateTime(message.completed_at)}` : ""));
     bar.max = Math.max(total, 1);
@@ -229,7 +231,8 @@ function progressView(main, ctx, id) {
         h("thead", {}, h("tr", {}, h("th", {}, "Recipient"), h("th", {}, "Phone"), h("th", {}, "Attempts"), h("th", {}, "Reason"))),
         h("tbody", {}, rows.map((r) => h("tr", {},
           h("td", {}, names.get(r.member_id) || "Unknown member"), h("td", {}, formatPhone(r.phone)),
-          h("td", {}, String(r.attempts ?? "")), h("td", {}, r.last_error || r.error || statusWord(r.status)))))))
+          h("td", {}, String(r.attempts ?? "")),
+          h("td.reason", {title: r.last_error || ""}, r.last_error || r.error_reason ? failureText(r.error_reason, r.last_error) : statusWord(r.status)))))))
         : h("p.muted", {}, "None so far."));
     } catch (err) {
       fill(failed, h("p.muted", {}, err.message));
@@ -285,6 +288,7 @@ function progressView(main, ctx, id) {
       if (message.status === "queued" || message.status === "scheduled") message.status = "sending";
       if (data.status) message.status = data.status;
       if (data.completed_at) message.completed_at = data.completed_at;
+      if ("outcome" in data) message.outcome = data.outcome;
       render();
       const newlyFailed = (data.counts.failed || 0) + (data.counts.undeliverable || 0) - (before.failed || 0) - (before.undeliverable || 0);
       if (newlyFailed > 0 && !failedTimer) failedTimer = setTimeout(() => { failedTimer = null; loadFailed(); }, 2000);

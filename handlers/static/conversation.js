@@ -4,7 +4,7 @@
 
 import {api} from "./api.js";
 import {h, fill, newId, errorBox, announce} from "./dom.js";
-import {dayKey, dayLabel, formatPhone, memberName, statusWord, timeOfDay} from "./format.js";
+import {dayKey, dayLabel, failureText, formatPhone, memberName, statusWord, timeOfDay} from "./format.js";
 import {counterText, segmentInfo} from "./segments.js";
 
 const PAGE = 50;
@@ -109,8 +109,9 @@ export function open(pane, ctx, id, hooks) {
       fill(meta, time);
       return;
     }
-    const status = h(`span.status-${msg.status}`, {dataset: {status: msg.status}},
-      statusWord(msg.status), msg.status === "failed" && msg.error ? `: ${msg.error}` : "");
+    const failed = msg.status === "failed";
+    const status = h(`span.status-${msg.status}`, {dataset: {status: msg.status}, title: failed && msg.error ? msg.error : ""},
+      statusWord(msg.status), failed ? `: ${failureText(msg.error_reason, msg.error)}` : "");
     fill(meta, time, " · ", status);
   }
 
@@ -290,8 +291,9 @@ export function open(pane, ctx, id, hooks) {
       const msg = view.messages.get(data.message_id);
       msg.status = data.status;
       msg.error = data.error || null;
+      msg.error_reason = data.error_reason || null;
       renderMeta(msg);
-      if (data.status === "failed") announce(`Reply failed: ${data.error || "not delivered"}.`);
+      if (data.status === "failed") announce(`Reply failed: ${failureText(msg.error_reason, msg.error)}`);
     } else if (event.type === "conversation.updated" && data.id === id) {
       setConversation({...view.conversation, ...data});
       // Same-transaction texts share a timestamp (a STOP and its confirmation): >=.

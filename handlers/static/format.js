@@ -75,6 +75,37 @@ export function statusWord(status) {
   return STATUS_WORDS[status] || (status ? status.charAt(0).toUpperCase() + status.slice(1) : "");
 }
 
+// A completed broadcast's outcome (API: Message.outcome) says what happened.
+const OUTCOME_WORDS = {
+  completed: "Completed", completed_with_failures: "Completed with failures", failed: "Failed",
+};
+
+/** A broadcast's state in words: its outcome once completed, else its status. */
+export function broadcastWord(message) {
+  return OUTCOME_WORDS[message.outcome] || statusWord(message.status);
+}
+
+// Why a text failed (API: error_reason, the same words for every carrier) → a sentence.
+// The carrier's own code and words stay in the error text, shown as a tooltip.
+const FAILURE_SENTENCES = {
+  opted_out: "They have opted out of texts from this number.",
+  not_mobile: "This number cannot get texts (it may be a landline).",
+  invalid_number: "This phone number is not valid.",
+  unreachable: "Their phone could not be reached.",
+  blocked: "Their mobile carrier blocked the text.",
+  rate_limited: "Too many texts were sent at once.",
+  carrier_unavailable: "The texting service was unavailable.",
+  carrier_refused: "The texting service refused the text.",
+  no_answer: "The texting service did not answer in time.",
+  account_problem: "The church's texting account needs attention. Contact support.",
+  unknown: "The text could not be delivered.",
+};
+
+/** A plain sentence for a failure: from its reason, else our own error text as it is. */
+export function failureText(reason, error) {
+  return FAILURE_SENTENCES[reason] || error || "The text could not be delivered.";
+}
+
 /** Compare two stream event ids (opaque but increasing; numeric strings in practice). */
 export function compareIds(a, b) {
   if (a === b) return 0;

@@ -10,13 +10,15 @@ from __future__ import annotations
 from typing import Any, Mapping, Protocol, cast
 
 from server.carriers import telnyx, twilio
-from server.carriers.base import (CarrierClient, CarrierEvent, FixedReply, InboundText,
-                                  Ownership, SendResult, StatusReceipt, WebhookRequest)
+from server.carriers.base import (CarrierClient, CarrierEvent, FailureReason, FixedReply,
+                                  InboundText, Ownership, SendResult, StatusReceipt,
+                                  WebhookRequest, transport_failure_reason)
 from server.platform.settings import Settings
 
 __all__ = ["CARRIERS", "Carrier", "CarrierClient", "CarrierEvent", "InboundText",
            "Ownership", "SendResult", "StatusReceipt", "WebhookRequest", "carrier",
-           "client_for", "link_number", "opted_out_error", "account_owns"]
+           "client_for", "link_number", "opted_out_error", "account_owns", "failure_reason",
+           "FailureReason"]
 
 
 class Carrier(Protocol):
@@ -51,6 +53,10 @@ class Carrier(Protocol):
         """Whether the platform's carrier account holds `phone` (E.164)."""
         ...
 
+    def failure_reason(self, code: str) -> FailureReason | None:
+        """Why this carrier's error `code` failed a text; None for codes not its own."""
+        ...
+
 
 CARRIERS: dict[str, Carrier] = {"telnyx": cast(Carrier, telnyx),
                                 "twilio": cast(Carrier, twilio)}
@@ -79,6 +85,22 @@ async def link_number(settings: Settings, number: Mapping[str, Any]) -> SendResu
 async def account_owns(settings: Settings, provider: str, phone: str) -> Ownership:
     """Whether `provider`'s account (ours, the platform's) holds `phone`."""
     return await carrier(provider).account_owns(settings, phone)
+
+
+def failure_reason(provider: str | None, error: str | None) -> FailureReason | None:
+    """Why a text failed, from its stored error ("<code> <title>" or "<code>: <title>",
+    as the sender and the receipts write it); None when the error names no code (our own
+    sentences, already plain)."""
+    code = (error or "").split(" ", 1)[0].rstrip(":")
+    if not code:
+        return None
+    # Carriers' codes do not overlap, so an unknown provider asks each of them.
+    asked = [CARRIERS[provider]] if provider in CARRIERS else list(CARRIERS.values())
+    for module in asked:
+        known = module.failure_reason(code)
+        if known:
+            return known
+    return transport_failure_reason(code)
 
 
 def opted_out_error(provider: str, code: str | None) -> bool:

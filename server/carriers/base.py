@@ -23,6 +23,27 @@ Outcome = Literal["sent", "retryable", "permanent", "opted_out", "undeliverable"
                   "unconfirmed"]
 # The statuses our rows take from delivery receipts.
 ReceiptStatus = Literal["sent", "delivered", "failed"]
+# Why a send or a delivery failed, in words of our own: the staff app turns each into a
+# plain sentence (handlers/static/format.js); the carrier's code stays in the error text.
+FailureReason = Literal["opted_out", "not_mobile", "invalid_number", "unreachable",
+                        "blocked", "rate_limited", "carrier_unavailable", "carrier_refused",
+                        "no_answer", "account_problem", "unknown"]
+# Codes of our own carrier HTTP layer (http.py) and of bare HTTP statuses.
+_TRANSPORT_REASONS: dict[str, FailureReason] = {
+    "timeout": "no_answer", "network": "carrier_unavailable", "bad_response": "unknown",
+    "no_profile": "account_problem", "401": "account_problem", "403": "account_problem",
+    "429": "rate_limited"}
+
+
+def transport_failure_reason(code: str) -> FailureReason | None:
+    """A reason for a code no carrier module knows: ours, or an HTTP status."""
+    if code in _TRANSPORT_REASONS:
+        return _TRANSPORT_REASONS[code]
+    if code.isdigit() and len(code) == 3:
+        return "carrier_unavailable" if code.startswith("5") else "carrier_refused"
+    return None
+
+
 # Whether the platform's carrier account holds a number (its number inventory):
 # unknown = the carrier could not be asked (outage, bad credentials).
 Ownership = Literal["owned", "not_owned", "unknown"]

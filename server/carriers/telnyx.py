@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey
                                                                Ed25519PublicKey)
 
 from server.carriers import http
-from server.carriers.base import (CarrierEvent, FixedReply, InboundText, Ownership,
-                                  SendResult, StatusReceipt, WebhookRequest,
+from server.carriers.base import (CarrierEvent, FailureReason, FixedReply, InboundText,
+                                  Ownership, SendResult, StatusReceipt, WebhookRequest,
                                   recipient_from_url, unconfirmed_if_timed_out,
                                   with_recipient)
 from server.platform.errors import InvalidJson
@@ -55,6 +55,15 @@ PERMANENT_CODES = frozenset(("10016", "40305", "40310", "40001", "40008"))
 UNDELIVERABLE_CODES = frozenset(("40001", "40008", "40310"))
 ERROR_CODES = http.ErrorCodes(NAME, OPTED_OUT_CODES, RATE_LIMIT_CODES, PERMANENT_CODES,
                               UNDELIVERABLE_CODES)
+# Send and delivery codes (§1.4) → why, in neutral words.
+FAILURE_REASONS: dict[str, FailureReason] = {
+    "40300": "opted_out", "40001": "not_mobile", "40310": "invalid_number",
+    "10016": "invalid_number", "40305": "account_problem", "40312": "account_problem",
+    "10009": "account_problem", "10010": "account_problem", "40002": "blocked",
+    "40003": "blocked", "40004": "blocked", "40005": "unreachable", "40006": "unreachable",
+    "40008": "unreachable", "40011": "rate_limited", "10011": "rate_limited",
+    "10007": "carrier_unavailable", "40009": "carrier_refused", "40302": "carrier_refused",
+    "40316": "carrier_refused", "10004": "carrier_refused", "10015": "carrier_refused"}
 
 # ----- webhooks (§2) ------------------------------------------------------------------
 # `to[].status` → ours; None = not a state we track (queued, sending).
@@ -164,6 +173,11 @@ async def account_owns(settings: Settings, phone: str) -> Ownership:
         return "unknown"
     owned = any(isinstance(n, dict) and n.get("phone_number") == phone for n in data)
     return "owned" if owned else "not_owned"
+
+
+def failure_reason(code: str) -> FailureReason | None:
+    """Why a Telnyx error code failed a text (None: not a Telnyx code)."""
+    return FAILURE_REASONS.get(code)
 
 
 # ----- webhooks -----------------------------------------------------------------------

@@ -24,8 +24,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 from server.carriers import http
-from server.carriers.base import (CarrierEvent, FixedReply, InboundText, Ownership,
-                                  SendResult, StatusReceipt, WebhookRequest,
+from server.carriers.base import (CarrierEvent, FailureReason, FixedReply, InboundText,
+                                  Ownership, SendResult, StatusReceipt, WebhookRequest,
                                   recipient_from_url, unconfirmed_if_timed_out,
                                   with_recipient)
 from server.platform.settings import DEV_TWILIO_AUTH_TOKEN, Settings
@@ -43,6 +43,14 @@ PERMANENT_CODES = frozenset(("21211", "21408", "21612", "21614", "21617", "21602
 UNDELIVERABLE_CODES = frozenset(("21211", "21214", "21614", "30003", "30005", "30006"))
 ERROR_CODES = http.ErrorCodes(NAME, OPTED_OUT_CODES, RATE_LIMIT_CODES, PERMANENT_CODES,
                               UNDELIVERABLE_CODES)
+# Send and delivery codes (§3.1) → why, in neutral words.
+FAILURE_REASONS: dict[str, FailureReason] = {
+    "21610": "opted_out", "21614": "not_mobile", "30006": "not_mobile",
+    "21211": "invalid_number", "21612": "unreachable", "30003": "unreachable",
+    "30005": "unreachable", "30004": "blocked", "30007": "blocked", "21408": "carrier_refused",
+    "21617": "carrier_refused", "21602": "carrier_refused", "21606": "account_problem",
+    "20003": "account_problem", "20429": "rate_limited", "30001": "rate_limited",
+    "30008": "unknown"}
 
 # ----- webhooks ---------------------------------------------------------------------------
 # `MessageStatus` → ours; None = not a state we track.
@@ -137,6 +145,11 @@ async def account_owns(settings: Settings, phone: str) -> Ownership:
         return "unknown"
     owned = any(isinstance(n, dict) and n.get("phone_number") == phone for n in numbers)
     return "owned" if owned else "not_owned"
+
+
+def failure_reason(code: str) -> FailureReason | None:
+    """Why a Twilio error code failed a text (None: not a Twilio code)."""
+    return FAILURE_REASONS.get(code)
 
 
 # ----- webhooks ---------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from server.carriers import failure_reason
+
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_STATUS = "message.status"
 CONVERSATION_UPDATED = "conversation.updated"
@@ -41,7 +43,8 @@ def message_status(message_id: UUID | str, conversation_id: UUID | str, status: 
     """A conversation message moved to `status` (send answer or delivery receipt)."""
     return NewEvent(MESSAGE_STATUS, {"message_id": message_id,
                                      "conversation_id": conversation_id,
-                                     "status": status, "error": error})
+                                     "status": status, "error": error,
+                                     "error_reason": failure_reason(None, error)})
 
 
 def conversation_updated(conversation: dict[str, Any]) -> NewEvent:
@@ -49,11 +52,12 @@ def conversation_updated(conversation: dict[str, Any]) -> NewEvent:
     return NewEvent(CONVERSATION_UPDATED, conversation)
 
 
-def broadcast_progress(broadcast_id: UUID | str, counts: dict[str, int], status: str
-                       ) -> NewEvent:
-    """A broadcast's recipient counts by status, and its own status."""
+def broadcast_progress(broadcast_id: UUID | str, counts: dict[str, int], status: str,
+                       outcome: str | None = None) -> NewEvent:
+    """A broadcast's recipient counts by status, its own status and, once completed, its
+    outcome (completed / completed_with_failures / failed)."""
     return NewEvent(BROADCAST_PROGRESS, {"id": str(broadcast_id), "counts": counts,
-                                         "status": status})
+                                         "status": status, "outcome": outcome})
 
 
 def member_opted_out(member_id: UUID | str, source: str, opted_out_at: datetime | None,

@@ -16,6 +16,7 @@ from uuid import UUID
 from db.engine import Connection, Database, Row
 from db.queries import broadcasts as q
 from db.queries import recipients as rq
+from server.carriers import failure_reason
 from server.platform import crypto
 from server.platform.errors import Conflict, NotFound, ValidationFailed
 from server.platform.jsonenc import iso_time
@@ -28,6 +29,20 @@ from server.sms.segments import segment_info
 IDEMPOTENCY_SCOPE = "messages"
 MAX_BODY_CHARS = 1600  # 10+ segments; carriers reject longer (CARRIERS.md §1.3 parts ≤ 10)
 COUNT_KEYS = ("queued", "sending", "sent", "delivered", "failed", "undeliverable")
+FAILED_KEYS = ("failed", "undeliverable")
+
+
+def outcome(status: str, counts: dict[str, int]) -> str | None:
+    """What a finished broadcast achieved (None until it completed): `completed` (no
+    recipient failed), `failed` (none was reached) or `completed_with_failures`. Read from
+    the counts each time, so receipts that fail texts later change it too."""
+    if status != "completed":
+        return None
+    failed = sum(counts.get(k, 0) for k in FAILED_KEYS)
+    if not failed:
+        return "completed"
+    reached = counts.get("sent", 0) + counts.get("delivered", 0)
+    return "completed_with_failures" if reached else "failed"
 
 
 def _uuid_list(values: list[str] | None) -> list[UUID]:
@@ -64,6 +79,7 @@ def broadcast_view(row: Row, counts: dict[str, int] | None = None) -> dict[str, 
         view["counts"]["canceled"] = counts.get("canceled", 0)
         # `retrying` rows are still queued from the caller's point of view.
         view["counts"]["queued"] += counts.get("retrying", 0)
+        view["outcome"] = outcome(row["status"], view["counts"])
     return view
 
 
@@ -183,7 +199,9 @@ def recipient_view(settings: Settings, church_id: UUID, row: Row) -> dict[str, A
             "phone": crypto.decrypt(settings, bytes(row["phone_enc"]),
                                     crypto.member_phone(church_id)),
             "status": row["status"], "attempts": row["attempts"],
-            "last_error": row["last_error"], "next_attempt_at": iso_time(row["next_attempt_at"]),
+            "last_error": row["last_error"],
+            "error_reason": failure_reason(row["provider"], row["last_error"]),
+            "next_attempt_at": iso_time(row["next_attempt_at"]),
             "provider_message_id": row["provider_message_id"],
             "sent_at": iso_time(row["sent_at"]), "delivered_at": iso_time(row["delivered_at"]),
             "updated_at": iso_time(row["updated_at"])}

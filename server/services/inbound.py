@@ -23,7 +23,7 @@ from db.engine import Connection, Database
 from db.queries import conversations as conv_q
 from db.queries import inbound as q
 from db.queries import members as members_q
-from server.carriers import opted_out_error
+from server.carriers import failure_reason, opted_out_error
 from server.carriers.base import CarrierEvent, InboundText, StatusReceipt
 from server.platform import crypto
 from server.events import types as event_types
@@ -65,7 +65,9 @@ def conversation_message_view(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(row["id"]), "conversation_id": str(row["conversation_id"]),
             "direction": row["direction"], "body": row["body"],
             "media_urls": list(row["media_urls"] or []), "status": row["status"],
-            "error": row["error"], "created_at": iso_time(row["created_at"])}
+            "error": row["error"],
+            "error_reason": failure_reason(row.get("provider"), row["error"]),
+            "created_at": iso_time(row["created_at"])}
 
 
 def conversation_view(row: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:

@@ -78,7 +78,7 @@ async def _publish(db: Database, redis: aioredis.Redis, church_id: UUID,
         row = await bq.get_message(conn, church_id, message_id)
         if row is None:
             return
-        counts: dict[str, Any] = broadcast_view(row, await rq.count_by_status(conn, row))["counts"]
+        view = broadcast_view(row, await rq.count_by_status(conn, row))
         event = await record_event(conn, church_id, event_types.broadcast_progress(
-            message_id, counts, row["status"]))
+            message_id, view["counts"], row["status"], view["outcome"]))
     await publish_events(redis, [event])

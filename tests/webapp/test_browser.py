@@ -15,6 +15,7 @@ from server.sms.segments import segment_info
 from tests.carriers.webhook_kit import HANDSET, OURS
 from tests.factories import add_user, register
 from tests.webapp.browser import PHONE, DESKTOP, Browser, ensure_installed, launch
+from tests.workers.bulk import sql
 
 
 @pytest.fixture(scope="session")
@@ -282,6 +283,9 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
                        ".innerText === '2'", timeout=20, what="2 delivered")
     await browser.wait("return document.querySelector('main h1').innerText === 'Sent to a group'",
                        what="the send to complete")
+    await browser.wait("return document.querySelector('.broadcast-state').dataset.outcome"
+                       " === 'completed'", what="the outcome")
+    assert await browser.text(".broadcast-state") == "Completed"
     await browser.screenshot("send-progress")
 
     # Undelivered texts: the failed list names each recipient with the carrier's reason.
@@ -301,8 +305,18 @@ async def test_members_groups_send_and_settings_screens(browser: Browser, api: A
         "return rows.length === 2 && rows.map((r) => r.innerText)", timeout=20,
         what="two failed recipients")
     assert sorted(row.split("\t")[0] for row in failed) == ["Ada Moss", "Ben Oaks"]
-    assert all("(202) 555-010" in row and len(row.split("\t")[-1]) > 3 for row in failed)
+    # Plain words for the reason; the carrier's code and words stay in the tooltip.
+    assert all("(202) 555-010" in row and row.split("\t")[-1] ==
+               "Their phone could not be reached." for row in failed), failed
+    assert await browser.js("return [...document.querySelectorAll('main td.reason')]"
+                            ".map((td) => td.title)") == ["40008: Undeliverable"] * 2
     assert await browser.text("[data-count=failed] strong") == "2"
+    # Every recipient failed: the send says so, not "Completed".
+    await browser.wait("const s = document.querySelector('.broadcast-state');"
+                       "return s && s.dataset.outcome === 'failed'", timeout=20,
+                       what="the send to end failed")
+    assert await browser.text(".broadcast-state") == "Failed"
+    assert await browser.text("main h1") == "Could not send to a group"
     await browser.screenshot("send-failed")
 
     # Later: the date field appears only then, and the send is accepted as scheduled.
@@ -381,7 +395,7 @@ async def inject(sim: Any, text: str) -> None:
 
 @pytest.mark.gen_test(timeout=60)
 async def test_inbound_text_arrives_live_and_the_reply_is_delivered(
-        browser: Browser, api: Any, sim: Any, worker: Any) -> None:
+        browser: Browser, api: Any, sim: Any, worker: Any, deps: Any) -> None:
     owner = await register(api, church_name="Grace Chapel", name="Pat Jones")
     status, body, _ = await api.post("/api/v1/numbers", json={
         "phone": OURS, "provider": "telnyx", "mps": 10}, token=owner["access_token"])
@@ -456,8 +470,20 @@ async def test_inbound_text_arrives_live_and_the_reply_is_delivered(
         "const s = [...document.querySelectorAll('.meta.outbound [data-status]')].pop();"
         "return s && s.dataset.status === 'failed' && s.innerText", timeout=20,
         what="the reply to fail")
-    assert failed.startswith("Failed: ") and len(failed) > len("Failed: ")
+    assert failed == "Failed: Their phone could not be reached."
+    assert await browser.js("return [...document.querySelectorAll('.meta.outbound"
+                            " [data-status]')].pop().title") == "40008: Undeliverable"
     sim.config.update({"delivered_ratio": 1.0})
+
+    # After a resume the thread reads its message states again: a state no replayed
+    # event carried (changed here behind the stream's back) shows without a reload.
+    await browser.js("window.ywm.stream.stop()")
+    sql(deps.settings, "UPDATE conversation_messages SET status = 'delivered', error = NULL"
+                       " WHERE body = 'Are you still coming?'")
+    await browser.js("window.ywm.stream.start()")
+    await browser.wait("const s = [...document.querySelectorAll('.meta.outbound"
+                       " [data-status]')].pop(); return s && s.dataset.status === 'delivered'",
+                       what="the re-read state after the resume")
 
     # STOP: the row gets the opted-out badge and the compose box explains why it is gone.
     await inject(sim, "STOP")
