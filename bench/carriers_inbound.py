@@ -93,7 +93,7 @@ async def _seed(database_url: str, churches: int) -> list[str]:
 
 
 def _write_webhooks(path: pathlib.Path, count: int, numbers: list[str], handsets: int) -> None:
-    from server.carriers.signatures import telnyx_sign
+    from server.carriers.telnyx import sign as telnyx_sign
     from server.platform.settings import DEV_TELNYX_PRIVATE_KEY
     timestamp = str(int(time.time()) + 60)  # valid for the whole run (300 s window)
     with path.open("w") as out:

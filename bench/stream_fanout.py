@@ -172,7 +172,7 @@ async def _inject(port: int, phones: list[str], rate: float, duration: float
     """Signed Telnyx inbound webhooks at `rate`/s; each text carries its send time."""
     import tornado.httpclient
 
-    from server.carriers.signatures import telnyx_headers
+    from server.carriers.telnyx import signed_headers as telnyx_headers
     from server.platform.settings import DEV_TELNYX_PRIVATE_KEY
     http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=256)
     pending: set[asyncio.Future] = set()
