@@ -182,6 +182,9 @@ class ApiHandler(BaseHandler):
             self.require_admin_token()
         if self.rate_limit == "user":
             await self.apply_rate_limit()
+        # The query string must match the operation's declared parameters (schema/).
+        schema.validate_query(self.request.method or "GET", self.request.path,
+                              self.request.query_arguments)
 
     async def authenticate(self) -> Actor:
         return await authenticate(self.deps.redis, self.deps.settings, read_credentials(self))

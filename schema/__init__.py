@@ -2,14 +2,18 @@
 
 `openapi.yaml` holds the document's head and shared components; each `api/<area>.yaml`
 adds its `paths` and `components.schemas`. They are merged once at import. Handlers call
-`validate(name, value)`; tests check every response against its operation with
-`validate_response`, so code and contract cannot drift.
+`validate(name, value)` for bodies, and every API request's query string is checked
+against its operation's declared parameters (`validate_query`); tests check every
+response against its operation with `validate_response`, so code and contract cannot
+drift.
 """
 from __future__ import annotations
 
 import functools
+import json
 import pathlib
-from typing import Any
+import re
+from typing import Any, Mapping, Sequence
 
 import jsonschema
 import yaml
@@ -78,6 +82,83 @@ def errors_for(ref: str, value: Any) -> list[dict[str, str]]:
 def validate(name: str, value: Any) -> None:
     """Raise ValidationFailed (422) naming every bad field of `value` against schema `name`."""
     details = errors_for(f"#/components/schemas/{name}", value)
+    if details:
+        first = details[0]
+        raise ValidationFailed(f"{first['field']}: {first['message']}", details)
+
+
+API_PREFIX = "/api/v1"  # the document's `servers` URL
+
+
+@functools.cache
+def _path_patterns() -> list[tuple[re.Pattern[str], str]]:
+    """Each path template as a regex over request paths (`{id}` matches one segment)."""
+    return [(re.compile("^" + API_PREFIX
+                        + re.sub(r"\\\{[^/]+\\\}", "[^/]+", re.escape(template)) + "$"), template)
+            for template in openapi_document()["paths"]]
+
+
+@functools.cache
+def query_parameters(method: str, path: str) -> tuple[dict[str, Any], ...] | None:
+    """The query parameters the operation serving `method path` declares (path-level and
+    operation-level), or None when the document has no such operation."""
+    for pattern, template in _path_patterns():
+        if pattern.match(path):
+            item = openapi_document()["paths"][template]
+            operation = item.get(method.lower())
+            if operation is None:
+                return None
+            declared = [*item.get("parameters", []), *operation.get("parameters", [])]
+            return tuple(p for p in declared if p.get("in") == "query")
+    return None
+
+
+def _coerce(raw: str, param_schema: dict[str, Any]) -> Any:
+    """A query string value as the JSON type its schema names; a value that is not one
+    is returned as the string, so the schema's own `type` check reports it."""
+    kind = param_schema.get("type")
+    if kind == "integer" and re.fullmatch(r"-?[0-9]+", raw):
+        return int(raw)
+    if kind == "number" and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", raw):
+        return float(raw)
+    if kind == "boolean" and raw in ("true", "false"):
+        return raw == "true"
+    return raw
+
+
+@functools.cache
+def _param_validator(schema_json: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(schema_json),
+                                           format_checker=jsonschema.FormatChecker())
+
+
+def validate_query(method: str, path: str, arguments: Mapping[str, Sequence[bytes]]) -> None:
+    """Raise ValidationFailed (422) unless the query string matches the operation's
+    declared parameters: each one given at most once, required ones present, and every
+    value of its schema's type, enum and bounds (an empty `?limit=` is not an integer)."""
+    declared = query_parameters(method, path)
+    if declared is None:
+        return
+    details = []
+    for param in declared:
+        name, values = param["name"], arguments.get(param["name"])
+        if not values:
+            if param.get("required"):
+                details.append({"field": name, "message": "This parameter is required."})
+            continue
+        if len(values) > 1:
+            details.append({"field": name, "message": "Give this parameter once."})
+            continue
+        try:
+            raw = values[0].decode("utf-8")
+        except UnicodeDecodeError:
+            details.append({"field": name, "message": "Must be UTF-8 text."})
+            continue
+        param_schema = param.get("schema", {})
+        validator = _param_validator(json.dumps(param_schema, sort_keys=True))
+        for error in validator.iter_errors(_coerce(raw, param_schema)):
+            details.append({"field": name, "message": _message(error)})
+            break
     if details:
         first = details[0]
         raise ValidationFailed(f"{first['field']}: {first['message']}", details)
