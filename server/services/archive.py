@@ -39,7 +39,7 @@ from sqlalchemy.dialects.postgresql import BYTEA
 from db.engine import Database, Row
 from db.paging import IdAscending, NewestFirst
 from db.queries import archive as q
-from db.tables import PARTITIONED_TABLES
+from db.tables import PARTITIONED_TABLES, RECIPIENT_STATUSES
 from server.platform.errors import NotFound, ValidationFailed
 from server.services.archive_store import ArchiveStore
 from server.platform.settings import Settings
@@ -350,6 +350,8 @@ async def list_archived_recipients(store: ArchiveStore, settings: Settings, chur
                                    ) -> tuple[list[dict[str, Any]], str | None]:
     """One archived broadcast's recipients as the live list shows them (member id order,
     phones unsealed here for the owning church); 404 unless that month's archive holds it."""
+    if status is not None and status not in RECIPIENT_STATUSES:
+        raise ValidationFailed.field("status", "Unknown recipient status.")
     position = _BY_MEMBER.position(cursor)
     found = await _month_objects(store, church_id, month_arg,
                                  ("messages", "message_recipients"))
