@@ -39,7 +39,9 @@ class Simulator:
         self.telnyx_api_key = settings.telnyx_api_key
         self.twilio_sid = settings.twilio_account_sid
         self.twilio_token = settings.twilio_auth_token
-        self._initial = dataclasses.replace(config)
+        # A copy with its own list: tests change `account_numbers` in place.
+        self._initial = dataclasses.replace(config,
+                                            account_numbers=list(config.account_numbers))
         self.state = SimState(config=config)
         self.state.reseed()
         self.webhooks = WebhookSender(self.state, settings.sim_telnyx_private_key,
@@ -61,7 +63,8 @@ class Simulator:
                                 twilio_api_base=f"{self.url}/twilio")
 
     def reset(self) -> None:
-        self.state.config = dataclasses.replace(self._initial)
+        self.state.config = dataclasses.replace(
+            self._initial, account_numbers=list(self._initial.account_numbers))
         self.state.reset()
 
     async def drain(self, timeout: float = 10.0) -> None:
