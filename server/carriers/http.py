@@ -24,7 +24,7 @@ from typing import Any, Mapping, NamedTuple
 import aiohttp
 import ujson
 
-from server.carriers.base import SendResult
+from server.carriers.base import Ownership, SendResult
 
 log = logging.getLogger("ywm.carriers")
 
@@ -199,3 +199,18 @@ async def call(method: str, url: str, *, body: str | bytes, headers: Mapping[str
         else:
             log.warning("carrier unreachable: %s", exc.detail)
         return SendResult("retryable", error_code=exc.kind, error=exc.detail)
+
+
+async def account_lists(url: str, headers: Mapping[str, str], list_key: str,
+                        phone: str) -> Ownership:
+    """GET a carrier's number search: "owned" when `body[list_key]` holds an entry whose
+    `phone_number` is `phone`, "unknown" when the carrier gives no usable answer."""
+    answer = await call("GET", url, headers=headers, body=b"")
+    if isinstance(answer, SendResult) or not 200 <= answer.status < 300:
+        return "unknown"
+    body = parse_json(answer.body)
+    numbers = body.get(list_key) if isinstance(body, dict) else None
+    if not isinstance(numbers, list):
+        return "unknown"
+    owned = any(isinstance(n, dict) and n.get("phone_number") == phone for n in numbers)
+    return "owned" if owned else "not_owned"

@@ -164,15 +164,7 @@ async def account_owns(settings: Settings, phone: str) -> Ownership:
     matching `phone` (`{"data": [{"phone_number": ...}, ...]}`)."""
     url = (settings.telnyx_api_base.rstrip("/") + "/phone_numbers?"
            + urllib.parse.urlencode({"filter[phone_number]": phone}))
-    answer = await http.call("GET", url, headers=_api_headers(settings), body=b"")
-    if isinstance(answer, SendResult) or not 200 <= answer.status < 300:
-        return "unknown"
-    body = http.parse_json(answer.body)
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list):
-        return "unknown"
-    owned = any(isinstance(n, dict) and n.get("phone_number") == phone for n in data)
-    return "owned" if owned else "not_owned"
+    return await http.account_lists(url, _api_headers(settings), "data", phone)
 
 
 def failure_reason(code: str) -> FailureReason | None:

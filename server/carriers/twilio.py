@@ -135,16 +135,9 @@ async def account_owns(settings: Settings, phone: str) -> Ownership:
            + f"/2010-04-01/Accounts/{quote(sid, safe='')}/IncomingPhoneNumbers.json?"
            + urlencode({"PhoneNumber": phone}))
     token = base64.b64encode(f"{sid}:{settings.twilio_auth_token}".encode()).decode()
-    answer = await http.call("GET", url, body=b"", headers={
-        "Accept": "application/json", "Authorization": f"Basic {token}"})
-    if isinstance(answer, SendResult) or not 200 <= answer.status < 300:
-        return "unknown"
-    body = http.parse_json(answer.body)
-    numbers = body.get("incoming_phone_numbers") if isinstance(body, dict) else None
-    if not isinstance(numbers, list):
-        return "unknown"
-    owned = any(isinstance(n, dict) and n.get("phone_number") == phone for n in numbers)
-    return "owned" if owned else "not_owned"
+    return await http.account_lists(url, {"Accept": "application/json",
+                                          "Authorization": f"Basic {token}"},
+                                    "incoming_phone_numbers", phone)
 
 
 def failure_reason(code: str) -> FailureReason | None:
