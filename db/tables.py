@@ -104,6 +104,10 @@ members = sa.Table(
     sa.Column("email_enc", BYTEA),
     # HMAC of the E.164 phone with its own key: equality lookups without plaintext.
     sa.Column("phone_hash", BYTEA, nullable=False),
+    # HMAC of the phone's last four digits (bound to the church): "search by the last
+    # four" without plaintext. NULL only on rows written before it existed, until
+    # `ywm index-phones` fills them (server/services/phone_search.py).
+    sa.Column("phone_last4_hash", BYTEA),
     sa.Column("opt_in_sms", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("opted_out_at", sa.DateTime(timezone=True)),
     _created(),
@@ -113,6 +117,7 @@ members = sa.Table(
     sa.UniqueConstraint("church_id", "phone_hash"),
     sa.Index(None, "church_id", "created_at", "id"),
     sa.Index(None, "church_id", "opt_in_sms"),
+    sa.Index(None, "church_id", "phone_last4_hash"),
     # Parenthesised as PostgreSQL reflects it, so `alembic check` sees no drift.
     sa.Index("ix_members_church_id_name", "church_id",
              sa.text("lower((first_name || ' ') || last_name)")),
@@ -220,6 +225,8 @@ message_recipients = sa.Table(
     _one_of("status", RECIPIENT_STATUSES, "status"),
     sa.Index(None, "church_id", "message_id", "status"),
     sa.Index(None, "church_id", "provider_message_id"),
+    # A member's group sends, merged into their conversation's timeline at read time.
+    sa.Index(None, "church_id", "member_id", "created_at"),
     # The reconciler's scan: only rows that still need work are indexed.
     sa.Index("ix_message_recipients_pending", "next_attempt_at",
              postgresql_where=sa.text("status IN ('queued', 'sending', 'retrying')")),
@@ -458,4 +465,35 @@ archive_batches = sa.Table(
     _created(),
     sa.PrimaryKeyConstraint("church_id", "id"),
     sa.UniqueConstraint("church_id", "table_name", "month"),
+)
+
+message_templates = sa.Table(
+    # Saved replies and snippets of a church (issue 15): staff use them, admins manage them.
+    "message_templates", metadata,
+    _church(), _id(),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_by", UUID(as_uuid=True)),
+    _created(),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.PrimaryKeyConstraint("church_id", "id"),
+    sa.ForeignKeyConstraint(["church_id"], ["churches.id"], ondelete="CASCADE"),
+    sa.Index("uq_message_templates_church_id_name_lower", "church_id", sa.text("lower(name)"),
+             unique=True),
+    sa.Index(None, "church_id", "created_at", "id"),
+)
+
+conversation_notes = sa.Table(
+    # Staff's internal notes on a conversation (issue 15): never sent to the member.
+    "conversation_notes", metadata,
+    _church(), _id(),
+    sa.Column("conversation_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("author_id", UUID(as_uuid=True)),
+    sa.Column("body", sa.Text, nullable=False),
+    _created(),
+    sa.PrimaryKeyConstraint("church_id", "id"),
+    sa.ForeignKeyConstraint(["church_id", "conversation_id"],
+                            ["conversations.church_id", "conversations.id"],
+                            ondelete="CASCADE"),
+    sa.Index(None, "church_id", "conversation_id", "created_at", "id"),
 )
