@@ -1,4 +1,4 @@
-"""Sending numbers (API.md §4): any role reads; only the owner adds or removes."""
+"""Sending numbers (API.md §4): any role reads; only the owner adds, changes or removes."""
 from __future__ import annotations
 
 from handlers.base import ApiHandler
@@ -21,6 +21,12 @@ class NumbersHandler(ApiHandler):
 
 
 class NumberHandler(ApiHandler):
+    async def patch(self, number_id: str) -> None:
+        actor = self.require_role("owner")
+        changes = self.json_body("NumberUpdate")
+        self.write_data(await numbers.update_number(self.deps.db, actor.church_id,
+                                                    parse_uuid(number_id), changes))
+
     async def delete(self, number_id: str) -> None:
         actor = self.require_role("owner")
         await numbers.delete_number(self.deps.db, actor.church_id, parse_uuid(number_id))

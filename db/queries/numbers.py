@@ -15,7 +15,8 @@ from db.tables import numbers
 
 n = numbers
 COLUMNS = (n.c.id, n.c.church_id, n.c.phone, n.c.provider, n.c.messaging_profile_id, n.c.mps,
-           n.c.provider_handles_opt_out, n.c.status, n.c.created_at)
+           n.c.provider_handles_opt_out, n.c.status, n.c.link_attempts, n.c.last_link_error,
+           n.c.created_at)
 
 _INSERT = (pg_insert(n).values(
     church_id=sa.bindparam("church_id"), phone=sa.bindparam("phone"),
@@ -30,6 +31,13 @@ _LIST = (sa.select(*COLUMNS).where(n.c.church_id == sa.bindparam("church_id"))
 _GET = sa.select(*COLUMNS).where(n.c.church_id == sa.bindparam("church_id"),
                                  n.c.id == sa.bindparam("id"))
 _BY_PHONE = sa.select(*COLUMNS).where(n.c.phone == sa.bindparam("phone"))
+# A changed number is linked again from scratch by the relink job.
+_UPDATE = (sa.update(n).where(n.c.church_id == sa.bindparam("church_id"),
+                              n.c.id == sa.bindparam("id"))
+           .values(messaging_profile_id=sa.bindparam("messaging_profile_id", type_=sa.Text),
+                   mps=sa.bindparam("mps"), status="pending", link_attempts=0,
+                   last_link_error=None)
+           .returning(*COLUMNS))
 _DELETE = sa.delete(n).where(n.c.church_id == sa.bindparam("church_id"),
                              n.c.id == sa.bindparam("id")).returning(n.c.id)
 
@@ -51,6 +59,14 @@ async def get_number(conn: Connection, church_id: UUID, number_id: UUID) -> Row 
 async def get_number_by_phone(conn: Connection, phone: str) -> Row | None:
     """Inbound routing: which church owns this E.164 number (any church)."""
     return await conn.fetch_one(_BY_PHONE, {"phone": phone})
+
+
+async def update_number(conn: Connection, church_id: UUID, number_id: UUID,
+                        messaging_profile_id: str | None, mps: int) -> Row | None:
+    """Change a number and put it back to `pending` (None: no such number)."""
+    return await conn.fetch_one(_UPDATE, {"church_id": church_id, "id": number_id,
+                                          "messaging_profile_id": messaging_profile_id,
+                                          "mps": mps})
 
 
 async def delete_number(conn: Connection, church_id: UUID, number_id: UUID) -> bool:

@@ -139,24 +139,38 @@ def _first_error(body: Any) -> tuple[str | None, str | None]:
 
 async def link_number(settings: Settings, number: Mapping[str, Any]) -> SendResult:
     """Attach the number to its messaging profile: `PATCH {base}/phone_numbers/{+E.164}/
-    messaging` with `{"messaging_profile_id"}`; `sent` means linked."""
-    if not number.get("messaging_profile_id"):
-        return SendResult("permanent", error_code="no_profile",
-                          error="The number has no messaging profile id to assign.")
+    messaging` with `{"messaging_profile_id"}`; `sent` means linked.
+
+    A number registered without a profile id may already be attached to one in the
+    Telnyx account (sends then work, the profile being the number's own): `GET` the same
+    resource and count it linked when it names a profile, `no_profile` when it names none.
+    """
     url = (settings.telnyx_api_base.rstrip("/") + "/phone_numbers/"
            + urllib.parse.quote(number["phone"], safe="") + "/messaging")
-    answer = await http.call(
-        "PATCH", url, headers=_api_headers(settings),
-        body=ujson.dumps({"messaging_profile_id": number["messaging_profile_id"]}))
+    profile = number.get("messaging_profile_id")
+    if profile:
+        answer = await http.call("PATCH", url, headers=_api_headers(settings),
+                                 body=ujson.dumps({"messaging_profile_id": profile}))
+    else:
+        answer = await http.call("GET", url, headers=_api_headers(settings), body=b"")
     if isinstance(answer, SendResult):
         return answer
     if 200 <= answer.status < 300:
-        return SendResult("sent")
+        if profile or _attached_profile(http.parse_json(answer.body)):
+            return SendResult("sent")
+        return SendResult("permanent", error_code="no_profile",
+                          error="The number is not attached to a messaging profile.")
     code, title = _first_error(http.parse_json(answer.body))
     retryable = answer.status >= 500 or answer.status == 429
     return SendResult("retryable" if retryable else "permanent",
                       error_code=code or str(answer.status),
                       error=title or f"HTTP {answer.status}")
+
+
+def _attached_profile(body: Any) -> str | None:
+    data = body.get("data") if isinstance(body, dict) else None
+    profile = data.get("messaging_profile_id") if isinstance(data, dict) else None
+    return str(profile) if profile else None
 
 
 async def account_owns(settings: Settings, phone: str) -> Ownership:

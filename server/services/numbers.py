@@ -22,6 +22,7 @@ from uuid import UUID
 from db.engine import Database
 from db.queries import numbers as q
 from server.carriers import account_owns
+from server.services.number_linking import MAX_LINK_ATTEMPTS
 from server.sms import phones
 from server.platform.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from server.platform.jsonenc import iso_time
@@ -43,11 +44,42 @@ def default_mps(provider: str, e164: str) -> int:
     return DEFAULT_MPS[(provider, kind)]
 
 
-def public_number(row: dict[str, Any]) -> dict[str, Any]:
+# A number's state in words for the Numbers screen and API customers: (why, what to do).
+READY = ("Ready: texts go out from this number.", None)
+SETTING_UP = ("Being set up with the carrier.",
+              "Nothing to do: this usually takes about a minute.")
+NO_PROFILE = ("The carrier account has this number, but it is not attached to a messaging "
+              "profile, so the carrier may refuse its texts.",
+              "Attach it to a messaging profile in the Telnyx portal, or enter its "
+              "messaging profile id here; then check again.")
+STILL_TRYING = ("The carrier could not set up this number yet ({error}).",
+                "Nothing to do: we try again every minute.")
+GAVE_UP = ("The carrier refused to set up this number ({error}).",
+           "Check the messaging profile id, then check again. If it keeps failing, "
+           "contact support with this message.")
+
+
+def status_words(row: dict[str, Any]) -> tuple[str, str | None]:
+    """Why a number is in its state and what the owner should do (plain words)."""
+    if row["status"] == "linked":
+        return READY
+    error = (row.get("last_link_error") or "").strip()
+    if row["status"] == "pending" or not error:
+        return SETTING_UP
+    if error.split(" ", 1)[0] == "no_profile":
+        return NO_PROFILE
+    template = STILL_TRYING if row["link_attempts"] < MAX_LINK_ATTEMPTS else GAVE_UP
+    return template[0].format(error=error), template[1]
+
+
+def public_number(row: dict[str, Any], default: bool = False) -> dict[str, Any]:
+    reason, action = status_words(row)
     return {"id": str(row["id"]), "phone": row["phone"], "provider": row["provider"],
             "messaging_profile_id": row["messaging_profile_id"], "mps": row["mps"],
             "provider_handles_opt_out": row["provider_handles_opt_out"],
-            "status": row["status"], "created_at": iso_time(row["created_at"])}
+            "status": row["status"], "status_reason": reason, "status_action": action,
+            "link_error": row.get("last_link_error"), "is_default": default,
+            "created_at": iso_time(row["created_at"])}
 
 
 async def create_number(db: Database, settings: Settings, church_id: UUID,
@@ -80,9 +112,10 @@ async def register_number(db: Database, church_id: UUID, body: dict[str, Any]
     }
     async with db.acquire() as conn:
         row = await q.insert_number(conn, values)
-    if row is None:  # another church registered it while the carrier was asked
-        raise _taken()
-    return public_number(row)
+        if row is None:  # another church registered it while the carrier was asked
+            raise _taken()
+        oldest = (await q.list_numbers(conn, church_id))[0]
+    return public_number(row, default=oldest["id"] == row["id"])
 
 
 def _phone(body: dict[str, Any]) -> str:
@@ -97,8 +130,27 @@ def _taken() -> Conflict:
 
 
 async def list_numbers(db: Database, church_id: UUID) -> list[dict[str, Any]]:
+    """Oldest first; the oldest is the default sender (API.md §5)."""
     async with db.acquire() as conn:
-        return [public_number(r) for r in await q.list_numbers(conn, church_id)]
+        rows = await q.list_numbers(conn, church_id)
+    return [public_number(r, default=i == 0) for i, r in enumerate(rows)]
+
+
+async def update_number(db: Database, church_id: UUID, number_id: UUID | None,
+                        changes: dict[str, Any]) -> dict[str, Any]:
+    """PATCH /numbers/{id}: change the profile id or MPS; either way the number is set up
+    with the carrier again (`pending`), which is also how an owner asks to check again
+    after fixing it at the carrier."""
+    async with db.transaction() as conn:
+        current = await q.get_number(conn, church_id, number_id) if number_id else None
+        if current is None:
+            raise NotFound("No such number.")
+        profile = changes.get("messaging_profile_id", current["messaging_profile_id"])
+        row = await q.update_number(conn, church_id, current["id"], (profile or "").strip()
+                                    or None, changes.get("mps", current["mps"]))
+        oldest = (await q.list_numbers(conn, church_id))[0]
+    assert row is not None
+    return public_number(row, default=oldest["id"] == row["id"])
 
 
 async def delete_number(db: Database, church_id: UUID, number_id: UUID | None) -> None:

@@ -23,13 +23,18 @@ async def test_failed_numbers_are_relinked_after_an_outage(deps: Any) -> None:
         church = seed_church(deps.settings, members=1)
         twilio = seed_church(deps.settings, members=1, block=1, provider="twilio")
         no_profile = seed_church(deps.settings, members=1, block=2)
+        # Registered without a profile id, but attached to one in the carrier account (the
+        # demo number): linked, not failed, since its texts go out.
+        attached = seed_church(deps.settings, members=1, block=3)
         sql(deps.settings, "UPDATE numbers SET status = 'failed', link_attempts = 1")
-        sql(deps.settings, "UPDATE numbers SET messaging_profile_id = NULL WHERE id = %s",
-            (no_profile.number_id,))
+        sql(deps.settings, "UPDATE numbers SET messaging_profile_id = NULL WHERE id IN (%s, %s)",
+            (no_profile.number_id, attached.number_id))
+        sim.config.account_numbers += [no_profile.number_phone, attached.number_phone]
+        sim.config.unattached_numbers.append(no_profile.number_phone)
         sim.link_failures = 1  # the carrier's provisioning API is still down once
         first = await number_linking.relink(link_deps)
         states = dict(sql(deps.settings, "SELECT id, status FROM numbers"))
-        assert states[twilio.number_id] == "linked"
+        assert states[twilio.number_id] == "linked" and states[attached.number_id] == "linked"
         assert states[church.number_id] == "failed" and states[no_profile.number_id] == "failed"
         assert any(f["retryable"] and "10007" in f["error"] for f in first["failed"])
         await number_linking.relink(link_deps)

@@ -39,9 +39,10 @@ class Simulator:
         self.telnyx_api_key = settings.telnyx_api_key
         self.twilio_sid = settings.twilio_account_sid
         self.twilio_token = settings.twilio_auth_token
-        # A copy with its own list: tests change `account_numbers` in place.
-        self._initial = dataclasses.replace(config,
-                                            account_numbers=list(config.account_numbers))
+        # A copy with its own lists: tests change `account_numbers` in place.
+        self._initial = dataclasses.replace(
+            config, account_numbers=list(config.account_numbers),
+            unattached_numbers=list(config.unattached_numbers))
         self.state = SimState(config=config)
         self.state.reseed()
         self.webhooks = WebhookSender(self.state, settings.sim_telnyx_private_key,
@@ -64,7 +65,8 @@ class Simulator:
 
     def reset(self) -> None:
         self.state.config = dataclasses.replace(
-            self._initial, account_numbers=list(self._initial.account_numbers))
+            self._initial, account_numbers=list(self._initial.account_numbers),
+            unattached_numbers=list(self._initial.unattached_numbers))
         self.state.reset()
 
     async def drain(self, timeout: float = 10.0) -> None:

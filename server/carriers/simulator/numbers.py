@@ -8,6 +8,9 @@
   one of "our" numbers. Faults for tests: set `sim.link_failures = n` and the next n calls
   answer 503 (a provisioning outage). Linked numbers are kept in `sim.linked`
   (number → profile id).
+- `GET /telnyx/v2/phone_numbers/{number}/messaging`: the number's messaging settings. The
+  account's numbers come attached to ACCOUNT_PROFILE (set up in the portal), except those
+  in `SimConfig.unattached_numbers`; a number the account does not hold is 404.
 """
 from __future__ import annotations
 
@@ -53,6 +56,9 @@ class TwilioIncomingNumbersHandler(SimHandler):
             "page": 0, "page_size": 50, "start": 0, "end": max(0, len(owned) - 1)})
 
 
+ACCOUNT_PROFILE = "sim-profile"  # the profile the simulated account's numbers come with
+
+
 class TelnyxNumberMessagingHandler(tornado.web.RequestHandler):
     def initialize(self, sim: Any) -> None:  # type: ignore[override]
         self.sim = sim
@@ -61,6 +67,21 @@ class TelnyxNumberMessagingHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(ujson.dumps(body))
+
+    def get(self, raw_number: str) -> None:
+        if self.request.headers.get("Authorization") != f"Bearer {self.sim.telnyx_api_key}":
+            return self._json(401, {"errors": [{"code": "10009",
+                                                "title": "Authentication failed"}]})
+        number = urllib.parse.unquote(raw_number)
+        config = self.sim.state.config
+        profile = (getattr(self.sim, "linked", None) or {}).get(number)
+        if profile is None and number in config.account_numbers:
+            profile = None if number in config.unattached_numbers else ACCOUNT_PROFILE
+        elif profile is None:
+            return self._json(404, {"errors": [{"code": "10005",
+                                                "title": "Resource not found"}]})
+        self._json(200, {"data": {"record_type": "messaging_settings", "phone_number": number,
+                                  "messaging_profile_id": profile}})
 
     def patch(self, raw_number: str) -> None:
         if self.request.headers.get("Authorization") != f"Bearer {self.sim.telnyx_api_key}":

@@ -46,6 +46,8 @@ class SimConfig:
     # The platform account's phone numbers (both carriers): what the number lookups
     # (Telnyx `GET /phone_numbers`, Twilio `IncomingPhoneNumbers`) answer.
     account_numbers: list[str] = field(default_factory=lambda: list(ACCOUNT_NUMBERS))
+    # Account numbers not attached to any messaging profile (Telnyx `GET .../messaging`).
+    unattached_numbers: list[str] = field(default_factory=list)
     seed: int | None = None
 
     def update(self, changes: dict[str, Any]) -> None:
