@@ -62,6 +62,7 @@ CONVERSATION_MESSAGE_STATUSES = ("received", "queued", "sending", "retrying", "s
                                  "delivered", "failed")
 CONSENT_ACTIONS = ("opt_out", "opt_in", "help", "review")
 DELIVERY_STATUSES = ("pending", "delivered", "failed", "dead")
+WEBHOOK_DISABLED_REASONS = ("manual", "failing")
 
 churches = sa.Table(
     "churches", metadata,
@@ -398,8 +399,20 @@ webhook_endpoints = sa.Table(
     sa.Column("secret_enc", BYTEA, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     _created(),
+    # A rotated-away secret still signs until it expires (both signatures are sent).
+    sa.Column("previous_secret_enc", BYTEA),
+    sa.Column("previous_secret_expires_at", sa.DateTime(timezone=True)),
+    # How far into the church's event log this endpoint's deliveries were made.
+    sa.Column("last_event_id", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("disabled_at", sa.DateTime(timezone=True)),
+    sa.Column("disabled_reason", sa.Text),
+    # Set by the first failed delivery after a success; an endpoint failing for
+    # `webhook_disable_after_seconds` is disabled.
+    sa.Column("failing_since", sa.DateTime(timezone=True)),
     sa.PrimaryKeyConstraint("church_id", "id"),
     sa.ForeignKeyConstraint(["church_id"], ["churches.id"], ondelete="CASCADE"),
+    sa.UniqueConstraint("church_id", "url"),
+    _one_of("disabled_reason", WEBHOOK_DISABLED_REASONS, "disabled_reason"),
 )
 
 webhook_deliveries = sa.Table(
@@ -416,6 +429,11 @@ webhook_deliveries = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
     _created(),
+    # One delivery per (endpoint, event, type) from the cursor; redeliveries have none.
+    sa.Column("dedupe_key", sa.Text),
+    sa.Column("latency_ms", sa.Integer),
+    # A claimed attempt's lease: counts against the endpoint's concurrency until then.
+    sa.Column("leased_until", sa.DateTime(timezone=True)),
     sa.PrimaryKeyConstraint("church_id", "id"),
     sa.ForeignKeyConstraint(["church_id", "endpoint_id"],
                             ["webhook_endpoints.church_id", "webhook_endpoints.id"],
@@ -424,6 +442,10 @@ webhook_deliveries = sa.Table(
     sa.Index(None, "church_id", "endpoint_id", "created_at"),
     sa.Index("ix_webhook_deliveries_pending", "next_attempt_at",
              postgresql_where=sa.text("status = 'pending'")),
+    sa.Index("uq_webhook_deliveries_dedupe", "church_id", "endpoint_id", "dedupe_key",
+             unique=True),
+    sa.Index("ix_webhook_deliveries_endpoint_due", "church_id", "endpoint_id",
+             "next_attempt_at", postgresql_where=sa.text("status = 'pending'")),
 )
 
 dead_letters = sa.Table(
