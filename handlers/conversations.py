@@ -9,10 +9,18 @@ from server.services.followups import enqueue
 class ConversationListHandler(ApiHandler):
     async def get(self) -> None:
         self.write_page(*await conversations.list_conversations(
-            self.deps.db, self.deps.settings, self.require_role("staff"),
+            await self.reader(), self.deps.settings, self.require_role("staff"),
             limit=self.page_limit(), status=self.query_arg("status"),
             unread=self.query_arg("unread"), assigned_to=self.query_arg("assigned_to"),
             cursor=self.page_cursor()))
+
+    async def post(self) -> None:
+        payload = self.json_body("ConversationStart")
+        accepted = await conversations.start_conversation(
+            self.deps.db, self.deps.redis, self.deps.settings, self.require_role("staff"),
+            payload, self.request.headers.get("Idempotency-Key"))
+        await enqueue(accepted.followups)
+        self.write_json(accepted.body, accepted.status)
 
 
 class ConversationHandler(ApiHandler):
@@ -30,7 +38,7 @@ class ConversationHandler(ApiHandler):
 class ConversationMessagesHandler(ApiHandler):
     async def get(self, conversation_id: str) -> None:
         self.write_page(*await conversations.list_messages(
-            self.deps.db, self.require_role("staff"), conversation_id,
+            await self.reader(), self.require_role("staff"), conversation_id,
             limit=self.page_limit(), cursor=self.page_cursor()))
 
     async def post(self, conversation_id: str) -> None:

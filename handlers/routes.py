@@ -6,9 +6,12 @@ from typing import Any
 from handlers import auth, church, docs, health, messages, metrics, stream, users, webapp
 from handlers import carrier_webhooks
 from handlers import admin_cache, groups, members, numbers
-from handlers import conversations
+from handlers import conversations, conversation_contact
 from handlers import admin_queues, recurring
 from handlers import archive
+from handlers import webhook_endpoints
+from handlers import api_keys, stats
+from handlers import message_preview, templates
 from server import carriers
 
 API = r"/api/v1"
@@ -36,6 +39,9 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         (API + r"/conversations/([^/]+)", conversations.ConversationHandler),
         (API + r"/conversations/([^/]+)/messages", conversations.ConversationMessagesHandler),
         (API + r"/conversations/([^/]+)/read", conversations.ConversationReadHandler),
+        (API + r"/conversations/([^/]+)/contact",
+         conversation_contact.ConversationContactHandler),
+        (API + r"/conversations/([^/]+)/notes", conversation_contact.ConversationNotesHandler),
         (API + r"/church", church.ChurchHandler),
         (API + r"/users", users.UsersHandler),
         (API + r"/users/([^/]+)", users.UserHandler),
@@ -47,17 +53,34 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         (API + r"/groups/([^/]+)/members", groups.GroupMembersHandler),
         (API + r"/numbers", numbers.NumbersHandler),
         (API + r"/numbers/([^/]+)", numbers.NumberHandler),
+        (API + r"/api-keys", api_keys.ApiKeysHandler),
+        (API + r"/api-keys/([^/]+)", api_keys.ApiKeyHandler),
+        (API + r"/api-keys/([^/]+)/rotate", api_keys.ApiKeyRotateHandler),
+        (API + r"/stats/summary", stats.StatsSummaryHandler),
+        (API + r"/webhook-endpoints", webhook_endpoints.WebhookEndpointsHandler),
+        (API + r"/webhook-endpoints/([^/]+)", webhook_endpoints.WebhookEndpointHandler),
+        (API + r"/webhook-endpoints/([^/]+)/rotate-secret",
+         webhook_endpoints.WebhookEndpointRotateHandler),
+        (API + r"/webhook-endpoints/([^/]+)/test", webhook_endpoints.WebhookEndpointTestHandler),
+        (API + r"/webhook-endpoints/([^/]+)/deliveries",
+         webhook_endpoints.WebhookDeliveriesHandler),
+        (API + r"/webhook-endpoints/([^/]+)/deliveries/([^/]+)/redeliver",
+         webhook_endpoints.WebhookRedeliverHandler),
         (API + r"/admin/cache", admin_cache.AdminCacheHandler),
         (API + r"/admin/queues", admin_queues.AdminQueuesHandler),
         (API + r"/admin/dead-letters", admin_queues.AdminDeadLettersHandler),
         (API + r"/admin/dead-letters/([^/]+)/requeue",
          admin_queues.AdminDeadLetterRequeueHandler),
         (API + r"/messages", messages.MessagesHandler),
+        (API + r"/messages/preview", message_preview.MessagePreviewHandler),
         (API + r"/messages/([^/]+)", messages.MessageHandler),
         (API + r"/messages/([^/]+)/recipients", messages.MessageRecipientsHandler),
         (API + r"/messages/([^/]+)/cancel", messages.MessageCancelHandler),
+        (API + r"/templates", templates.TemplatesHandler),
+        (API + r"/templates/([^/]+)", templates.TemplateHandler),
         (API + r"/recurring-messages", recurring.RecurringListHandler),
         (API + r"/recurring-messages/([^/]+)", recurring.RecurringHandler),
+        (API + r"/recurring-messages/([^/]+)/runs", recurring.RecurringRunsHandler),
         (API + r"/archive/messages", archive.ArchiveMessagesHandler),
         (API + r"/archive/messages/([^/]+)/recipients",
          archive.ArchiveMessageRecipientsHandler),

@@ -20,9 +20,16 @@ CONVERSATION_UPDATED = "conversation.updated"
 BROADCAST_PROGRESS = "broadcast.progress"
 MEMBER_OPTED_OUT = "member.opted_out"
 MEMBER_OPTED_IN = "member.opted_in"
+SCHEDULE_CHANGED = "schedule.changed"
+NOTE_CREATED = "note.created"
+API_KEY_CREATED = "api_key.created"
+API_KEY_ROTATED = "api_key.rotated"
+API_KEY_REVOKED = "api_key.revoked"
 
 EVENT_TYPES = frozenset((MESSAGE_RECEIVED, MESSAGE_STATUS, CONVERSATION_UPDATED,
-                         BROADCAST_PROGRESS, MEMBER_OPTED_OUT, MEMBER_OPTED_IN))
+                         BROADCAST_PROGRESS, MEMBER_OPTED_OUT, MEMBER_OPTED_IN,
+                         SCHEDULE_CHANGED, NOTE_CREATED,
+                         API_KEY_CREATED, API_KEY_ROTATED, API_KEY_REVOKED))
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,19 @@ def broadcast_progress(broadcast_id: UUID | str, counts: dict[str, int], status:
                                          "status": status, "outcome": outcome})
 
 
+def note_created(note: dict[str, Any]) -> NewEvent:
+    """Staff added an internal note to a conversation (the API's ConversationNote); for
+    the other staff's open screens only: a note is never sent to the member."""
+    return NewEvent(NOTE_CREATED, note)
+
+
+def schedule_changed(kind: str, item_id: UUID | str, change: str) -> NewEvent:
+    """A scheduled send (`kind` "broadcast") or a recurring series (`kind` "recurring") was
+    created, edited, canceled, started, paused, resumed, deleted or ran (`change`); the
+    Scheduled screen reads the item again by REST."""
+    return NewEvent(SCHEDULE_CHANGED, {"kind": kind, "id": str(item_id), "change": change})
+
+
 def member_opted_out(member_id: UUID | str, source: str, opted_out_at: datetime | None,
                      keyword: str | None = None, number_id: UUID | str | None = None
                      ) -> NewEvent:
@@ -78,3 +98,16 @@ def _consent(member_id: UUID | str, source: str, keyword: str | None,
              number_id: UUID | str | None, opted_out_at: datetime | None) -> dict[str, Any]:
     return {"member_id": member_id, "source": source, "keyword": keyword,
             "number_id": number_id, "opted_out_at": opted_out_at}
+
+
+API_KEY_EVENT_FIELDS = ("id", "name", "prefix", "scopes", "previous_key_expires_at",
+                        "revoked_at")
+
+
+def api_key_changed(type: str, key: dict[str, Any], user_id: UUID | str | None
+                    ) -> NewEvent:
+    """An API key was created, rotated or revoked (`type`: one of the API_KEY_* types) by
+    the staff user `user_id`: the key as lists show it, never its secret."""
+    assert type in (API_KEY_CREATED, API_KEY_ROTATED, API_KEY_REVOKED)
+    return NewEvent(type, {"api_key": {k: key[k] for k in API_KEY_EVENT_FIELDS},
+                           "user_id": user_id})

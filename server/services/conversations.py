@@ -13,14 +13,19 @@ import redis.asyncio as aioredis
 
 from db.engine import Connection, Database
 from db.queries import conversations as conv_q
+from db.queries import broadcasts as broadcasts_q
 from db.queries import inbox as q
+from db.queries import members as members_q
+from db.queries import staff_inbox as staff_q
+from db.queries import timeline as timeline_q
 from server.platform import crypto
 from server.auth.sessions import Actor
-from server.platform.errors import NotFound, RecipientOptedOut, ValidationFailed
+from server.platform.errors import Conflict, NotFound, RecipientOptedOut, ValidationFailed
 from server.events import types as event_types
 from server.events.log import publish_events, record_event
+from server.sms import merge_fields
 from server.sms.segments import segment_info
-from server.services import idempotency
+from server.services import idempotency, merge
 from server.services.followups import SendReply
 from server.services.idempotency import Accepted
 from server.services.inbound import conversation_message_view, conversation_view
@@ -28,6 +33,7 @@ from server.platform.ids import parse_uuid
 from server.platform.settings import Settings
 
 IDEMPOTENCY_SCOPE = "conversation_replies"
+START_SCOPE = "conversation_starts"
 STATUSES = ("open", "closed")
 
 
@@ -128,11 +134,14 @@ async def mark_read(db: Database, redis: aioredis.Redis, settings: Settings, act
 
 async def list_messages(db: Database, actor: Actor, conversation_id: str, *, limit: int,
                         cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of messages, oldest → newest; the cursor goes further back in time."""
+    """A page of messages, oldest → newest; the cursor goes further back in time. The
+    member's group sends on this conversation's number are items of kind `broadcast`."""
     async with db.acquire() as conn:
         row = await access_conversation(conn, actor, conversation_id)
-        page = await q.list_messages(conn, actor.church_id, row["id"], limit=limit,
-                                     cursor=cursor)
+        # The thread's own texts merged with the member's group sends on its number.
+        page = await timeline_q.list_timeline(conn, actor.church_id, row["id"],
+                                              row["member_id"], row["number_id"],
+                                              limit=limit, cursor=cursor)
     return [conversation_message_view(r) for r in reversed(page.rows)], page.next_cursor
 
 
@@ -172,6 +181,12 @@ async def _write_reply(conn: Connection, settings: Settings, actor: Actor,
                        row: dict[str, Any], body: str
                        ) -> tuple[dict[str, Any], dict[str, Any], SendReply]:
     number = await q.get_number(conn, actor.church_id, row["number_id"])
+    merge.check_body(body)  # replies and started texts alike
+    if merge_fields.has_fields(body):  # merged now: the thread shows what was sent
+        body = merge.for_member(body, row["first_name"], row["last_name"],
+                                await merge.church_name(conn, actor.church_id))
+        if not body.strip():
+            raise ValidationFailed.field("$.body", "The reply is empty once merged.")
     message = await q.insert_reply(conn, {
         "church_id": actor.church_id, "conversation_id": row["id"], "body": body,
         "number_id": row["number_id"], "provider": number["provider"] if number else None,
@@ -184,3 +199,61 @@ async def _write_reply(conn: Connection, settings: Settings, actor: Actor,
     event = await record_event(conn, actor.church_id, event_types.message_received(
         conversation_message_view(message), conversation), settings)
     return message, event, SendReply(str(actor.church_id), str(message["id"]))
+
+
+async def start_conversation(db: Database, redis: aioredis.Redis, settings: Settings,
+                             actor: Actor, payload: dict[str, Any],
+                             idempotency_key: str | None) -> Accepted:
+    """POST /conversations {member_id, body}: text a member who may never have texted.
+
+    Reuses the member's most recent conversation (its number), else opens one on the
+    church's default number; a closed conversation is reopened. The text then takes the
+    reply path (queued, `message.received`, sent by the reply task). Another church's
+    or an unknown member is 404, an opted-out one 409 `recipient_opted_out`. With an
+    Idempotency-Key a repeat answers the first response and writes nothing.
+    """
+    body = payload["body"]
+    if not body.strip():
+        raise ValidationFailed.field("$.body", "The text is empty.")
+    member_id = parse_uuid(payload["member_id"])
+    events: list[dict[str, Any]] = []
+
+    async def write(conn: Connection) -> Accepted:
+        member = await members_q.get_member(conn, actor.church_id, member_id) \
+            if member_id else None
+        if member is None:
+            raise NotFound("No such member.")
+        if not member["opt_in_sms"] or member["opted_out_at"] is not None:
+            raise RecipientOptedOut("This member has opted out of texts; they cannot be "
+                                    "texted until they text START.")
+        number_id = await _number_for(conn, actor.church_id, member["id"])
+        conversation_id = await staff_q.open_conversation(conn, actor.church_id,
+                                                          member["id"], number_id)
+        row = await q.get_conversation(conn, actor.church_id, conversation_id)
+        assert row is not None
+        message, event, handoff = await _write_reply(conn, settings, actor, row, body)
+        events.append(event)
+        conversation = public_conversation(
+            settings, await q.get_conversation(conn, actor.church_id, conversation_id) or row)
+        return Accepted(202, {"data": {"conversation": conversation,
+                                       "message": conversation_message_view(message)},
+                              "meta": {}}, [handoff])
+
+    accepted = await idempotency.accept_once(db, actor.church_id, START_SCOPE,
+                                             idempotency_key, payload, write)
+    if not accepted.is_replay:
+        await publish_events(redis, events)
+    return accepted
+
+
+async def _number_for(conn: Connection, church_id: UUID, member_id: UUID) -> UUID:
+    """The number of the member's latest conversation while the church still has it,
+    else the church's default number; 409 when the church has no number at all."""
+    latest = await staff_q.latest_conversation_of_member(conn, church_id, member_id)
+    if latest is not None and await q.get_number(conn, church_id, latest["number_id"]):
+        return UUID(str(latest["number_id"]))
+    number = await broadcasts_q.get_number(conn, church_id, None)
+    if number is None:
+        raise Conflict("The church has no sending number yet; add one in Settings first.")
+    return UUID(str(number["id"]))
+

@@ -25,7 +25,7 @@ from db.queries import inbound as q
 from db.queries import members as members_q
 from server.carriers import failure_reason, opted_out_error
 from server.carriers.base import CarrierEvent, InboundText, StatusReceipt
-from server.platform import crypto
+from server.platform import crypto, tracing
 from server.events import types as event_types
 from server.events.log import publish_events, record_event
 from server.sms.segments import segment_info
@@ -67,7 +67,10 @@ def conversation_message_view(row: dict[str, Any]) -> dict[str, Any]:
             "media_urls": list(row["media_urls"] or []), "status": row["status"],
             "error": row["error"],
             "error_reason": failure_reason(row.get("provider"), row["error"]),
-            "created_at": iso_time(row["created_at"])}
+            "created_at": iso_time(row["created_at"]),
+            # A group send merged into the thread (db/queries/timeline.py) is `broadcast`.
+            "kind": row.get("kind") or "text",
+            "broadcast_id": str(row["broadcast_id"]) if row.get("broadcast_id") else None}
 
 
 def conversation_view(row: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +204,8 @@ async def record_status(db: Database, redis: aioredis.Redis, settings: Settings,
                 CONVERSATION_FROM[receipt.status], RECIPIENT_FROM[receipt.status])
             result.outcome = "held" if held else "unmatched"
     await _after_commit(redis, result)
+    if tracing.enabled():  # the send's trace, from this receipt's span
+        await tracing.link_receipt(redis, church_id, receipt.provider, receipt.message_id)
     result.followups.extend(await _announce_progress(db, redis, result.broadcasts))
     return result
 
