@@ -1,4 +1,4 @@
-"""Recurring messages (API.md §5): list, create, read, update, delete."""
+"""Recurring messages (API.md §5): list, create, read, update, delete, past runs."""
 from __future__ import annotations
 
 from handlers.base import ApiHandler
@@ -17,7 +17,7 @@ class RecurringListHandler(ApiHandler):
         actor = self.require_role("admin")
         body = self.json_body("RecurringCreate")
         self.write_data(await recurring.create(self.deps.db, actor.church_id, actor.user_id,
-                                               body), status=201)
+                                               body, redis=self.deps.redis), status=201)
 
 
 class RecurringHandler(ApiHandler):
@@ -30,9 +30,19 @@ class RecurringHandler(ApiHandler):
         actor = self.require_role("admin")
         changes = self.json_body("RecurringUpdate")
         self.write_data(await recurring.update(self.deps.db, actor.church_id,
-                                               parse_uuid(recurring_id), changes))
+                                               parse_uuid(recurring_id), changes,
+                                               redis=self.deps.redis))
 
     async def delete(self, recurring_id: str) -> None:
         actor = self.require_role("admin")
-        await recurring.delete(self.deps.db, actor.church_id, parse_uuid(recurring_id))
+        await recurring.delete(self.deps.db, actor.church_id, parse_uuid(recurring_id),
+                               redis=self.deps.redis)
         self.write_no_content()
+
+
+class RecurringRunsHandler(ApiHandler):
+    async def get(self, recurring_id: str) -> None:
+        actor = self.require_role("staff")
+        self.write_page(*await recurring.list_runs(
+            self.deps.db, actor.church_id, parse_uuid(recurring_id), self.page_limit(),
+            self.page_cursor()))

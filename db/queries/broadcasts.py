@@ -87,6 +87,26 @@ _GET_AT = sa.select(*MESSAGE_COLUMNS).where(M.church_id == sa.bindparam("church_
                                             M.created_at == sa.bindparam("created_at"))
 _ORDER = NewestFirst(M.created_at, M.id)
 _LIST = _ORDER.paged(sa.select(*MESSAGE_COLUMNS).where(M.church_id == sa.bindparam("church_id")))
+_LIST_BY_STATUS = _ORDER.paged(sa.select(*MESSAGE_COLUMNS).where(
+    M.church_id == sa.bindparam("church_id"), M.status == sa.bindparam("status")))
+
+# An edit waits for a scheduler starting the same send (its row lock), then finds it
+# no longer `scheduled`: edits and starts never interleave.
+_LOCK_SCHEDULED = (sa.select(*MESSAGE_COLUMNS)
+                   .where(M.church_id == sa.bindparam("church_id"), M.id == sa.bindparam("id"),
+                          M.created_at == sa.bindparam("created_at"),
+                          M.status == "scheduled")
+                   .with_for_update())
+_EDIT_SCHEDULED = (
+    sa.update(messages)
+    .where(M.church_id == sa.bindparam("church_id"), M.id == sa.bindparam("id"),
+           M.created_at == sa.bindparam("created_at"), M.status == "scheduled")
+    .values(body=sa.bindparam("body"), scheduled_at=sa.bindparam("scheduled_at"),
+            group_ids=sa.bindparam("group_ids", type_=M.group_ids.type),
+            member_ids=sa.bindparam("member_ids", type_=M.member_ids.type),
+            number_id=sa.bindparam("number_id"), segments=sa.bindparam("segments"),
+            encoding=sa.bindparam("encoding"))
+    .returning(*MESSAGE_COLUMNS))
 
 _MARK_SENDING = (sa.update(messages)
                  .where(M.church_id == sa.bindparam("church_id"), M.id == sa.bindparam("id"),
@@ -202,9 +222,21 @@ async def get_message(conn: Connection, church_id: UUID, message_id: UUID) -> Ro
 
 
 async def list_messages(conn: Connection, church_id: UUID, limit: int,
-                        cursor: str | None) -> Page:
-    """Broadcasts newest first."""
-    return await fetch_page(conn, _ORDER, _LIST, {"church_id": church_id}, limit, cursor)
+                        cursor: str | None, status: str | None = None) -> Page:
+    """Broadcasts newest first, all or those in one `status`."""
+    if status is None:
+        return await fetch_page(conn, _ORDER, _LIST, {"church_id": church_id}, limit, cursor)
+    return await fetch_page(conn, _ORDER, _LIST_BY_STATUS,
+                            {"church_id": church_id, "status": status}, limit, cursor)
+
+
+async def lock_scheduled(conn: Connection, message: Row) -> Row | None:
+    """Lock a broadcast still `scheduled` (inside a transaction); None once it started."""
+    return await conn.fetch_one(_LOCK_SCHEDULED, _key(message))
+
+
+async def edit_scheduled(conn: Connection, message: Row, values: dict[str, Any]) -> Row | None:
+    return await conn.fetch_one(_EDIT_SCHEDULED, {**values, **_key(message)})
 
 
 def _key(message: Row) -> dict[str, Any]:
@@ -255,3 +287,34 @@ async def put_idempotent(conn: Connection, church_id: UUID, scope: str, key: str
         "church_id": church_id, "scope": scope, "key": key, "request_hash": request_hash,
         "status_code": status_code, "response": response})
     return row is not None
+
+
+# Merge fields (server/services/merge.py): the audience members whose merged text may be
+# the longest (longest names, names outside ASCII that may force UCS-2, empty names that
+# take a fallback), and the first few by name for a preview. Bounded however big the send.
+_NAME_COLUMNS = "SELECT m.id, m.first_name, m.last_name FROM members m WHERE"
+_LONGEST = " ORDER BY char_length(m.first_name) + char_length(m.last_name) DESC, m.id LIMIT :n"
+_MERGE_CANDIDATES = sa.text(
+    "(" + _NAME_COLUMNS + _AUDIENCE_WHERE + _LONGEST + ") UNION ("
+    + _NAME_COLUMNS + _AUDIENCE_WHERE + " AND (m.first_name || m.last_name) ~ '[^ -~]'"
+    + _LONGEST + ") UNION ("
+    + _NAME_COLUMNS + _AUDIENCE_WHERE + " AND (m.first_name = '' OR m.last_name = '')"
+    + " LIMIT :n)")
+_FIRST_BY_NAME = sa.text(
+    _NAME_COLUMNS + _AUDIENCE_WHERE
+    + " ORDER BY lower(m.first_name), lower(m.last_name), m.id LIMIT :n")
+
+
+async def list_merge_candidates(conn: Connection, church_id: UUID, group_ids: list[UUID],
+                                member_ids: list[UUID], limit: int) -> list[Row]:
+    """Rows `{id, first_name, last_name}`: at most 3 × `limit` audience members, among
+    them the one whose merged text is longest."""
+    return await conn.fetch_all(_MERGE_CANDIDATES, {
+        "church_id": church_id, "group_ids": group_ids, "member_ids": member_ids, "n": limit})
+
+
+async def list_audience_by_name(conn: Connection, church_id: UUID, group_ids: list[UUID],
+                                member_ids: list[UUID], limit: int) -> list[Row]:
+    """The first `limit` audience members by name: `{id, first_name, last_name}`."""
+    return await conn.fetch_all(_FIRST_BY_NAME, {
+        "church_id": church_id, "group_ids": group_ids, "member_ids": member_ids, "n": limit})

@@ -69,6 +69,12 @@ _SET_RUN_MESSAGE = (sa.update(recurring_runs)
                            RR.occurrence_at == sa.bindparam("occurrence_at"))
                     .values(message_id=sa.bindparam("message_id"),
                             outcome=sa.bindparam("outcome")))
+_RUNS_ORDER = NewestFirst(RR.occurrence_at, RR.recurring_id, at_key="occurrence_at",
+                          id_key="recurring_id")
+_RUNS_PAGE = _RUNS_ORDER.paged(
+    sa.select(RR.occurrence_at, RR.recurring_id, RR.outcome, RR.message_id, RR.created_at)
+    .where(RR.church_id == sa.bindparam("church_id"),
+           RR.recurring_id == sa.bindparam("recurring_id")))
 _LIST_RUNS = (sa.select(RR.occurrence_at, RR.outcome, RR.message_id, RR.created_at)
               .where(RR.church_id == sa.bindparam("church_id"),
                      RR.recurring_id == sa.bindparam("recurring_id"))
@@ -129,3 +135,12 @@ async def set_run_message(conn: Connection, row: Row, occurrence_at: datetime,
 async def list_runs(conn: Connection, church_id: UUID, recurring_id: UUID) -> list[Row]:
     return await conn.fetch_all(_LIST_RUNS, {"church_id": church_id,
                                              "recurring_id": recurring_id})
+
+
+async def list_runs_page(conn: Connection, church_id: UUID, recurring_id: UUID, limit: int,
+                         cursor: str | None) -> Page:
+    """One series' occurrences newest first (within a series the id is constant, so the
+    keyset is the occurrence time)."""
+    return await fetch_page(conn, _RUNS_ORDER, _RUNS_PAGE,
+                            {"church_id": church_id, "recurring_id": recurring_id},
+                            limit, cursor)

@@ -93,7 +93,7 @@ async def reconcile(deps: Deps, now: datetime | None = None) -> ReconcileReport:
     report = ReconcileReport()
     report.restarted = await release_awaiting(deps)
     report.restarted += await restart_stalled(deps, deps.settings.reconcile_interval_seconds)
-    report.scheduled = await broadcasts.start_due_scheduled(deps.db)
+    report.scheduled = await broadcasts.start_due_scheduled(deps.db, redis=deps.redis)
     report.recurring = await recurring.run_due(deps, now)
     async with deps.db.acquire() as conn:
         overdue = await pq.list_overdue_replies(conn, deps.settings.reconcile_interval_seconds)

@@ -25,12 +25,15 @@ from db.engine import Connection, Database, Row
 from db.queries import broadcasts as bq
 from db.queries import recurring as q
 from server.deps import Deps
+from server.events import types as event_types
+from server.events.log import publish_events, record_event
 from server.platform.errors import AppError, NotFound, ValidationFailed
-from server.services import broadcasts
+from server.services import broadcasts, merge
 from server.platform.jsonenc import iso_time
 
 log = logging.getLogger("ywm.recurring")
 
+PREVIEW_RUNS = 5  # upcoming occurrences shown with a series (the Scheduled screen)
 LATE_LIMIT = timedelta(hours=1)
 MAX_CATCH_UP = 10_000  # occurrences walked over after a long outage ("* * * * *" ≈ 1 week)
 
@@ -61,13 +64,25 @@ def next_occurrence(schedule: str, tz_name: str, after: datetime) -> datetime:
             return found.astimezone(timezone.utc)
 
 
+def upcoming(row: Row, count: int = PREVIEW_RUNS) -> list[datetime]:
+    """The next `count` occurrences from `next_run_at` (none while paused)."""
+    if not row["active"] or row["next_run_at"] is None:
+        return []
+    runs = [row["next_run_at"]]
+    while len(runs) < count:
+        runs.append(next_occurrence(row["schedule"], row["timezone"], runs[-1]))
+    return runs
+
+
 def recurring_view(row: Row) -> dict[str, Any]:
     return {"id": str(row["id"]), "body": row["body"],
             "group_ids": [str(g) for g in row["group_ids"]],
             "number_id": str(row["number_id"]) if row["number_id"] else None,
             "schedule": row["schedule"], "timezone": row["timezone"],
             "active": row["active"], "next_run_at": iso_time(row["next_run_at"]),
-            "last_run_at": iso_time(row["last_run_at"]), "created_at": iso_time(row["created_at"]),
+            "last_run_at": iso_time(row["last_run_at"]),
+            "next_runs": [iso_time(t) for t in upcoming(row)],
+            "created_at": iso_time(row["created_at"]),
             "updated_at": iso_time(row["updated_at"])}
 
 
@@ -75,6 +90,7 @@ async def _checked(conn: Connection, church_id: UUID, values: dict[str, Any],
                    now: datetime) -> dict[str, Any]:
     schedule = check_schedule(values["schedule"])
     check_timezone(values["timezone"])
+    merge.check_body(values["body"])  # sent merged per recipient, like any group send
     group_ids = sorted({UUID(g) for g in values["group_ids"]})
     if not group_ids:
         raise ValidationFailed.field("$.group_ids", "Name at least one group.")
@@ -90,11 +106,21 @@ async def _checked(conn: Connection, church_id: UUID, values: dict[str, Any],
             "next_run_at": next_occurrence(schedule, values["timezone"], now)}
 
 
+async def _changed(conn: Connection, church_id: UUID, recurring_id: UUID, change: str
+                   ) -> dict[str, Any]:
+    return await record_event(conn, church_id, event_types.schedule_changed(
+        "recurring", recurring_id, change))
+
+
 async def create(db: Database, church_id: UUID, user_id: UUID | None,
-                 values: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+                 values: dict[str, Any], now: datetime | None = None,
+                 redis: Any = None) -> dict[str, Any]:
     async with db.transaction() as conn:
         checked = await _checked(conn, church_id, values, now or datetime.now(timezone.utc))
         row = await q.insert_recurring(conn, {**checked, "created_by": user_id})
+        event = await _changed(conn, church_id, row["id"], "created")
+    if redis is not None:
+        await publish_events(redis, [event])
     return recurring_view(row)
 
 
@@ -111,21 +137,47 @@ async def get(db: Database, church_id: UUID, recurring_id: UUID | None) -> dict[
 
 
 async def update(db: Database, church_id: UUID, recurring_id: UUID | None,
-                 changes: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """PATCH: merge, validate again, recompute the next occurrence from now."""
+                 changes: dict[str, Any], now: datetime | None = None,
+                 redis: Any = None) -> dict[str, Any]:
+    """PATCH: merge, validate again, recompute the next occurrence from now (so a series
+    resumed after a pause runs next at its next time from now, never catching up)."""
     async with db.transaction() as conn:
         row = await _access(conn, church_id, recurring_id)
         merged = {**recurring_view(row), **changes}
         checked = await _checked(conn, church_id, merged, now or datetime.now(timezone.utc))
         updated = await q.update_recurring(conn, {**checked, "id": row["id"]})
-    assert updated is not None
+        assert updated is not None
+        change = "edited" if updated["active"] == row["active"] else \
+            ("resumed" if updated["active"] else "paused")
+        event = await _changed(conn, church_id, row["id"], change)
+    if redis is not None:
+        await publish_events(redis, [event])
     return recurring_view(updated)
 
 
-async def delete(db: Database, church_id: UUID, recurring_id: UUID | None) -> None:
+async def delete(db: Database, church_id: UUID, recurring_id: UUID | None,
+                 redis: Any = None) -> None:
     async with db.transaction() as conn:
         if recurring_id is None or not await q.delete_recurring(conn, church_id, recurring_id):
             raise NotFound("No such recurring message.")
+        event = await _changed(conn, church_id, recurring_id, "deleted")
+    if redis is not None:
+        await publish_events(redis, [event])
+
+
+def run_view(row: Row) -> dict[str, Any]:
+    return {"occurrence_at": iso_time(row["occurrence_at"]), "outcome": row["outcome"],
+            "message_id": str(row["message_id"]) if row["message_id"] else None,
+            "created_at": iso_time(row["created_at"])}
+
+
+async def list_runs(db: Database, church_id: UUID, recurring_id: UUID | None, limit: int,
+                    cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """A series' past occurrences, newest first: sent (with its broadcast), skipped, failed."""
+    async with db.acquire() as conn:
+        row = await _access(conn, church_id, recurring_id)
+        page = await q.list_runs_page(conn, church_id, row["id"], limit, cursor)
+    return [run_view(r) for r in page.rows], page.next_cursor
 
 
 async def list_all(db: Database, church_id: UUID, limit: int, cursor: str | None
@@ -160,6 +212,8 @@ async def run_due(deps: Deps, now: datetime | None = None, limit: int = 100
             due, following = due_occurrences(row, now)
             message_id = await _run_occurrences(conn, deps, row, due, now)
             await q.advance(conn, row, following, due[-1] if due else row["last_run_at"])
+            event = await _changed(conn, row["church_id"], row["id"], "ran")
+        await publish_events(deps.redis, [event])
         if message_id is not None:
             started.append((str(row["church_id"]), str(message_id)))
     return started
