@@ -45,9 +45,11 @@ services:
 browser: install
 	@deploy/local/browser.sh
 
-# Debian's nginx and promtool for tests/deploy/ (the tests also install them when missing).
+# Debian's nginx, redis-sentinel and promtool for tests/deploy/ (the tests also install
+# them when missing).
 deploy-tools:
 	@deploy/nginx/ensure-nginx.sh
+	@deploy/redis/ensure-sentinel.sh >/dev/null
 	@deploy/prometheus/ensure-promtool.sh
 
 migrate: install services

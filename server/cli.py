@@ -80,12 +80,12 @@ def _reset_metrics(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
     from db.engine import Database
-    from server.platform.redis import connect_async
+    from server.platform.redis import client_for
     from server.services.key_rotation import rotate_keys
 
     async def run() -> dict[str, object]:
         db = await Database.connect(settings.database_url, maxsize=2)
-        redis = connect_async(settings.redis_url)
+        redis = client_for(settings)
         try:
             return await rotate_keys(db, settings, redis, args.batch_size)
         finally:

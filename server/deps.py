@@ -23,7 +23,7 @@ from db.engine import Database
 from server.carriers import http as carrier_http
 from server.platform import queue
 from server.platform.metrics import Metrics, open_metrics
-from server.platform.redis import connect_async
+from server.platform.redis import client_for
 from server.platform.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ async def open_deps(settings: Settings, role: Role = "web") -> Deps:
     if not queue.configured():  # `ywm` configured it already; tests and benches may not
         queue.configure(settings)
     db = await Database.connect(settings.database_url, maxsize=POOL_SIZES[role])
-    deps = Deps(settings=settings, db=db, redis=connect_async(settings.redis_url),
+    deps = Deps(settings=settings, db=db, redis=client_for(settings),
                 metrics=open_metrics(settings))
     if role == "web":
         from server.realtime.hub import hub_for  # the hub is the web role's alone

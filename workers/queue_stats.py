@@ -14,7 +14,7 @@ from huey import signals
 
 from server.platform.queue import huey
 from server.platform.queue import settings as queue_settings
-from server.platform.redis import connect_sync, queue_running_key, queue_stats_key
+from server.platform.redis import queue_running_key, queue_stats_key, sync_client_for
 from server.services.queue_admin import RUNNING_TTL_SECONDS
 
 log = logging.getLogger("ywm.workers.queue_stats")
@@ -25,7 +25,7 @@ _client: Any = None
 def _redis() -> Any:
     global _client
     if _client is None:
-        _client = connect_sync(queue_settings().redis_url)
+        _client = sync_client_for(queue_settings())
     return _client
 
 

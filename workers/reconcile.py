@@ -17,7 +17,7 @@ from huey import crontab
 from server.deps import Deps
 from server.platform.queue import huey
 from server.platform.queue import settings as queue_settings
-from server.platform.redis import connect_sync, sync_lock
+from server.platform.redis import sync_client_for, sync_lock
 from server.services import number_linking, reconcile
 from server.services.followups import enqueue_now
 from workers import queue_stats  # noqa: F401  (registers the queue counters)
@@ -36,7 +36,7 @@ TICKER_JOIN_SECONDS = 20.0
 def tick() -> int:
     """One reconcile pass if this process wins the interval's lock; lanes enqueued."""
     settings = queue_settings()
-    client = connect_sync(settings.redis_url)
+    client = sync_client_for(settings)
     try:
         lock = sync_lock(client, "reconcile", max(1.0, settings.reconcile_interval_seconds * 0.9))
         if not lock.acquire():

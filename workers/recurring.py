@@ -11,7 +11,7 @@ from huey import crontab
 from server.deps import Deps
 from server.platform.queue import huey
 from server.platform.queue import settings as queue_settings
-from server.platform.redis import connect_sync, sync_lock
+from server.platform.redis import sync_client_for, sync_lock
 from server.services import recurring
 from server.services.followups import enqueue_now, start_dispatches
 from workers import sends  # noqa: F401  (registers the follow-up runners)
@@ -22,7 +22,7 @@ LOCK_TTL_SECONDS = 50.0  # under a minute: the next minute's run can always take
 
 @huey.periodic_task(crontab(minute="*"), name="recurring.tick")
 def recurring_tick() -> int:
-    client = connect_sync(queue_settings().redis_url)
+    client = sync_client_for(queue_settings())
     try:
         if not sync_lock(client, "recurring", LOCK_TTL_SECONDS).acquire():
             return 0

@@ -20,7 +20,7 @@ from huey.signals import SIGNAL_INTERRUPTED
 from server.deps import Deps, close_deps, drain, open_deps, start
 from server.platform import queue
 from server.platform.queue import huey
-from server.platform.redis import connect_sync, sync_lock
+from server.platform.redis import sync_client_for, sync_lock
 
 T = TypeVar("T")
 log = logging.getLogger("ywm.workers")
@@ -84,7 +84,7 @@ def run(fn: Callable[[Deps], Awaitable[T]]) -> T:
 def run_exclusive(lock_name: str, ttl_seconds: float, fn: Callable[[], T]) -> T | None:
     """Call `fn()` only while holding the cluster-wide Redis lock `lock_name` (with a TTL,
     so a crashed holder frees it); None when another worker holds it (periodic jobs)."""
-    client = connect_sync(queue.settings().redis_url)
+    client = sync_client_for(queue.settings())
     try:
         lock = sync_lock(client, lock_name, ttl_seconds)
         if not lock.acquire():

@@ -28,6 +28,7 @@ from huey.serializer import Serializer
 from huey.storage import RedisExpireStorage, RedisStorage
 from huey.utils import Error
 
+from server.platform.redis import queue_pool_for
 from server.platform.settings import Settings
 
 RESULT_TTL_SECONDS = 3600  # results are for debugging; durable state lives in PostgreSQL
@@ -145,7 +146,9 @@ def configure(new_settings: Settings) -> None:
     old = huey.storage
     huey.name = new_settings.queue_name
     huey.storage_class = RedisExpireStorage
-    huey.storage_kwargs = {"url": new_settings.redis_url, "expire_time": RESULT_TTL_SECONDS}
+    # Behind Sentinel the pool finds the master on each connect (server/platform/redis.py).
+    huey.storage_kwargs = {"connection_pool": queue_pool_for(new_settings),
+                           "expire_time": RESULT_TTL_SECONDS}
     huey.storage = huey.create_storage()
     if isinstance(old, RedisStorage):
         old.conn.close()

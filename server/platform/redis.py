@@ -2,6 +2,14 @@
 
 Keys carry the church id in a hash tag (`ywm:{<church_id>}:...`) so a church's keys stay
 in one Redis Cluster slot. Keys that belong to no church use `ywm:<area>:...`.
+
+Every client of a process comes from `client_for` / `sync_client_for` / `queue_pool_for`:
+with `YWM_REDIS_SENTINELS` set they ask the Sentinels for the master of
+`YWM_REDIS_SERVICE` on each new connection (redis-py's Sentinel), so after a failover
+every reconnect lands on the new master; REDIS_URL then gives only the database number
+and password. A connection still open to a demoted master fails with READONLY and
+reconnects (redis-py closes it); the live-stream hub also checks the master itself
+(server/realtime/hub.py), because a subscribed connection never writes.
 """
 from __future__ import annotations
 
@@ -10,6 +18,11 @@ from uuid import UUID
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel as aiosentinel
+import redis.connection
+import redis.sentinel
+
+from server.platform.settings import Settings
 
 
 # redis-py 8's default async pool holds at most 100 connections and RAISES beyond that
@@ -28,6 +41,92 @@ def connect_async(url: str) -> aioredis.Redis:
 
 def connect_sync(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+# Sentinel queries and connects to a master give up after this long, so a dead Sentinel
+# or master costs a bounded wait before the next one is tried.
+SENTINEL_SOCKET_TIMEOUT = 2.0
+
+
+class _BlockingSentinelPool(aiosentinel.SentinelConnectionPool,
+                            aioredis.BlockingConnectionPool):
+    """Sentinel's master discovery with the blocking pool's bounded wait (see above)."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        if inuse_connections:  # the client closes (a master change disconnects idle ones)
+            await self.sentinel_manager.aclose()
+
+
+class _SentinelPool(redis.sentinel.SentinelConnectionPool):
+    """The blocking-client pool; closing it also closes its Sentinel connections."""
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        super().disconnect(inuse_connections)
+        if inuse_connections:
+            self.sentinel_manager.close()
+
+
+def sentinel_addresses(settings: Settings) -> list[tuple[str, int]]:
+    """YWM_REDIS_SENTINELS as (host, port) pairs (settings.py checked their form)."""
+    return [(host, int(port)) for host, port in
+            (entry.rsplit(":", 1) for entry in settings.redis_sentinels)]
+
+
+def _url_options(settings: Settings) -> dict[str, Any]:
+    """What REDIS_URL still says behind Sentinels: database number and credentials."""
+    options = redis.connection.parse_url(settings.redis_url)
+    return {key: options[key] for key in ("db", "username", "password") if key in options}
+
+
+def client_for(settings: Settings) -> aioredis.Redis:
+    """The process's async client (sessions, rate limits, caches, pub/sub)."""
+    if not settings.redis_sentinels:
+        return connect_async(settings.redis_url)
+    sentinel = aiosentinel.Sentinel(
+        sentinel_addresses(settings), sentinel_kwargs={
+            "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
+            "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT})
+    return sentinel.master_for(
+        settings.redis_service, connection_pool_class=_BlockingSentinelPool,
+        decode_responses=True, health_check_interval=30,
+        socket_connect_timeout=SENTINEL_SOCKET_TIMEOUT, max_connections=ASYNC_POOL_MAX,
+        timeout=ASYNC_POOL_WAIT_SECONDS, **_url_options(settings))
+
+
+def _sync_sentinel(settings: Settings) -> redis.sentinel.Sentinel:
+    return redis.sentinel.Sentinel(
+        sentinel_addresses(settings), sentinel_kwargs={
+            "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
+            "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT})
+
+
+def sync_client_for(settings: Settings) -> redis.Redis:
+    """A blocking client (worker locks, periodic jobs, queue counters)."""
+    if not settings.redis_sentinels:
+        return connect_sync(settings.redis_url)
+    return _sync_sentinel(settings).master_for(
+        settings.redis_service, connection_pool_class=_SentinelPool,
+        decode_responses=True, health_check_interval=30,
+        socket_connect_timeout=SENTINEL_SOCKET_TIMEOUT, **_url_options(settings))
+
+
+def queue_pool_for(settings: Settings) -> redis.ConnectionPool:
+    """Huey's connection pool (bytes, as Huey expects; server/platform/queue.py)."""
+    if not settings.redis_sentinels:
+        return redis.ConnectionPool.from_url(settings.redis_url)
+    return _SentinelPool(
+        settings.redis_service, _sync_sentinel(settings),
+        socket_connect_timeout=SENTINEL_SOCKET_TIMEOUT, **_url_options(settings))
+
+
+async def current_master(client: aioredis.Redis) -> tuple[str, int] | None:
+    """The master Sentinel names now, or None for a client not behind Sentinel."""
+    pool = client.connection_pool
+    if not isinstance(pool, aiosentinel.SentinelConnectionPool):
+        return None
+    host, port = await pool.get_master_address()
+    return str(host), int(port)
 
 
 def church_key(church_id: UUID | str, area: str, *parts: Any) -> str:
@@ -141,3 +240,15 @@ def generation_key_of(cache_value_key: str) -> str:
 def cache_metrics_key() -> str:
     """One hash of `<cache name>:hits|misses` counters shared by every process."""
     return global_key("cache", "metrics")
+
+
+def api_key_used_key(church_id: UUID | str, key_id: UUID | str) -> str:
+    """Set for a minute after an API key's `last_used_at` is written (SET NX EX), so a
+    busy key writes its row at most once a minute (server/auth/api_keys.py)."""
+    return church_key(church_id, "api_key", key_id, "used")
+
+
+def wrote_at_key(church_id: UUID | str, subject: str) -> str:
+    """The primary's WAL position after a caller's last write (`user:<id>` or `key:<id>`),
+    for read-your-writes on replicas (server/services/reads.py)."""
+    return church_key(church_id, "wrote_at", subject)

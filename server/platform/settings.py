@@ -81,6 +81,15 @@ def _list(name: str, raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _sentinels(name: str, raw: str) -> tuple[str, ...]:
+    entries = _list(name, raw)
+    for entry in entries:
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"{name} must be a comma list of host:port, got {entry!r}")
+    return entries
+
+
 def _mode(name: str, raw: str) -> str:
     if raw not in MODES:
         raise SettingsError(f"{name} must be development, test or production, got {raw!r}")
@@ -132,6 +141,10 @@ class Settings:
     # advisory lock). Empty: DATABASE_URL, for a box without a pooler.
     migrate_database_url: str = setting("YWM_MIGRATE_DATABASE_URL", "")
     redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0")
+    # Redis behind Sentinel (server/platform/redis.py): host:port of each Sentinel and the
+    # name they monitor the master under; REDIS_URL then gives only the db and password.
+    redis_sentinels: tuple[str, ...] = setting("YWM_REDIS_SENTINELS", (), cast=_sentinels)
+    redis_service: str = setting("YWM_REDIS_SERVICE", "")
     secret_key: str = setting("YWM_SECRET_KEY", DEV_SECRET_KEY, secret=True, published=True,
                               min_bytes=32)
     field_keys: str = setting("YWM_FIELD_KEYS", DEV_FIELD_KEYS, secret=True, published=True)
@@ -258,6 +271,9 @@ def _problems(settings: Settings, env: Mapping[str, str]) -> list[str]:
     """Every reason these settings may not serve, in table order (one line, all at once,
     so an operator fixes them in one pass)."""
     problems = []
+    if settings.redis_sentinels and not settings.redis_service:
+        problems.append("YWM_REDIS_SERVICE (the master's name) is required with "
+                        "YWM_REDIS_SENTINELS")
     for f in fields(settings):
         var, value = f.metadata["env"], getattr(settings, f.name)
         if len(str(value).encode()) < f.metadata["min_bytes"]:

@@ -20,6 +20,13 @@ No gap, no duplicate. Event ids are gapless per church and committed in id order
 Redis gone for longer than `down_grace` seconds: every socket is closed with 1011, so
 clients resume with `last_event_id` rather than sit silently on a dead stream.
 
+Redis behind Sentinel. After a failover, publishers reconnect to the new master while
+a subscribed connection (which never writes, so never sees READONLY) would stay on the
+demoted one until Sentinel reconfigures it, seconds later. The reader therefore asks
+Sentinel for the master every `MASTER_CHECK_SECONDS`; when it moved, the subscription is
+rebuilt there, and its confirmations fill from PostgreSQL whatever was published
+meanwhile.
+
 Ended sessions. The church's channel also carries control messages (a `control` key,
 never an `id`): `session.revoked` names session ids and/or a user id, published by
 `publish_session_revoked` after the session keys are deleted. Every process closes its
@@ -43,7 +50,7 @@ import ujson
 from db.engine import Database
 from db.queries import events as q
 from server.events.log import encode_event, event_frame
-from server.platform.redis import events_channel
+from server.platform.redis import current_master, events_channel
 from server.platform.settings import Settings
 
 log = logging.getLogger("ywm.realtime")
@@ -58,6 +65,8 @@ FANOUT_YIELD_EVERY = 100  # LIBRARIES.md §18: ~50 µs a socket, yield every ~5 
 SUBSCRIBE_TIMEOUT = 10.0
 REDIS_DOWN_GRACE = 5.0  # seconds without Redis before sockets are closed to resume
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Behind Sentinel: how often the reader checks that its subscription is on the master.
+MASTER_CHECK_SECONDS = 1.0
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -299,6 +308,7 @@ class Hub:
 
     # ---- the reader --------------------------------------------------------------------
     async def _run(self) -> None:
+        next_check = time.monotonic() + MASTER_CHECK_SECONDS
         while not self._stopping:
             if not self._churches or self._pubsub.connection is None:
                 self._wake.clear()
@@ -307,8 +317,13 @@ class Hub:
                 except asyncio.TimeoutError:
                     pass
                 continue
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + MASTER_CHECK_SECONDS
+                if await self._master_moved():
+                    await self._recover()
+                    continue
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                message = await self._pubsub.get_message(timeout=MASTER_CHECK_SECONDS)
             except REDIS_ERRORS:
                 log.warning("redis pub/sub lost; reconnecting", exc_info=True)
                 await self._recover()
@@ -318,6 +333,21 @@ class Hub:
                     await self._handle(message)
                 except Exception:  # noqa: BLE001 - one bad message must not stop the hub
                     log.exception("stream message handling failed")
+
+    async def _master_moved(self) -> bool:
+        """Behind Sentinel: whether the subscription sits on a server that is no longer
+        the master (never true for a plain REDIS_URL client)."""
+        connection = self._pubsub.connection if self._pubsub is not None else None
+        if connection is None:
+            return False
+        try:
+            master = await current_master(self.redis)
+        except REDIS_ERRORS:
+            return False  # no Sentinel answers: keep the subscription we have
+        if master is None or (str(connection.host), int(connection.port)) == master:
+            return False
+        log.warning("redis master moved to %s:%s; resubscribing there", *master)
+        return True
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
