@@ -28,6 +28,10 @@ def _merge(base: dict[str, Any], part: dict[str, Any], source: str) -> None:
         if path in base["paths"]:
             raise ValueError(f"{source}: path {path} is defined twice")
         base["paths"][path] = item
+    for name, item in (part.get("webhooks") or {}).items():  # the event catalogue
+        if name in base.setdefault("webhooks", {}):
+            raise ValueError(f"{source}: webhook {name} is defined twice")
+        base["webhooks"][name] = item
     for name, body in (part.get("components", {}).get("schemas") or {}).items():
         if name in base["components"]["schemas"]:
             raise ValueError(f"{source}: schema {name} is defined twice")
@@ -41,7 +45,27 @@ def openapi_document() -> dict[str, Any]:
     document.setdefault("components", {}).setdefault("schemas", {})
     for part_file in sorted((HERE / "api").glob("*.yaml")):
         _merge(document, yaml.safe_load(part_file.read_text()) or {}, part_file.name)
+    _document_key_scopes(document)
     return document
+
+
+API_KEY_SCOPE = "x-api-key-scope"
+# Security schemes an API key is presented with (openapi.yaml); OpenAPI 3.1 lets a
+# non-OAuth requirement list roles, which is where each operation's scope is shown.
+API_KEY_SCHEMES = ("apiKey", "apiKeyHeader")
+
+
+def _document_key_scopes(document: dict[str, Any]) -> None:
+    """Each operation that names an `x-api-key-scope` also lists the API-key schemes
+    with that scope in its `security`, so the published document shows which operations
+    a key may call and with what scope."""
+    default = document.get("security", [])
+    for item in document["paths"].values():
+        for operation in item.values():
+            if isinstance(operation, dict) and operation.get(API_KEY_SCOPE):
+                scope = operation[API_KEY_SCOPE]
+                operation.setdefault("security", [*default, *(
+                    {scheme: [scope]} for scheme in API_KEY_SCHEMES)])
 
 
 @functools.cache
@@ -63,14 +87,35 @@ def _field_path(error: jsonschema.ValidationError) -> str:
     return path
 
 
+# Our own sentences for the schema keywords: jsonschema's messages quote the value sent
+# ("'hunter2' is too short"), which must never come back (a password, a phone number).
+_LIMIT_WORDS = {
+    "minLength": "Must be at least {} characters.", "maxLength": "Must be at most {} characters.",
+    "minimum": "Must be at least {}.", "maximum": "Must be at most {}.",
+    "exclusiveMinimum": "Must be more than {}.", "exclusiveMaximum": "Must be less than {}.",
+    "minItems": "Give at least {} items.", "maxItems": "Give at most {} items.",
+    "minProperties": "Give at least {} fields.", "maxProperties": "Give at most {} fields.",
+    "format": "Must be a valid {}.", "pattern": "Is not in the expected format.",
+    "uniqueItems": "Give each item once.", "multipleOf": "Must be a multiple of {}.",
+}
+
+
 def _message(error: jsonschema.ValidationError) -> str:
+    """A sentence about the field that never repeats the value sent."""
     if error.validator == "required":
         return "This field is required."
     if error.validator == "additionalProperties":
         return "This field is not allowed."
     if error.validator == "type":
         return f"Must be of type {error.validator_value}."
-    return str(error.message)
+    if error.validator == "enum" and isinstance(error.validator_value, list):
+        return "Must be one of: " + ", ".join(str(v) for v in error.validator_value) + "."
+    if error.validator == "const":
+        return f"Must be {error.validator_value}."
+    words = _LIMIT_WORDS.get(str(error.validator))
+    if words:
+        return words.format(str(error.validator_value).replace("-", " "))
+    return "This value is not valid."
 
 
 def errors_for(ref: str, value: Any) -> list[dict[str, str]]:
@@ -110,6 +155,21 @@ def query_parameters(method: str, path: str) -> tuple[dict[str, Any], ...] | Non
                 return None
             declared = [*item.get("parameters", []), *operation.get("parameters", [])]
             return tuple(p for p in declared if p.get("in") == "query")
+    return None
+
+
+@functools.cache
+def api_key_scope(method: str, path: str) -> str | None:
+    """The scope an API key needs for the operation serving `method path`: its
+    `x-api-key-scope`, the one table of scopes (server/auth/api_keys.py enforces it).
+    None when the operation names none (keys may not use it) or there is no operation.
+    A literal path wins over a template (`/members/import` over `/members/{id}`)."""
+    matches = [template for pattern, template in _path_patterns() if pattern.match(path)]
+    for template in sorted(matches, key=lambda t: t.count("{")):
+        operation = openapi_document()["paths"][template].get(method.lower())
+        if operation is not None:
+            scope = operation.get(API_KEY_SCOPE)
+            return str(scope) if scope else None
     return None
 
 

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Callable, Literal
 import redis.asyncio as aioredis
 
 from db.engine import Database
+from db.replicas import ReadPools, ReplicaStatus
 from server.carriers import http as carrier_http
-from server.platform import queue
-from server.platform.metrics import Metrics, open_metrics
+from server.platform import queue, webhook_http
+from server.platform.metrics import Metrics, describe, open_metrics
 from server.platform.redis import client_for
 from server.platform.settings import Settings
 
@@ -37,6 +38,12 @@ Role = Literal["web", "worker"]
 # thread runs one task at a time, with a few spare for its fan-out.
 POOL_SIZES: dict[Role, int] = {"web": 20, "worker": 4}
 DRAIN_POLL_SECONDS = 0.05
+REPLICA_LAG = "ywm_db_replica_lag_seconds"
+REPLICA_IN_ROTATION = "ywm_db_replica_in_rotation"
+describe(REPLICA_LAG, "gauge", "Seconds a read replica is at least behind the primary, "
+         "by WAL position (db/replicas.py).")
+describe(REPLICA_IN_ROTATION, "gauge", "1 while a read replica serves reads, 0 while it is "
+         "down or too far behind.")
 
 
 @dataclass
@@ -51,6 +58,9 @@ class Deps:
     # Carrier clients and the send throttle, made by the first send
     # (server.services.dispatch.dispatcher_for).
     dispatcher: Dispatcher | None = None
+    # A web process's read replicas (YWM_DATABASE_REPLICA_URLS); None: every read is the
+    # primary's. Reads choose through server.services.reads.reader.
+    replicas: ReadPools | None = None
 
 
 async def open_deps(settings: Settings, role: Role = "web") -> Deps:
@@ -63,6 +73,10 @@ async def open_deps(settings: Settings, role: Role = "web") -> Deps:
     if role == "web":
         from server.realtime.hub import hub_for  # the hub is the web role's alone
         hub_for(deps)
+        if settings.database_replica_urls:
+            deps.replicas = await ReadPools.connect(
+                db, settings.database_replica_urls, settings.replica_max_lag_seconds,
+                maxsize=POOL_SIZES[role], on_check=_replica_reporter(deps.metrics))
         deps.metrics.serving()
     return deps
 
@@ -70,6 +84,8 @@ async def open_deps(settings: Settings, role: Role = "web") -> Deps:
 async def start(deps: Deps) -> None:
     if deps.hub is not None:
         await deps.hub.start()
+    if deps.replicas is not None:
+        deps.replicas.start()
 
 
 async def drain(deps: Deps, timeout: float) -> None:
@@ -88,8 +104,20 @@ async def close_deps(deps: Deps) -> None:
     if deps.hub is not None:
         await deps.hub.stop()
     await carrier_http.close()  # this event loop's pooled carrier connections
+    await webhook_http.close()  # and its customer-webhook connections
+    if deps.replicas is not None:
+        await deps.replicas.close()
     await deps.db.close()
     await deps.redis.aclose()
+
+
+def _replica_reporter(metrics: Metrics) -> Callable[[list[ReplicaStatus]], None]:
+    def report(statuses: list[ReplicaStatus]) -> None:
+        for status in statuses:
+            metrics.set(REPLICA_IN_ROTATION, float(status.in_rotation), replica=status.name)
+            if status.lag is not None:
+                metrics.set(REPLICA_LAG, status.lag, replica=status.name)
+    return report
 
 
 async def wait_for_in_flight(metrics: Metrics, timeout: float) -> None:

@@ -9,5 +9,6 @@ from server.platform.queue import huey
 # Each import registers its tasks and hooks on `huey`.
 from workers import archive  # noqa: F401
 from workers import events, inbound, ops, reconcile, recurring, runtime, sends  # noqa: F401
+from workers import webhooks  # noqa: F401
 
 __all__ = ["huey"]

@@ -24,6 +24,9 @@ DEV_ADMIN_TOKEN = "dev-only-admin-token-0123456789abcdef"
 # HMAC key for member phone lookups (server/platform/crypto.py); its own key, never a field key.
 DEV_HASH_KEY = "dev-only-phone-hash-key-0123456789abcdef"
 DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
+# HMAC key of API-key secrets (server/auth/api_keys.py): its own key, so no other secret
+# can verify (or be used to forge a lookup of) an integrator's key.
+DEV_API_KEY_HASH_KEY = "dev-only-api-key-hash-key-0123456789abcdef"
 # The carrier simulator's DEVELOPMENT Ed25519 key pair (base64 of the raw 32 bytes; seed
 # bytes 0x40..0x5f). Our server verifies Telnyx webhooks with the public half; the simulator
 # signs with the private half. Production sets YWM_TELNYX_PUBLIC_KEY to the account's key.
@@ -136,7 +139,10 @@ class Settings:
     env: str = setting("YWM_ENV", "production", cast=_mode)
     database_url: str = setting("DATABASE_URL",
                                 "postgresql://postgres@127.0.0.1:5432/ywmessaging")
-    database_replica_urls: tuple[str, ...] = setting("DATABASE_REPLICA_URLS", ())
+    # Streaming replicas for reads that tolerate staleness (db/replicas.py); empty: none.
+    database_replica_urls: tuple[str, ...] = setting("YWM_DATABASE_REPLICA_URLS", ())
+    # A replica further behind the primary than this is out of rotation until it catches up.
+    replica_max_lag_seconds: float = setting("YWM_REPLICA_MAX_LAG_SECONDS", 10.0)
     # `ywm migrate`/`ywm db`: PostgreSQL itself, not PgBouncer (migrations hold a session
     # advisory lock). Empty: DATABASE_URL, for a box without a pooler.
     migrate_database_url: str = setting("YWM_MIGRATE_DATABASE_URL", "")
@@ -152,6 +158,8 @@ class Settings:
                             min_bytes=32)
     admin_token: str = setting("YWM_ADMIN_TOKEN", DEV_ADMIN_TOKEN, secret=True,
                                published=True, min_bytes=ADMIN_TOKEN_MIN_BYTES)
+    api_key_hash_key: str = setting("YWM_API_KEY_HASH_KEY", DEV_API_KEY_HASH_KEY,
+                                    secret=True, published=True, min_bytes=32)
     public_url: str = setting("YWM_PUBLIC_URL", "http://127.0.0.1:8000")
     # `ywm web`: where it listens (every web process of a box binds the same port).
     port: int = setting("YWM_PORT", 8000)
@@ -172,6 +180,23 @@ class Settings:
     sim_telnyx_private_key: str = setting("YWM_SIM_TELNYX_PRIVATE_KEY",
                                           DEV_TELNYX_PRIVATE_KEY, secret=True)
     webhook_allow_private: bool = setting("YWM_WEBHOOK_ALLOW_PRIVATE", False)
+    # Customer webhooks (server/services/webhook_delivery.py, docs/webhooks.md): the
+    # whole request's bound; a failed attempt waits base * 2**(n-1) s (equal jitter, at
+    # most the max) and is retried until the window since the event has passed, then
+    # dead-lettered; an endpoint whose every delivery failed for the disable window is
+    # disabled. Concurrency is per endpoint and per process; the poll is how often each
+    # worker looks for new events and due retries.
+    webhook_timeout_seconds: float = setting("YWM_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+    webhook_retry_base_seconds: float = setting("YWM_WEBHOOK_RETRY_BASE_SECONDS", 30.0)
+    webhook_retry_max_seconds: float = setting("YWM_WEBHOOK_RETRY_MAX_SECONDS", 3600.0)
+    webhook_retry_window_seconds: float = setting("YWM_WEBHOOK_RETRY_WINDOW_SECONDS",
+                                                  86_400.0)
+    webhook_disable_after_seconds: float = setting("YWM_WEBHOOK_DISABLE_AFTER_SECONDS",
+                                                   3 * 86_400.0)
+    webhook_secret_overlap_seconds: float = setting("YWM_WEBHOOK_SECRET_OVERLAP_SECONDS",
+                                                    86_400.0)
+    webhook_concurrency: int = setting("YWM_WEBHOOK_CONCURRENCY", 8)
+    webhook_poll_seconds: float = setting("YWM_WEBHOOK_POLL_SECONDS", 1.0)
     # Believe X-Forwarded-For / X-Real-IP only behind our own proxy (deploy/nginx.conf):
     # otherwise any client could pick its own IP and dodge the per-IP auth rate limit.
     trust_proxy_headers: bool = setting("YWM_TRUST_PROXY_HEADERS", False)
@@ -182,6 +207,11 @@ class Settings:
     retention_months: int = setting("YWM_RETENTION_MONTHS", 24)
     web_processes: int = setting("YWM_WEB_PROCESSES", factory=lambda: os.cpu_count() or 1)
     log_level: str = setting("YWM_LOG_LEVEL", "INFO")
+    # Tracing (server/platform/tracing.py): the OTLP/HTTP collector's base URL, e.g.
+    # http://127.0.0.1:4318; empty turns tracing off. The ratio of new traces kept
+    # (a trace that arrives with a sampled `traceparent` is always kept).
+    otel_endpoint: str = setting("YWM_OTEL_ENDPOINT", "")
+    otel_sample_ratio: float = setting("YWM_OTEL_SAMPLE_RATIO", 1.0)
     # Runtime files of this box (supervisord's pid and socket, metrics).
     var_dir: str = setting("YWM_VAR_DIR", "var")
     # prometheus_client's multiprocess directory, shared by every process of the box and
@@ -198,6 +228,10 @@ class Settings:
     auth_rate_burst: int = setting("YWM_AUTH_RATE_BURST", 20)
     user_rate_per_second: float = setting("YWM_USER_RATE_PER_SECOND", 100.0)
     user_rate_burst: int = setting("YWM_USER_RATE_BURST", 200)
+    # API keys (API.md §8): a key's budget when it names none (API.md §3: 100/s), and how
+    # long a rotated key's old secret keeps working unless the rotate request says.
+    api_key_rate_per_minute: int = setting("YWM_API_KEY_RATE_PER_MINUTE", 6000)
+    api_key_rotation_grace_seconds: int = setting("YWM_API_KEY_ROTATION_GRACE_SECONDS", 86_400)
     price_per_segment_cents: float = setting("YWM_PRICE_PER_SEGMENT_CENTS", 0.79)
     # Bulk sends (server/services/dispatch.py). Attempts include the first one.
     send_max_attempts: int = setting("YWM_SEND_MAX_ATTEMPTS", 6)
@@ -288,6 +322,9 @@ def _problems(settings: Settings, env: Mapping[str, str]) -> list[str]:
             problems.append("YWM_PUBLIC_URL must be an https:// URL in production")
         if settings.password_hash_profile != "rfc9106":
             problems.append("YWM_PASSWORD_HASH_PROFILE must be rfc9106 in production")
+        if settings.webhook_allow_private:
+            problems.append("YWM_WEBHOOK_ALLOW_PRIVATE must be off in production: customer "
+                            "webhooks could reach this network's private addresses")
     return problems
 
 
