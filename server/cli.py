@@ -37,12 +37,17 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from server.platform import tracing
     from workers import huey  # configured with these settings by main()
+    tracing.configure(settings, "worker")  # off unless YWM_OTEL_ENDPOINT is set
     consumer = huey.create_consumer(
         workers=args.workers, worker_type="thread", periodic=not args.no_periodic,
         graceful_signal=args.graceful_signal, shutdown_timeout=args.grace,
         check_worker_health=True)
-    consumer.run()
+    try:
+        consumer.run()
+    finally:
+        tracing.shutdown()  # export the spans still buffered
     return 0
 
 
@@ -98,6 +103,21 @@ def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
           f"{result['caches_dropped']} cached values dropped; "
           f"{result['remaining']} still under older keys")
     return 0 if result["remaining"] == 0 else 1
+
+
+def _index_phones(args: argparse.Namespace, settings: Settings) -> int:
+    from db.engine import Database
+    from server.services.phone_search import index_phones
+
+    async def run() -> int:
+        db = await Database.connect(settings.database_url, maxsize=2)
+        try:
+            return await index_phones(db, settings, args.batch_size)
+        finally:
+            await db.close()
+    print(f"ywm index-phones: {asyncio.run(run())} members made searchable by their "
+          "last four digits")
+    return 0
 
 
 def _archive(args: argparse.Namespace, settings: Settings) -> int:
@@ -175,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="re-encrypt member fields under the newest field key")
     rotate.add_argument("--batch-size", type=int, default=500)
     rotate.set_defaults(run=_rotate_keys)
+    index = commands.add_parser(
+        "index-phones", help="hash the last four phone digits of members written before "
+                             "that existed (after migration 0008; safe to re-run)")
+    index.add_argument("--batch-size", type=int, default=500)
+    index.set_defaults(run=_index_phones)
     archive = commands.add_parser(
         "archive", help="write a finished month to $YWM_ARCHIVE_URL and verify it")
     which = archive.add_mutually_exclusive_group(required=True)

@@ -17,6 +17,7 @@ import tornado.netutil
 
 from server.app import make_app
 from server.deps import Deps, close_deps, drain, open_deps, start
+from server.platform import tracing
 from server.platform.settings import Settings
 
 __all__ = ["serve", "open_deps", "close_deps"]
@@ -28,6 +29,7 @@ DRAIN_SECONDS = 20.0  # in-flight requests get this long after SIGTERM
 
 async def serve(settings: Settings, port: int, address: str = "127.0.0.1",
                 started: Callable[[Deps], Awaitable[None]] | None = None) -> None:
+    tracing.configure(settings, "web")  # off unless YWM_OTEL_ENDPOINT is set
     deps = await open_deps(settings, "web")
     await start(deps)
     app = make_app(deps)
@@ -52,4 +54,5 @@ async def serve(settings: Settings, port: int, address: str = "127.0.0.1",
     # would also cut requests mid-response, hence the drain above).
     await server.close_all_connections()
     await close_deps(deps)
+    tracing.shutdown()  # export the spans still buffered
     log.info("stopped")

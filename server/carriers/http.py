@@ -25,6 +25,7 @@ import aiohttp
 import ujson
 
 from server.carriers.base import Ownership, SendResult
+from server.platform import tracing
 
 log = logging.getLogger("ywm.carriers")
 
@@ -57,11 +58,14 @@ class NoAnswer(Exception):
         self.detail = detail
 
 
-def new_session(limit: int = CONNECTION_LIMIT) -> aiohttp.ClientSession:
-    """A session with its own bounded keep-alive pool; call inside the loop that uses it."""
+def new_session(limit: int = CONNECTION_LIMIT, traced: bool = True) -> aiohttp.ClientSession:
+    """A session with its own bounded keep-alive pool; call inside the loop that uses it.
+    While tracing is on, each request of a `traced` session is a CLIENT span."""
     connector = aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_SECONDS)
     # No cookie jar: carriers set none we want, and a shared jar would mix accounts.
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    return aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+        trace_configs=tracing.aiohttp_trace_configs() if traced else None)
 
 
 def session() -> aiohttp.ClientSession:

@@ -14,13 +14,20 @@ Everything Huey writes to Redis (task messages, results, revocations, locks) goe
 `JsonSerializer`, never pickle: unpickling runs code, so with pickle anyone who can write
 to Redis could run code in every worker (docs/decisions.md, "Task queue serializer").
 Task arguments are therefore JSON values: ids travel as strings.
+
+Every task message also carries, under `ywm`, when it was enqueued (`at`, the queue-age
+gauge of server/services/queue_admin.py) and, while tracing is on, the W3C trace context
+of the span that enqueued it (`trace`): `TracedHuey` adds both in one place, so no task
+signature changes, and runs each task in a span parented on that context
+(server/platform/tracing.py). Consumers without this code ignore the extra key.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import logging
-from typing import Any
+import time
+from typing import Any, NamedTuple
 
 from huey import RedisExpireHuey
 from huey.registry import Message
@@ -29,6 +36,7 @@ from huey.storage import RedisExpireStorage, RedisStorage
 from huey.utils import Error
 
 from server.platform.redis import queue_pool_for
+from server.platform import tracing
 from server.platform.settings import Settings
 
 RESULT_TTL_SECONDS = 3600  # results are for debugging; durable state lives in PostgreSQL
@@ -62,7 +70,17 @@ class JsonSerializer(Serializer):
             raise RefusedPayload("queue payload is not JSON; refused") from None
 
 
+class Stamped(NamedTuple):
+    """A task message plus what we add to it (`ywm`: enqueue time, trace context)."""
+    message: Message
+    meta: dict[str, Any]
+
+
 def _tag(value: Any) -> Any:
+    if isinstance(value, Stamped):
+        tagged = _tag(value.message)
+        tagged["huey.message"]["ywm"] = _tag(value.meta)
+        return tagged
     if isinstance(value, Message):
         return {"huey.message": {name: _tag(getattr(value, name))
                                  for name in Message._fields}}
@@ -91,7 +109,9 @@ def _untag(obj: dict[str, Any]) -> Any:
     if key == "huey.message":
         fields = {name: value.get(name) for name in Message._fields}
         fields["args"] = tuple(fields["args"] or ())
-        return Message(**fields)
+        meta = value.get("ywm")
+        message = Message(**fields)
+        return Stamped(message, meta) if isinstance(meta, dict) else message
     if key == "huey.error":
         return Error(value)
     if key == "huey.datetime":
@@ -121,7 +141,64 @@ class _Unconfigured:
             "server.platform.queue.configure(settings) first, as `ywm` does")
 
 
-huey = RedisExpireHuey(
+class TracedHuey(RedisExpireHuey):
+    """RedisExpireHuey whose task messages carry their enqueue time and trace context."""
+
+    def enqueue(self, task: Any) -> Any:
+        with tracing.producing(task.name, self.name):
+            return super().enqueue(task)
+
+    def add_schedule(self, task: Any) -> None:
+        with tracing.producing(task.name, self.name):
+            super().add_schedule(task)
+
+    def serialize_task(self, task: Any) -> bytes:
+        meta: dict[str, Any] = {"at": time.time()}
+        # The enqueuing span's context; else (the scheduler moving a due task, an early
+        # task put back) the context the task already carried.
+        trace = tracing.inject() or getattr(task, "trace", None)
+        if trace:
+            meta["trace"] = trace
+        message = self._registry.create_message(task)
+        return self.serializer.serialize(Stamped(message, meta))  # type: ignore[no-any-return]
+
+    def deserialize_task(self, data: bytes) -> Any:
+        value = self.serializer.deserialize(data)
+        message, meta = (value.message, value.meta) if isinstance(value, Stamped) \
+            else (value, {})
+        task = self._registry.create_task(message)
+        task.enqueued_at = meta.get("at")  # None: enqueued by an older release
+        task.trace = meta.get("trace")
+        return task
+
+    def _execute(self, task: Any, timestamp: Any) -> Any:
+        # Huey's one path for running a task (retries and errors included).
+        with tracing.consuming(task.name, task.id, getattr(task, "trace", None)):
+            return super()._execute(task, timestamp)
+
+
+def oldest_waiting_age(now: float | None = None) -> float | None:
+    """Seconds the longest-waiting task has waited to be taken (blocking Redis): the
+    pending list's oldest entry since it was enqueued, or the schedule's earliest entry
+    since it fell due (the consumers' schedulers move due tasks every second). 0 when
+    nothing waits; None when the oldest task carries no enqueue time."""
+    now = time.time() if now is None else now
+    ages = [0.0]
+    oldest = huey.storage.enqueued_items(1)
+    if oldest:
+        at = huey.deserialize_task(oldest[0]).enqueued_at
+        if at is None:
+            return None
+        ages.append(now - float(at))
+    first = huey.storage.scheduled_items(1)
+    if first:
+        eta = huey.deserialize_task(first[0]).eta  # naive UTC (utc=True)
+        if eta is not None:
+            ages.append(now - eta.replace(tzinfo=dt.timezone.utc).timestamp())
+    return max(ages)
+
+
+huey = TracedHuey(
     "unconfigured", storage_class=_Unconfigured, serializer=JsonSerializer(),
     # Result.get() would otherwise raise on the first failed attempt of a retried task.
     store_intermediate_errors=False, utc=True)

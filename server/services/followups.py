@@ -16,6 +16,7 @@ workers/__init__.py), so every kind has its task before the first request or tas
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
@@ -90,8 +91,10 @@ def enqueue_now(followups: Iterable[FollowUp]) -> int:
 
 async def enqueue(followups: Iterable[FollowUp]) -> int:
     """`enqueue_now` from async code: the Redis writes run in the default executor so the
-    event loop never blocks on them."""
+    event loop never blocks on them, in a copy of this context (the current trace span
+    goes along, so the tasks continue the request's trace)."""
     pending = list(followups)
     if not pending:
         return 0
-    return await asyncio.get_running_loop().run_in_executor(None, enqueue_now, pending)
+    return await asyncio.get_running_loop().run_in_executor(
+        None, contextvars.copy_context().run, enqueue_now, pending)

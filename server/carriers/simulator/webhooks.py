@@ -143,7 +143,8 @@ class WebhookSender:
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
         timeout = self.state.config.webhook_timeout
         if self._http is None:
-            self._http = http.new_session(WEBHOOK_CONNECTIONS)
+            # Untraced: a real carrier's webhooks carry no trace context of ours.
+            self._http = http.new_session(WEBHOOK_CONNECTIONS, traced=False)
         try:
             response = await http.request("POST", url, body=body, headers=headers,
                                           connect_timeout=timeout, request_timeout=timeout,
