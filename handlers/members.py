@@ -24,11 +24,12 @@ class MembersHandler(ApiHandler):
 
     async def get(self) -> None:
         actor = self.require_role("staff")
-        self.write_page(*await members.list_members(
+        items, next_cursor, total = await members.list_members(
             self.deps.db, self.deps.settings, actor.church_id,
             self.page_limit(), cursor=self.page_cursor(),
             query=self.query_arg("q"), group_id=self.query_arg("group_id"),
-            opted_in=self.query_arg("opted_in")))
+            opted_in=self.query_arg("opted_in"))
+        self.write_data(items, {"next_cursor": next_cursor, "total": total})
 
     async def post(self) -> None:
         actor = self.require_role("admin")

@@ -16,10 +16,11 @@ _EXISTING = sa.text(
     "WHERE church_id = :church_id AND phone_hash = ANY(CAST(:hashes AS bytea[]))")
 
 _INSERT = sa.text(
-    "INSERT INTO members (church_id, first_name, last_name, phone_enc, email_enc, phone_hash) "
-    "SELECT :church_id, f, l, p, e, h FROM unnest(CAST(:firsts AS text[]), "
+    "INSERT INTO members (church_id, first_name, last_name, phone_enc, email_enc, phone_hash, "
+    "phone_last4_hash) "
+    "SELECT :church_id, f, l, p, e, h, h4 FROM unnest(CAST(:firsts AS text[]), "
     "CAST(:lasts AS text[]), CAST(:phones AS bytea[]), CAST(:emails AS bytea[]), "
-    "CAST(:hashes AS bytea[])) AS t(f, l, p, e, h) "
+    "CAST(:hashes AS bytea[]), CAST(:last4s AS bytea[])) AS t(f, l, p, e, h, h4) "
     "ON CONFLICT (church_id, phone_hash) DO NOTHING RETURNING id, phone_hash")
 
 # A NULL email in the batch means "not given": the stored email is kept.
@@ -47,13 +48,13 @@ async def list_existing(conn: Connection, church_id: UUID, hashes: list[bytes]) 
 
 async def insert_members(conn: Connection, church_id: UUID, firsts: list[str],
                          lasts: list[str], phones: list[bytes], emails: list[bytes | None],
-                         hashes: list[bytes]) -> list[Row]:
+                         hashes: list[bytes], last4s: list[bytes | None]) -> list[Row]:
     """Rows `{id, phone_hash}` actually inserted (a concurrent twin is skipped)."""
     if not hashes:
         return []
     return await conn.fetch_all(_INSERT, {"church_id": church_id, "firsts": firsts,
                                           "lasts": lasts, "phones": phones, "emails": emails,
-                                          "hashes": hashes})
+                                          "hashes": hashes, "last4s": last4s})
 
 
 async def update_members(conn: Connection, church_id: UUID, ids: list[UUID], firsts: list[str],

@@ -29,6 +29,7 @@ _INSERT = (pg_insert(m).values(
     church_id=sa.bindparam("church_id"), first_name=sa.bindparam("first_name"),
     last_name=sa.bindparam("last_name"), phone_enc=sa.bindparam("phone_enc"),
     email_enc=sa.bindparam("email_enc"), phone_hash=sa.bindparam("phone_hash"),
+    phone_last4_hash=sa.bindparam("phone_last4_hash"),
     opt_in_sms=sa.bindparam("opt_in_sms"), opted_out_at=sa.bindparam("opted_out_at"))
     .on_conflict_do_nothing(index_elements=[m.c.church_id, m.c.phone_hash])
     .returning(*COLUMNS))
@@ -54,25 +55,44 @@ _ORDER = NewestFirst(m.c.created_at, m.c.id)
 _group_id = sa.bindparam("group_id", type_=_UUID)
 _opted_in = sa.bindparam("opted_in", type_=sa.Boolean)
 _hash = sa.bindparam("phone_hash", type_=BYTEA)
+_last4 = sa.bindparam("last4_hash", type_=BYTEA)
 _name_like = sa.bindparam("name_like", type_=sa.Text)
-_LIST = _ORDER.paged(
-    sa.select(*COLUMNS, _GROUPS_JSON)
-    .where(
-        m.c.church_id == sa.bindparam("church_id"),
-        sa.or_(_opted_in.is_(None), m.c.opt_in_sms == _opted_in),
-        sa.or_(_hash.is_(None), m.c.phone_hash == _hash),
-        sa.or_(_name_like.is_(None),
-               sa.func.lower(m.c.first_name + " " + m.c.last_name).like(_name_like)),
-        sa.or_(_group_id.is_(None), sa.exists().where(
-            gm.c.church_id == m.c.church_id, gm.c.group_id == _group_id,
-            gm.c.member_id == m.c.id)),
-    ))
+# A query may match a name or the phone's last four digits (q="2671" is both).
+_FILTERS = (
+    m.c.church_id == sa.bindparam("church_id"),
+    sa.or_(_opted_in.is_(None), m.c.opt_in_sms == _opted_in),
+    sa.or_(_hash.is_(None), m.c.phone_hash == _hash),
+    sa.or_(sa.and_(_name_like.is_(None), _last4.is_(None)),
+           sa.func.lower(m.c.first_name + " " + m.c.last_name).like(_name_like),
+           m.c.phone_last4_hash == _last4),
+    sa.or_(_group_id.is_(None), sa.exists().where(
+        gm.c.church_id == m.c.church_id, gm.c.group_id == _group_id,
+        gm.c.member_id == m.c.id)),
+)
+_LIST = _ORDER.paged(sa.select(*COLUMNS, _GROUPS_JSON).where(*_FILTERS))
+_COUNT = sa.select(sa.func.count()).select_from(m).where(*_FILTERS)
+
+# Rows written before the last-four hash existed (`ywm index-phones`), in key order.
+_MISSING_LAST4 = (sa.select(m.c.church_id, m.c.id, m.c.phone_enc)
+                  .where(m.c.phone_last4_hash.is_(None),
+                         sa.tuple_(m.c.church_id, m.c.id)
+                         > sa.tuple_(sa.bindparam("after_church", type_=_UUID),
+                                     sa.bindparam("after_id", type_=_UUID)))
+                  .order_by(m.c.church_id, m.c.id)
+                  .limit(sa.bindparam("limit"))
+                  .with_for_update(skip_locked=True))
+_SET_LAST4 = sa.text(
+    "UPDATE members AS m SET phone_last4_hash = t.h "
+    "FROM unnest(CAST(:church_ids AS uuid[]), CAST(:ids AS uuid[]), CAST(:hashes AS bytea[])) "
+    "AS t(c, id, h) WHERE m.church_id = t.c AND m.id = t.id")
 
 _UPDATE = (sa.update(m).where(m.c.church_id == sa.bindparam("church_id"),
                               m.c.id == sa.bindparam("id"))
            .values(first_name=sa.bindparam("first_name"), last_name=sa.bindparam("last_name"),
                    phone_enc=sa.bindparam("phone_enc"), email_enc=sa.bindparam("email_enc"),
-                   phone_hash=sa.bindparam("phone_hash"), opt_in_sms=sa.bindparam("opt_in_sms"),
+                   phone_hash=sa.bindparam("phone_hash"),
+                   phone_last4_hash=sa.bindparam("phone_last4_hash"),
+                   opt_in_sms=sa.bindparam("opt_in_sms"),
                    opted_out_at=sa.bindparam("opted_out_at", type_=_TS),
                    updated_at=sa.func.now())
            .returning(*COLUMNS))
@@ -150,16 +170,49 @@ async def get_member_by_hash(conn: Connection, church_id: UUID, phone_hash: byte
     return await conn.fetch_one(_GET_BY_HASH, {"church_id": church_id, "phone_hash": phone_hash})
 
 
+def _filters(church_id: UUID, name_like: str | None, phone_hash: bytes | None,
+             last4_hash: bytes | None, group_id: UUID | None, opted_in: bool | None
+             ) -> dict[str, Any]:
+    return {"church_id": church_id, "name_like": name_like, "phone_hash": phone_hash,
+            "last4_hash": last4_hash, "group_id": group_id, "opted_in": opted_in}
+
+
 async def list_members(conn: Connection, church_id: UUID, limit: int,
                        cursor: str | None = None,
                        name_like: str | None = None, phone_hash: bytes | None = None,
+                       last4_hash: bytes | None = None,
                        group_id: UUID | None = None, opted_in: bool | None = None
                        ) -> Page:
     """Newest first, with `groups` ([{id, name}]); `name_like` is a LIKE pattern over
-    lower('first last')."""
-    return await fetch_page(conn, _ORDER, _LIST, {
-        "church_id": church_id, "name_like": name_like, "phone_hash": phone_hash,
-        "group_id": group_id, "opted_in": opted_in}, limit, cursor)
+    lower('first last'); with `last4_hash` too, either one matches."""
+    return await fetch_page(conn, _ORDER, _LIST, _filters(
+        church_id, name_like, phone_hash, last4_hash, group_id, opted_in), limit, cursor)
+
+
+async def count_members(conn: Connection, church_id: UUID,
+                        name_like: str | None = None, phone_hash: bytes | None = None,
+                        last4_hash: bytes | None = None,
+                        group_id: UUID | None = None, opted_in: bool | None = None) -> int:
+    """How many members `list_members` would page through with these filters."""
+    return int(await conn.fetch_val(_COUNT, _filters(
+        church_id, name_like, phone_hash, last4_hash, group_id, opted_in)))
+
+
+async def list_missing_last4(conn: Connection, after: tuple[UUID, UUID] | None, limit: int
+                             ) -> list[Row]:
+    """Rows `{church_id, id, phone_enc}` without a last-four hash; locks them."""
+    after_church, after_id = after or (ZERO_UUID, ZERO_UUID)
+    return await conn.fetch_all(_MISSING_LAST4, {"after_church": after_church,
+                                                 "after_id": after_id, "limit": limit})
+
+
+async def set_last4_hashes(conn: Connection, rows: list[tuple[UUID, UUID, bytes]]) -> int:
+    """Store `(church_id, id, phone_last4_hash)` for each row."""
+    if not rows:
+        return 0
+    return await conn.execute(_SET_LAST4, {"church_ids": [r[0] for r in rows],
+                                           "ids": [r[1] for r in rows],
+                                           "hashes": [r[2] for r in rows]})
 
 
 async def update_member(conn: Connection, values: dict[str, Any]) -> Row | None:

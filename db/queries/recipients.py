@@ -28,7 +28,8 @@ R = message_recipients.c
 PENDING = ("queued", "sending", "retrying")
 
 # FOR UPDATE SKIP LOCKED lets many lanes claim from one broadcast without waiting on each
-# other; the lease makes the claim expire if the claimer dies. `opted_out` reports members
+# other; the lease makes the claim expire if the claimer dies. Names are read at send
+# time for merge fields. `opted_out` reports members
 # who opted out after the broadcast was accepted (a deleted member is still sent: the
 # phone was copied at accept time).
 _CLAIM = sa.text("""
@@ -45,6 +46,10 @@ UPDATE message_recipients r
  WHERE r.church_id = :church_id AND r.message_id = :message_id
    AND r.created_at = :created_at AND r.member_id = picked.member_id
 RETURNING r.member_id, r.phone_enc, r.attempts,
+          (SELECT m.first_name FROM members m
+            WHERE m.church_id = r.church_id AND m.id = r.member_id) AS first_name,
+          (SELECT m.last_name FROM members m
+            WHERE m.church_id = r.church_id AND m.id = r.member_id) AS last_name,
           EXISTS (SELECT 1 FROM members m
                    WHERE m.church_id = r.church_id AND m.id = r.member_id
                      AND NOT (m.opt_in_sms AND m.opted_out_at IS NULL)) AS opted_out

@@ -12,7 +12,8 @@ first): new values are always written under the newest key, older keys stay read
 until `ywm rotate-keys` has re-encrypted every row.
 
 Phone lookups use `phone_hash`: HMAC-SHA256 of the E.164 string with `settings.hash_key`,
-a key of its own, so equality lookups never need the plaintext or a field key.
+a key of its own, so equality lookups never need the plaintext or a field key;
+`phone_last4_hash` does the same for the last four digits (member search).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import functools
 import hashlib
 import hmac
 import os
+import unicodedata
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -167,3 +169,19 @@ def decrypt_optional(settings: Settings, blob: bytes | None, where: Where) -> st
 def phone_hash(settings: Settings, e164: str) -> bytes:
     """The lookup value of an E.164 phone: HMAC-SHA256 with the hash key (32 bytes)."""
     return hmac.new(settings.hash_key.encode(), e164.encode(), hashlib.sha256).digest()
+
+
+LAST_DIGITS = 4  # what people remember and read off a caller id: the last four digits
+
+
+def phone_last4_hash(settings: Settings, church_id: UUID | str, phone: str) -> bytes | None:
+    """The lookup value of a phone's last four digits (any text ending in them), bound to
+    the church so equal endings do not line up across tenants; None for fewer than four
+    digits. Same key as `phone_hash`, a different message prefix, so the two never meet."""
+    # Digits of any script count as their ASCII twins (as phones.normalize reads them).
+    digits = "".join(str(unicodedata.decimal(ch)) for ch in phone if ch.isdecimal())
+    if len(digits) < LAST_DIGITS:
+        return None
+    message = b"\x00".join((b"last4", str(church_id).lower().encode(),
+                             digits[-LAST_DIGITS:].encode()))
+    return hmac.new(settings.hash_key.encode(), message, hashlib.sha256).digest()

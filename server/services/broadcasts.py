@@ -21,10 +21,9 @@ from server.platform import crypto
 from server.platform.errors import Conflict, NotFound, ValidationFailed
 from server.platform.jsonenc import iso_time
 from server.platform.settings import Settings
-from server.services import idempotency
+from server.services import idempotency, merge
 from server.services.followups import StartDispatch
 from server.services.idempotency import Accepted
-from server.sms.segments import segment_info
 
 IDEMPOTENCY_SCOPE = "messages"
 MAX_BODY_CHARS = 1600  # 10+ segments; carriers reject longer (CARRIERS.md §1.3 parts ≤ 10)
@@ -111,7 +110,9 @@ async def create_broadcast(conn: Connection, settings: Settings, church_id: UUID
     """Insert a broadcast and (unless scheduled) its recipients, in the caller's transaction."""
     await _audience_ids(conn, church_id, group_ids, member_ids)
     number = await _sending_number(conn, church_id, number_id)
-    info = segment_info(body)
+    merge.check_body(body)
+    # With merge fields, the estimate charges every recipient the longest merged text.
+    info = (await merge.longest_text(conn, church_id, body, group_ids, member_ids)).info
     message = await q.insert_message(conn, {
         "church_id": church_id, "number_id": number["id"], "body": body,
         "status": "scheduled" if scheduled_at else "queued", "scheduled_at": scheduled_at,

@@ -46,7 +46,8 @@ from server.events.log import publish_events, record_event
 from server.platform.jsonenc import to_json
 from server.platform.redis import dispatch_heartbeat_key
 from server.sms.segments import segment_info
-from server.services import consent, progress
+from server.services import consent, merge, progress
+from server.sms import merge_fields
 from server.services.followups import FollowUp
 from server.sms.throttle import NumberThrottle
 
@@ -258,15 +259,23 @@ async def _send_chunk(dispatcher: Dispatcher, message: Row, number: Row | None,
     recorder = Recorder(flush)
     limit = asyncio.Semaphore(settings.send_concurrency)
     segments = max(1, segment_info(message["body"]).segments)
+    church = None  # merge fields: each recipient's own text, and its own segment count
+    if merge_fields.has_fields(message["body"]):
+        async with deps.db.acquire() as conn:
+            church = await merge.church_name(conn, message["church_id"])
     sent = 0
     send_by = time.monotonic() + settings.send_lease_seconds * LEASE_SEND_SHARE
 
     async def one(row: Row) -> None:
         nonlocal sent
+        body, parts = message["body"], segments
+        if church is not None:
+            body = merge.for_member(body, row["first_name"], row["last_name"], church)
+            parts = max(1, segment_info(body).segments)
         async with limit:
-            outcome = await _send_one(dispatcher, message, number, row, segments,
+            outcome = await _send_one(dispatcher, message, number, row, parts,
                                       recipient_ref(message["id"], row["member_id"]),
-                                      send_by)
+                                      send_by, body)
             outcome["member_id"] = row["member_id"]
             await recorder.add(outcome)
             sent += outcome["status"] == "sent"
@@ -277,7 +286,8 @@ async def _send_chunk(dispatcher: Dispatcher, message: Row, number: Row | None,
 
 async def _send_one(dispatcher: Dispatcher, message: Row, number: Row | None, row: Row,
                     segments: int, recipient: str | None = None,
-                    send_by: float | None = None) -> dict[str, Any]:
+                    send_by: float | None = None, body: str | None = None
+                    ) -> dict[str, Any]:
     """One text; `recipient` (broadcast recipients only, for now) goes into the status
     callback URL so a receipt can find a send whose answer never came. Past `send_by`
     (monotonic) the row's lease is too short to send safely: it is handed back unsent."""
@@ -300,7 +310,8 @@ async def _send_one(dispatcher: Dispatcher, message: Row, number: Row | None, ro
     if send_by is not None and time.monotonic() > send_by:
         return _unsent("The claim ran short of time before its turn to send.")
     result = await dispatcher.client(number["provider"]).send(
-        from_number=number["phone"], to=phone, body=message["body"],
+        from_number=number["phone"], to=phone,
+        body=message["body"] if body is None else body,
         messaging_profile_id=number["messaging_profile_id"], recipient=recipient)
     return classify(dispatcher.settings, result, row["attempts"], recipient is not None)
 

@@ -284,7 +284,8 @@ class MemberImport:
             conn, self.church_id, [r.first_name for r in new], [r.last_name for r in new],
             [enc(self.settings, r.phone, phone_at) for r in new],
             [enc(self.settings, r.email, email_at) if r.email else None for r in new],
-            [r.phone_hash for r in new])
+            [r.phone_hash for r in new],
+            [crypto.phone_last4_hash(self.settings, self.church_id, r.phone) for r in new])
         inserted = {bytes(r["phone_hash"]): r["id"] for r in rows}
         self.result.created += len(inserted)
         for r in new:

@@ -85,8 +85,9 @@ async def create_member(db: Database, settings: Settings, church_id: UUID,
         "phone_enc": crypto.encrypt(settings, phone, crypto.member_phone(church_id)),
         "email_enc": crypto.encrypt_optional(settings, _clean_email(body.get("email")),
                                              crypto.member_email(church_id)),
-        "phone_hash": crypto.phone_hash(settings, phone), "opt_in_sms": opt_in,
-        "opted_out_at": None if opt_in else _now_marker(),
+        "phone_hash": crypto.phone_hash(settings, phone),
+        "phone_last4_hash": crypto.phone_last4_hash(settings, church_id, phone),
+        "opt_in_sms": opt_in, "opted_out_at": None if opt_in else _now_marker(),
     }
     async with db.transaction() as conn:
         row = await q.insert_member(conn, values)
@@ -115,15 +116,24 @@ def _like_pattern(text: str) -> str:
 async def list_members(db: Database, settings: Settings, church_id: UUID, limit: int,
                        cursor: str | None = None, query: str | None = None,
                        group_id: str | None = None, opted_in: str | None = None
-                       ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first. `query`: a phone (matched by hash) or a name substring."""
+                       ) -> tuple[list[dict[str, Any]], str | None, int]:
+    """Newest first, and how many members match in all (`meta.total`). `query`: see
+    `_search_filters`."""
+def _search_filters(settings: Settings, church_id: UUID, query: str) -> dict[str, Any]:
+    """`q`: a whole phone (its keyed hash), the last four digits of one (their keyed hash;
+    a name containing them matches too), or else a substring of "first last"."""
+    phone = phones.try_normalize(query) if any(c.isdigit() for c in query) else None
+    if phone:
+        return {"phone_hash": crypto.phone_hash(settings, phone)}
+    filters = {"name_like": _like_pattern(query.strip())}
+    if len(query.strip()) == crypto.LAST_DIGITS and query.strip().isdecimal():
+        filters["last4_hash"] = crypto.phone_last4_hash(settings, church_id, query)
+    return filters
+
+
     filters: dict[str, Any] = {}
     if query and query.strip():
-        phone = phones.try_normalize(query) if any(c.isdigit() for c in query) else None
-        if phone:
-            filters["phone_hash"] = crypto.phone_hash(settings, phone)
-        else:
-            filters["name_like"] = _like_pattern(query.strip())
+        filters.update(_search_filters(settings, church_id, query))
     if group_id is not None:
         filters["group_id"] = parse_uuid(group_id)
         if filters["group_id"] is None:
@@ -134,7 +144,9 @@ async def list_members(db: Database, settings: Settings, church_id: UUID, limit:
         filters["opted_in"] = opted_in == "true"
     async with db.acquire() as conn:
         page = await q.list_members(conn, church_id, limit, cursor, **filters)
-    return [public_member(settings, r, r["groups"]) for r in page.rows], page.next_cursor
+        total = await q.count_members(conn, church_id, **filters)
+    return ([public_member(settings, r, r["groups"]) for r in page.rows], page.next_cursor,
+            total)
 
 
 async def update_member(db: Database, redis: aioredis.Redis, settings: Settings,
@@ -180,7 +192,7 @@ def _merged(settings: Settings, row: dict[str, Any], patch: dict[str, Any],
     values = {key: row[key] for key in ("first_name", "last_name", "phone_enc", "email_enc",
                                         "opt_in_sms", "opted_out_at")}
     values.update(church_id=row["church_id"], id=row["id"],
-                  phone_hash=None)
+                  phone_hash=None, phone_last4_hash=None)
     for key in ("first_name", "last_name"):
         if key in patch:
             values[key] = patch[key].strip()
@@ -199,6 +211,8 @@ def _merged(settings: Settings, row: dict[str, Any], patch: dict[str, Any],
 async def delete_member(db: Database, redis: aioredis.Redis, church_id: UUID,
                         member_id: UUID | None) -> None:
     async with db.transaction() as conn:
+    values["phone_last4_hash"] = crypto.phone_last4_hash(settings, row["church_id"],
+                                                         phone or current_phone)
         group_ids = await q.list_group_ids_of_member(conn, church_id, member_id) \
             if member_id else []
         deleted = await q.delete_member(conn, church_id, member_id) if member_id else False
@@ -222,8 +236,9 @@ async def find_or_create_member_by_phone(conn: Connection, settings: Settings, c
         row = await q.insert_member(conn, {
             "church_id": church_id, "first_name": "", "last_name": "",
             "phone_enc": crypto.encrypt(settings, phone_e164, crypto.member_phone(church_id)),
-            "email_enc": None,
-            "phone_hash": digest, "opt_in_sms": opt_in,
+            "email_enc": None, "phone_hash": digest,
+            "phone_last4_hash": crypto.phone_last4_hash(settings, church_id, phone_e164),
+            "opt_in_sms": opt_in,
             "opted_out_at": None if opt_in else _now_marker()})
         created = row is not None
         if row is None:  # a concurrent insert won the race: read its row
