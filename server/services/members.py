@@ -113,12 +113,6 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-async def list_members(db: Database, settings: Settings, church_id: UUID, limit: int,
-                       cursor: str | None = None, query: str | None = None,
-                       group_id: str | None = None, opted_in: str | None = None
-                       ) -> tuple[list[dict[str, Any]], str | None, int]:
-    """Newest first, and how many members match in all (`meta.total`). `query`: see
-    `_search_filters`."""
 def _search_filters(settings: Settings, church_id: UUID, query: str) -> dict[str, Any]:
     """`q`: a whole phone (its keyed hash), the last four digits of one (their keyed hash;
     a name containing them matches too), or else a substring of "first last"."""
@@ -131,6 +125,12 @@ def _search_filters(settings: Settings, church_id: UUID, query: str) -> dict[str
     return filters
 
 
+async def list_members(db: Database, settings: Settings, church_id: UUID, limit: int,
+                       cursor: str | None = None, query: str | None = None,
+                       group_id: str | None = None, opted_in: str | None = None
+                       ) -> tuple[list[dict[str, Any]], str | None, int]:
+    """Newest first, and how many members match in all (`meta.total`). `query`: see
+    `_search_filters`."""
     filters: dict[str, Any] = {}
     if query and query.strip():
         filters.update(_search_filters(settings, church_id, query))
@@ -205,14 +205,14 @@ def _merged(settings: Settings, row: dict[str, Any], patch: dict[str, Any],
         values["phone_enc"] = crypto.encrypt(settings, phone,
                                              crypto.member_phone(row["church_id"]))
     values["phone_hash"] = crypto.phone_hash(settings, phone or current_phone)
+    values["phone_last4_hash"] = crypto.phone_last4_hash(settings, row["church_id"],
+                                                         phone or current_phone)
     return values
 
 
 async def delete_member(db: Database, redis: aioredis.Redis, church_id: UUID,
                         member_id: UUID | None) -> None:
     async with db.transaction() as conn:
-    values["phone_last4_hash"] = crypto.phone_last4_hash(settings, row["church_id"],
-                                                         phone or current_phone)
         group_ids = await q.list_group_ids_of_member(conn, church_id, member_id) \
             if member_id else []
         deleted = await q.delete_member(conn, church_id, member_id) if member_id else False
