@@ -142,7 +142,14 @@ async def list_messages(db: Database, actor: Actor, conversation_id: str, *, lim
         page = await timeline_q.list_timeline(conn, actor.church_id, row["id"],
                                               row["member_id"], row["number_id"],
                                               limit=limit, cursor=cursor)
-    return [conversation_message_view(r) for r in reversed(page.rows)], page.next_cursor
+        church = await merge.church_name(conn, actor.church_id) if any(
+            merge_fields.has_fields(r["body"]) for r in page.rows) else None
+    views = [conversation_message_view(r) for r in reversed(page.rows)]
+    for view in views:  # a group send's text as merged for this member (its fields)
+        if church is not None and view.get("kind") == "broadcast":
+            view["body"] = merge.for_member(view["body"], row["first_name"], row["last_name"],
+                                            church)
+    return views, page.next_cursor
 
 
 async def send_reply(db: Database, redis: aioredis.Redis, settings: Settings, actor: Actor,

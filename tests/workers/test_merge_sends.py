@@ -2,10 +2,13 @@
 when it is sent (a rename after accepting is what goes out)."""
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 
+from server.auth.sessions import Actor
+from server.services import conversations
 from tests.workers.bulk import seed_church, sql
 from tests.workers.test_dispatch import accept, run_lanes_once, sim_deps  # noqa: F401
 
@@ -32,3 +35,12 @@ async def test_each_recipient_gets_their_own_text(sim_deps: Any) -> None:  # noq
     # The broadcast keeps the text as written.
     assert sql(deps.settings, "SELECT body FROM messages") == [
         ("Hi {first_name|friend}, {church_name} meets at 7 {{tonight}}",)]
+    # In Ada's conversation the group send reads as she got it.
+    conversation_id = uuid.uuid4()
+    sql(deps.settings, "INSERT INTO conversations (church_id, id, member_id, number_id) "
+                       "VALUES (%s, %s, %s, %s)",
+        (church.id, conversation_id, church.member_ids[0], church.number_id))
+    items, _ = await conversations.list_messages(
+        deps.db, Actor(church.id, "staff"), str(conversation_id), limit=50, cursor=None)
+    assert [(i["kind"], i["body"]) for i in items] == [
+        ("broadcast", "Hi Ada, Hope Church meets at 7 {tonight}")]
