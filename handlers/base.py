@@ -19,12 +19,14 @@ from typing import Any, Awaitable, Callable
 import psycopg2
 import redis.exceptions
 import tornado.httputil
+import tornado.iostream
 import tornado.web
 import ujson
 
 import schema
 from db import paging
 from server.auth import limits
+from server.auth.api_keys import check_scope
 from server.auth.authenticate import Credentials, authenticate
 from server.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, Actor, bearer_token
 from server.deps import Deps
@@ -34,6 +36,7 @@ from server.platform.errors import (AppError, Forbidden, InvalidJson, MethodNotA
 from server.platform.jsonenc import to_json
 from server.platform.logging import request_id_var
 from server.platform.settings import Settings
+from server.services import reads
 
 log = logging.getLogger("ywm.http")
 
@@ -182,12 +185,16 @@ class ApiHandler(BaseHandler):
             self.require_admin_token()
         if self.rate_limit == "user":
             await self.apply_rate_limit()
+        if self.actor is not None:  # an API key needs the operation's scope (API.md §8)
+            check_scope(self.actor, schema.api_key_scope(self.request.method or "GET",
+                                                         self.request.path))
         # The query string must match the operation's declared parameters (schema/).
         schema.validate_query(self.request.method or "GET", self.request.path,
                               self.request.query_arguments)
 
     async def authenticate(self) -> Actor:
-        return await authenticate(self.deps.redis, self.deps.settings, read_credentials(self))
+        return await authenticate(self.deps.db, self.deps.redis, self.deps.settings,
+                                  read_credentials(self))
 
     def require_admin_token(self) -> None:
         token = bearer_token(self.request.headers) or ""
@@ -255,6 +262,35 @@ class ApiHandler(BaseHandler):
     def write_no_content(self) -> None:
         self.set_status(204)
         self.finish()
+
+    async def reader(self) -> reads.Reader:
+        """The pool for this request's stale-tolerant reads (lists, search, history, stats):
+        a replica unless the caller's own recent write is not on one yet."""
+        return await reads.reader(self.deps, self.actor)
+
+    _held: "asyncio.Future[None] | None" = None
+
+    def finish(self, chunk: Any = None) -> "asyncio.Future[None]":
+        # Read-your-writes: the answer to a request that may have written leaves only once
+        # the primary's WAL position is recorded for its caller (server/services/reads.py).
+        if self._held is None and reads.records_writes(self.deps, self.actor,
+                                                       self.request.method):
+            self._held = asyncio.ensure_future(self._finish_after_recording())
+        if self._held is not None and not self._held.done():
+            if chunk is not None:
+                self.write(chunk)
+            return self._held
+        return super().finish(chunk)
+
+    async def _finish_after_recording(self) -> None:
+        assert self.actor is not None
+        await reads.record_write(self.deps, self.actor)
+        if self._finished:
+            return
+        try:
+            await super().finish()
+        except tornado.iostream.StreamClosedError:
+            pass  # the client left; nothing to answer
 
     async def _execute(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         # PostgreSQL's statement_timeout reaches us as CancelledError from aiopg

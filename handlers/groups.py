@@ -10,7 +10,7 @@ class GroupsHandler(ApiHandler):
     async def get(self) -> None:
         actor = self.require_role("staff")
         self.write_page(*await groups.list_groups(
-            self.deps.db, actor.church_id, self.page_limit(),
+            await self.reader(), actor.church_id, self.page_limit(),
             self.page_cursor()))
 
     async def post(self) -> None:

@@ -25,7 +25,7 @@ class MembersHandler(ApiHandler):
     async def get(self) -> None:
         actor = self.require_role("staff")
         items, next_cursor, total = await members.list_members(
-            self.deps.db, self.deps.settings, actor.church_id,
+            await self.reader(), self.deps.settings, actor.church_id,
             self.page_limit(), cursor=self.page_cursor(),
             query=self.query_arg("q"), group_id=self.query_arg("group_id"),
             opted_in=self.query_arg("opted_in"))
@@ -35,7 +35,8 @@ class MembersHandler(ApiHandler):
         actor = self.require_role("admin")
         body = self.json_body("MemberCreate")
         member = await members.create_member(self.deps.db, self.deps.settings,
-                                             actor.church_id, body, consent_source(actor))
+                                             actor.church_id, body, consent_source(actor),
+                                             redis=self.deps.redis)
         self.write_data(member, status=201)
 
 

@@ -15,13 +15,16 @@ from typing import Any
 import tornado.websocket
 import ujson
 
+import schema
 from handlers.base import read_credentials, render_error
+from server.auth.api_keys import check_scope
 from server.auth.authenticate import authenticate
 from server.auth.sessions import Actor, session_alive
 from server.deps import Deps
 from server.platform.errors import AppError, ValidationFailed
 from server.realtime.hub import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_SESSION_ENDED,
                                  StreamClient, hub_for)
+from server.services import reads
 
 log = logging.getLogger("ywm.stream")
 
@@ -60,7 +63,9 @@ class StreamSocketHandler(tornado.websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
             credentials = read_credentials(self, self.get_query_argument("ticket", None))
-            self.actor = await authenticate(self.deps.redis, self.deps.settings, credentials)
+            self.actor = await authenticate(self.deps.db, self.deps.redis, self.deps.settings,
+                                            credentials)
+            check_scope(self.actor, schema.api_key_scope("GET", self.request.path))
             self.last_event_id = _parse_last_event_id(self.get_query_argument(
                 "last_event_id", None))
         except AppError as error:
@@ -82,7 +87,8 @@ class StreamSocketHandler(tornado.websocket.WebSocketHandler):
                     self.deps.redis, actor.church_id, actor.session_id):
                 self.client.close(CLOSE_SESSION_ENDED, "session ended")
                 return
-            await self.client.catch_up(self.deps.db, self.last_event_id, self.deps.settings)
+            await self.client.catch_up(await reads.reader(self.deps, actor), self.last_event_id,
+                                       self.deps.settings)
         except tornado.websocket.WebSocketClosedError:
             pass
         except Exception:  # noqa: BLE001 - Starlette's rule: log it, close 1011

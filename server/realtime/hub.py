@@ -169,6 +169,12 @@ class StreamClient:
             head = await q.last_event_id(conn, self.church_id)
             rows = await q.events_after(conn, self.church_id, after, REPLAY_BATCH) \
                 if after is not None and after < head else []
+        if self.hub is not None and db is not self.hub.db and head < self.hub.head(
+                self.church_id):
+            # A replica behind what this socket's subscription already passed: the events
+            # in between would be neither replayed nor held. Replay from the primary.
+            await self.catch_up(self.hub.db, after, settings)
+            return
         resync = after is not None and (after > head or (
             after < head and (not rows or rows[0]["id"] != after + 1)))
         start = head if after is None or resync else after
@@ -250,6 +256,11 @@ class Hub:
 
     def subscribed_churches(self) -> list[str]:
         return list(self._churches)
+
+    def head(self, church_id: str) -> int:
+        """The highest event id of `church_id` fanned out here (0: none yet)."""
+        state = self._churches.get(church_id)
+        return state.last_id if state is not None and state.last_id is not None else 0
 
     def clear_for_tests(self) -> None:
         self._churches.clear()

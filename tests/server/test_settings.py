@@ -26,7 +26,7 @@ PRODUCTION = {**{name: "x" * 40 for name in (
     ("YWM_SEND_LEASE_SECONDS", "2.5", "send_lease_seconds", 2.5),
     ("YWM_WEBHOOK_ALLOW_PRIVATE", "TRUE", "webhook_allow_private", True),
     ("YWM_TRUST_PROXY_HEADERS", "0", "trust_proxy_headers", False),
-    ("DATABASE_REPLICA_URLS", "postgresql://a/x, ,postgresql://b/x", "database_replica_urls",
+    ("YWM_DATABASE_REPLICA_URLS", "postgresql://a/x, ,postgresql://b/x", "database_replica_urls",
      ("postgresql://a/x", "postgresql://b/x")),
     ("YWM_BIND", "0.0.0.0", "bind", "0.0.0.0"),
     ("YWM_PORT", "8123", "port", 8123),
@@ -66,7 +66,7 @@ def test_every_field_is_one_row_with_its_own_variable():
     names = [f.metadata["env"] for f in fields(Settings)]
     assert len(names) == len(set(names))
     assert all(n.startswith("YWM_") for n in names
-               if n not in ("DATABASE_URL", "DATABASE_REPLICA_URLS", "REDIS_URL"))
+               if n not in ("DATABASE_URL", "REDIS_URL"))
 
 
 def test_the_old_port_name_still_works_and_the_new_one_wins():
