@@ -91,17 +91,21 @@ SELECT count(*) FROM webhook_deliveries
 
 # Take up to :n due deliveries, oldest due first; the lease hides them from other claims
 # and makes them due again if their outcome is never recorded (a killed worker).
+# (A materialized CTE: a locking subquery joined in FROM may be rescanned, each rescan
+# taking another :n rows.)
 _CLAIM = sa.text("""
+WITH due AS MATERIALIZED (
+    SELECT id FROM webhook_deliveries
+     WHERE church_id = :church_id AND endpoint_id = :endpoint_id
+       AND status = 'pending' AND next_attempt_at <= now()
+     ORDER BY next_attempt_at, id
+     LIMIT :n
+       FOR UPDATE SKIP LOCKED)
 UPDATE webhook_deliveries w
    SET attempts = w.attempts + 1,
        leased_until = now() + make_interval(secs => :lease),
        next_attempt_at = now() + make_interval(secs => :lease)
-  FROM (SELECT id FROM webhook_deliveries
-         WHERE church_id = :church_id AND endpoint_id = :endpoint_id
-           AND status = 'pending' AND next_attempt_at <= now()
-         ORDER BY next_attempt_at, id
-         LIMIT :n
-         FOR UPDATE SKIP LOCKED) due
+  FROM due
  WHERE w.church_id = :church_id AND w.id = due.id
 RETURNING w.id, w.attempts, w.payload, w.event_type, w.event_id, w.created_at
 """)
