@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from db.engine import Database
+from server.auth.api_keys import actor_from_api_key
 from server.auth.sessions import (Actor, actor_from_access_token, actor_from_session,
                                   parse_session_cookie, redeem_stream_ticket)
 from server.platform.errors import CsrfFailed, Unauthorized
@@ -36,14 +38,15 @@ class Credentials:
     stream_ticket: str | None = None
 
 
-async def authenticate(redis: aioredis.Redis, settings: Settings,
+async def authenticate(db: Database, redis: aioredis.Redis, settings: Settings,
                        credentials: Credentials) -> Actor:
     """The caller's `Actor`, from the strongest credential the request presented."""
     if credentials.stream_ticket is not None:
         return await redeem_stream_ticket(redis, credentials.stream_ticket)
     token = credentials.bearer
     if credentials.api_key or (token and token.startswith(API_KEY_PREFIX)):
-        return await authenticate_api_key(credentials.api_key or token or "")
+        return await authenticate_api_key(db, redis, settings,
+                                          credentials.api_key or token or "")
     if token is not None:
         return await actor_from_access_token(redis, settings, token)
     if credentials.session_cookie is None:
@@ -55,14 +58,10 @@ async def authenticate(redis: aioredis.Redis, settings: Settings,
     return actor
 
 
-async def authenticate_api_key(presented: str) -> Actor:
-    """Extension point for API keys (API.md §8, a later issue).
-
-    That issue replaces this body with a call to its service (look the key up by prefix,
-    compare the keyed hash, return an Actor with `api_key_id`, `scopes` and
-    `rate_limit_per_minute`). Until then no API key is valid.
-    """
-    raise Unauthorized("API keys are not accepted yet.")
+async def authenticate_api_key(db: Database, redis: aioredis.Redis, settings: Settings,
+                               presented: str) -> Actor:
+    """An API key's `Actor` (API.md §8): see server/auth/api_keys.py."""
+    return await actor_from_api_key(db, redis, settings, presented)
 
 
 def check_csrf(session_csrf: str, header: str, cookie: str) -> None:

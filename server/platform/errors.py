@@ -60,6 +60,16 @@ class CsrfFailed(AppError):
     default_message = "The CSRF token is missing or does not match."
 
 
+class InsufficientScope(AppError):
+    """An API key without the scope an operation needs (API.md §8); names the scope."""
+    code, http_status = "insufficient_scope", 403
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"This API key lacks the {scope} scope.",
+                         [{"field": "scope", "message": f"Needs {scope}."}])
+        self.scope = scope
+
+
 class NotFound(AppError):
     code, http_status = "not_found", 404
     default_message = "Not found."

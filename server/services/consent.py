@@ -29,6 +29,7 @@ from server.events import types as event_types
 from server.events.log import record_event
 from server.platform.errors import NotFound, RecipientOptedOut
 from server.services.groups import invalidate_group_pages
+from server.services.stats import forget_summary
 from server.sms.keywords import keyword_action
 
 STOP_CONFIRMATION = ("{church}: you are unsubscribed and will get no more texts from this "
@@ -129,6 +130,7 @@ async def drop_cached_pages(redis: aioredis.Redis, church_id: UUID,
                             group_ids: list[UUID]) -> None:
     """After the commit of a change: drop the cached member pages of the member's groups."""
     await invalidate_group_pages(redis, church_id, group_ids)
+    await forget_summary(redis, church_id)  # opted_in of the usage summary
 
 
 async def assert_member_textable(conn: Connection, church_id: UUID, member_id: UUID) -> None:

@@ -36,6 +36,7 @@ from server.platform import crypto
 from server.sms import phones
 from server.platform.errors import ValidationFailed
 from server.services.groups import invalidate_group_pages
+from server.services.stats import forget_summary
 from server.platform.settings import Settings
 
 MAX_ROWS = 50_000  # API.md §4: one request carries up to 50 000 rows
@@ -273,6 +274,7 @@ class MemberImport:
         self.result.updated += len(changed | newly_grouped)
         self.result.skipped += len(existing) - len(changed | newly_grouped)
         await invalidate_group_pages(self.redis, self.church_id, touched)
+        await forget_summary(self.redis, self.church_id)
 
     async def _insert_new(self, conn: Any, batch: list[_Row], existing: dict[bytes, Any]
                           ) -> dict[bytes, UUID]:

@@ -25,6 +25,7 @@ from server.services import consent
 from server.platform.ids import parse_uuid
 from server.platform.jsonenc import iso_time
 from server.services.groups import invalidate_group_pages
+from server.services.stats import forget_summary
 from server.platform.settings import Settings
 
 DUPLICATE_PHONE = "A member with this phone number already exists."
@@ -75,8 +76,10 @@ async def _with_groups(conn: Connection, settings: Settings, church_id: UUID,
 
 
 async def create_member(db: Database, settings: Settings, church_id: UUID,
-                        body: dict[str, Any], source: str = "staff") -> dict[str, Any]:
-    """POST /members: 409 when the church already has this phone."""
+                        body: dict[str, Any], source: str = "staff",
+                        redis: aioredis.Redis | None = None) -> dict[str, Any]:
+    """POST /members: 409 when the church already has this phone. With `redis`, the
+    church's cached summary is dropped after the commit (the demo seed passes none)."""
     phone = normalize_phone(body["phone"])
     opt_in = bool(body.get("opt_in_sms", True))
     values = {
@@ -96,6 +99,8 @@ async def create_member(db: Database, settings: Settings, church_id: UUID,
         if not opt_in:
             await consent.record_initial_opt_out(conn, church_id, row["id"], source,
                                                  "created opted out")
+    if redis is not None:
+        await forget_summary(redis, church_id)
     return public_member(settings, row, [])
 
 
@@ -183,6 +188,7 @@ async def update_member(db: Database, redis: aioredis.Redis, settings: Settings,
         result = (await _with_groups(conn, settings, church_id, [updated]))[0]
     await publish_events(redis, changed.events)
     await invalidate_group_pages(redis, church_id, group_ids)
+    await forget_summary(redis, church_id)
     return result
 
 
@@ -219,6 +225,7 @@ async def delete_member(db: Database, redis: aioredis.Redis, church_id: UUID,
     if not deleted:
         raise NotFound("No such member.")
     await invalidate_group_pages(redis, church_id, group_ids)
+    await forget_summary(redis, church_id)
 
 
 async def find_or_create_member_by_phone(conn: Connection, settings: Settings, church_id: UUID,

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from server.platform.settings import (ADMIN_TOKEN_MIN_BYTES, DEV_ADMIN_TOKEN, DEV_FIELD_KEYS,
+from server.platform.settings import (ADMIN_TOKEN_MIN_BYTES, DEV_ADMIN_TOKEN,
+                                      DEV_API_KEY_HASH_KEY, DEV_FIELD_KEYS,
                                       DEV_HASH_KEY, DEV_SECRET_KEY, DEV_TELNYX_PUBLIC_KEY,
                                       DEV_TWILIO_AUTH_TOKEN, Settings, SettingsError)
 from tests.server.ops_support import free_port, refuses
@@ -17,11 +18,12 @@ from tests.server.ops_support import free_port, refuses
 OWN = {"YWM_SECRET_KEY": "s" * 40, "YWM_FIELD_KEYS": "k7:" + "Q" * 43 + "=",
        "YWM_HASH_KEY": "h" * 40, "YWM_ADMIN_TOKEN": "a" * ADMIN_TOKEN_MIN_BYTES,
        "YWM_TELNYX_PUBLIC_KEY": "T" * 43 + "=", "YWM_TWILIO_AUTH_TOKEN": "w" * 32,
-       "YWM_PUBLIC_URL": "https://ywm.example.org"}
+       "YWM_API_KEY_HASH_KEY": "k" * 40, "YWM_PUBLIC_URL": "https://ywm.example.org"}
 PUBLISHED = {"YWM_SECRET_KEY": DEV_SECRET_KEY, "YWM_FIELD_KEYS": DEV_FIELD_KEYS,
              "YWM_HASH_KEY": DEV_HASH_KEY, "YWM_ADMIN_TOKEN": DEV_ADMIN_TOKEN,
              "YWM_TELNYX_PUBLIC_KEY": DEV_TELNYX_PUBLIC_KEY,
-             "YWM_TWILIO_AUTH_TOKEN": DEV_TWILIO_AUTH_TOKEN}
+             "YWM_TWILIO_AUTH_TOKEN": DEV_TWILIO_AUTH_TOKEN,
+             "YWM_API_KEY_HASH_KEY": DEV_API_KEY_HASH_KEY}
 
 
 @pytest.mark.parametrize("mode", [{}, {"YWM_ENV": "production"}])

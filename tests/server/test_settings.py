@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # Settings a production box may serve with (tests/server/test_fail_closed.py has the rules).
 PRODUCTION = {**{name: "x" * 40 for name in (
     "YWM_SECRET_KEY", "YWM_FIELD_KEYS", "YWM_HASH_KEY", "YWM_ADMIN_TOKEN",
-    "YWM_TELNYX_PUBLIC_KEY", "YWM_TWILIO_AUTH_TOKEN")},
+    "YWM_TELNYX_PUBLIC_KEY", "YWM_TWILIO_AUTH_TOKEN", "YWM_API_KEY_HASH_KEY")},
     "YWM_ENV": "production", "YWM_PUBLIC_URL": "https://ywm.example.org"}
 
 
