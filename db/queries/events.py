@@ -12,7 +12,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from db.engine import Connection, Row
-from db.tables import churches, events
+from db.tables import churches, events, webhook_endpoints
 
 _NEXT_ID = (
     sa.update(churches)
@@ -39,6 +39,11 @@ _OLDEST = (
     .where(events.c.church_id == sa.bindparam("church_id")))
 
 _LAST_ID = sa.select(churches.c.last_event_id).where(churches.c.id == sa.bindparam("church_id"))
+
+# Customer webhooks read the log through a cursor per active endpoint: rows after the
+# oldest of them are kept until it has passed them (server/services/webhook_delivery.py).
+_WEBHOOK_CURSOR = sa.select(sa.func.min(webhook_endpoints.c.last_event_id)).where(
+    webhook_endpoints.c.church_id == sa.bindparam("church_id"), webhook_endpoints.c.active)
 
 # Retention: a row goes only when it is older than the cutoff AND below the church's
 # newest `keep` ids. Deleted in batches so no statement holds locks for long.
@@ -96,5 +101,7 @@ async def prune_church(conn: Connection, church_id: UUID | str, cutoff: Any, kee
                        batch: int = 5000) -> int:
     """Delete one batch of the church's rows past retention; returns how many went."""
     head = await last_event_id(conn, church_id)
+    cursor = await conn.fetch_val(_WEBHOOK_CURSOR, {"church_id": church_id})
+    max_id = head - keep if cursor is None else min(head - keep, int(cursor))
     return await conn.execute(_PRUNE_BATCH, {"church_id": church_id, "cutoff": cutoff,
-                                             "max_id": head - keep, "batch": batch})
+                                             "max_id": max_id, "batch": batch})

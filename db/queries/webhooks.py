@@ -179,10 +179,6 @@ DELETE FROM webhook_deliveries
         LIMIT :batch)
 """)
 
-# The oldest cursor of a church's active endpoints: event pruning keeps what is after it.
-_MIN_CURSOR = sa.select(sa.func.min(E.last_event_id)).where(
-    E.church_id == sa.bindparam("church_id"), E.active)
-
 
 async def insert_endpoint(conn: Connection, church_id: UUID, url: str, events: list[str],
                           secret_enc: bytes) -> Row | None:
@@ -312,9 +308,3 @@ async def insert_delivery(conn: Connection, values: dict[str, Any]) -> Row:
 
 async def prune_deliveries(conn: Connection, cutoff: datetime, batch: int = 5000) -> int:
     return await conn.execute(_PRUNE, {"cutoff": cutoff, "batch": batch})
-
-
-async def oldest_cursor(conn: Connection, church_id: UUID | str) -> int | None:
-    """The lowest cursor among the church's active endpoints (None: it has none)."""
-    value = await conn.fetch_val(_MIN_CURSOR, {"church_id": church_id})
-    return int(value) if value is not None else None

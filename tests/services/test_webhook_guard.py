@@ -108,3 +108,24 @@ def test_stream_types_map_to_webhook_types_once() -> None:
     assert catalogue.deliveries_for(9, "api_key.created", {}, everything) == []
     assert catalogue.deliveries_for(9, "member.opted_in", {}, {"member.opted_out"}) == []
     assert catalogue.payload_id(8, "broadcast.completed") == "8.completed"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_event_pruning_keeps_what_an_endpoint_has_not_read(deps: Any) -> None:
+    """A pump that was down for days still finds every event after its cursor."""
+    from server.services.events import prune_events
+    from tests.services.test_events import _age
+    church = await create_church(deps)
+    church_id = uuid.UUID(str(church["church_id"]))
+    await emit(deps, church_id, 3)
+    created = await webhooks.create_endpoint(deps.db, deps.settings, church_id, {
+        "url": "http://127.0.0.1:9/hook", "events": ["member.opted_out"]})  # cursor: 3
+    await emit(deps, church_id, 9)
+    await _age(deps, church_id, 12, days=2)
+    assert (await prune_events(deps.db, keep=2)).deleted == 3  # not 10: ids 4-12 unread
+    assert await webhook_delivery.advance(deps) == 9
+    assert (await prune_events(deps.db, keep=2)).deleted == 7  # read: retention as usual
+    await webhooks.update_endpoint(deps.db, deps.settings, church_id, created["id"],
+                                   {"disabled": True})
+    page, _ = await webhooks.list_deliveries(deps.db, church_id, created["id"], 50, None)
+    assert len(page) == 9
