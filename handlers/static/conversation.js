@@ -6,6 +6,8 @@ import {api} from "./api.js";
 import {h, fill, newId, errorBox, announce} from "./dom.js";
 import {dayKey, dayLabel, failureText, formatPhone, memberName, statusWord, timeOfDay} from "./format.js";
 import {counterText, segmentInfo} from "./segments.js";
+import {composeTools, previewLine, render, valuesFor} from "./merge.js";
+import * as contact from "./contact.js";
 
 const PAGE = 50;
 
@@ -26,7 +28,23 @@ export function open(pane, ctx, id, hooks) {
   const thread = h("div.thread", {id: threadId, role: "log", "aria-live": "polite", "aria-relevant": "additions", tabindex: "0"});
   const error = errorBox();
   const composeEl = h("div.compose");
-  fill(pane, headEl, error.el, earlier, thread, composeEl);
+  // The contact panel sits beside the thread (a view of its own on a phone).
+  const asideId = newId("contact");
+  const aside = h("aside.contact-panel", {id: asideId, "aria-label": "Contact"});
+  const wide = window.matchMedia("(min-width: 1100px)");
+  let showContact = wide.matches;
+  const body = h("div.conv-body", {}, h("div.conv-main", {}, earlier, thread, composeEl), aside);
+  fill(pane, headEl, error.el, body);
+  const panel = contact.open(aside, ctx, id);
+  function setContactShown(value) {
+    showContact = value;
+    body.classList.toggle("contact-open", showContact);
+    aside.hidden = !showContact;
+    if (view.conversation) renderHead();
+  }
+  setContactShown(showContact);
+  const onWidth = (event) => setContactShown(event.matches);  // beside on wide screens only
+  wide.addEventListener("change", onWidth);
   // Stay pinned to the newest message when the pane changes size (phone rotation, the
   // compose box growing or being replaced), unless the reader scrolled up.
   let pinned = true;
@@ -55,6 +73,8 @@ export function open(pane, ctx, id, hooks) {
         view.optedOut ? h("span.badge.optout", {}, "Opted out") : null, " ",
         isClosed ? h("span.badge.closed", {}, "Closed") : null),
       h("div.actions",
+        h("button.contact-toggle", {type: "button", "aria-expanded": String(showContact), "aria-controls": asideId,
+          onclick: () => setContactShown(!showContact)}, "Contact"),
         h("label.visually-hidden", {for: assign.id}, "Assigned to"), assign,
         h("button", {type: "button", onclick: () => patch({status: isClosed ? "open" : "closed"})},
           isClosed ? "Reopen" : "Close")));
@@ -91,9 +111,11 @@ export function open(pane, ctx, id, hooks) {
       els.push(h("div.day", {role: "separator"}, dayLabel(msg.created_at)));
       view.lastDay = day;
     }
+    const group = msg.kind === "broadcast";
     const who = msg.direction === "inbound" ? memberName(view.conversation.member) : "You";
-    els.push(h(`div.bubble.${msg.direction}`, {dataset: {id: msg.id}},
-      h("span.visually-hidden", {}, `${who}: `), msg.body));
+    els.push(h(`div.bubble.${msg.direction}${group ? ".group-send" : ""}`, {dataset: {id: msg.id, kind: msg.kind || "text"}},
+      group ? h("span.group-label", {}, "Group send") : h("span.visually-hidden", {}, `${who}: `),
+      group ? h("span.visually-hidden", {}, " to everyone in the send: ") : null, msg.body));
     const meta = h(`div.meta.${msg.direction}`, {dataset: {for: msg.id}});
     view.metaEls.set(msg.id, meta);
     renderMeta(msg);
@@ -176,16 +198,24 @@ export function open(pane, ctx, id, hooks) {
   const counter = h("div.counter", {id: `${text.id}-count`});
   const sendButton = h("button.primary", {type: "submit"}, "Send");
   const composeError = errorBox();
-  text.setAttribute("aria-describedby", counter.id);
+  // With merge fields: what this member will get (the server merges it when sending).
+  const mergePreview = h("p.merge-preview", {id: `${text.id}-merged`, hidden: true});
+  text.setAttribute("aria-describedby", `${counter.id} ${mergePreview.id}`);
   const form = h("form", {},
-    h("label.visually-hidden", {for: text.id}, "Reply"),
-    h("div.row", {}, h("div.grow", {}, text), sendButton), counter, composeError.el,
+    h("label.visually-hidden", {for: text.id}, "Reply"), composeTools(text),
+    h("div.row", {}, h("div.grow", {}, text), sendButton), counter, mergePreview, composeError.el,
     h("p.field-hint", {}, "Enter sends · Shift+Enter adds a line"));
   let idempotencyKey = null;  // one per text, so a retried send never texts twice
 
   function updateCounter() {
-    counter.textContent = counterText(text.value);
-    counter.classList.toggle("over", segmentInfo(text.value).segments > 1);
+    const values = valuesFor(view.conversation && view.conversation.member, ctx.me.church.name);
+    const merged = render(text.value, values);  // the counter counts what is sent
+    counter.textContent = counterText(merged);
+    counter.classList.toggle("over", segmentInfo(merged).segments > 1);
+    const preview = previewLine(text.value, values, null);
+    mergePreview.textContent = preview.text;
+    mergePreview.hidden = !preview.text;
+    mergePreview.classList.toggle("bad", preview.bad);
   }
 
   text.addEventListener("input", () => { idempotencyKey = null; updateCounter(); });
@@ -279,7 +309,22 @@ export function open(pane, ctx, id, hooks) {
     } catch (_err) { /* a 409 on send still explains it */ }
   }
 
+  // A group send's per-recipient status moves with its broadcast's progress events: read
+  // the newest page again when a send shown here is not final yet, or once for a send not
+  // seen before (it may just have reached this member). At most one read a second.
+  const seenSends = new Set();
+  let progressTimer = null;
+  function groupSendProgress(data) {
+    const shown = view.messages.get(data.id);
+    const pending = shown && shown.kind === "broadcast" && !["delivered", "failed"].includes(shown.status);
+    if (!pending && (shown || seenSends.has(data.id))) return;
+    seenSends.add(data.id);
+    if (progressTimer) return;
+    progressTimer = setTimeout(() => { progressTimer = null; fetchLatest(); }, 1000);
+  }
+
   function onEvent(event) {
+    panel.onEvent(event);
     const data = event.data || {};
     if (event.type === "message.received") {
       const msg = data.message || data;
@@ -294,6 +339,8 @@ export function open(pane, ctx, id, hooks) {
       msg.error_reason = data.error_reason || null;
       renderMeta(msg);
       if (data.status === "failed") announce(`Reply failed: ${failureText(msg.error_reason, msg.error)}`);
+    } else if (event.type === "broadcast.progress" && data.id) {
+      groupSendProgress(data);
     } else if (event.type === "conversation.updated" && data.id === id) {
       setConversation({...view.conversation, ...data});
       // Same-transaction texts share a timestamp (a STOP and its confirmation): >=.
@@ -310,8 +357,9 @@ export function open(pane, ctx, id, hooks) {
   return {
     id,
     onEvent,
-    refresh: load,
+    refresh() { panel.refresh(); return load(); },
     focusCompose() { if (form.isConnected) text.focus(); },
-    close() { view.closed = true; resize.disconnect(); },
+    close() { view.closed = true; resize.disconnect(); panel.close(); clearTimeout(progressTimer);
+      wide.removeEventListener("change", onWidth); },
   };
 }

@@ -6,6 +6,7 @@ import {api} from "./api.js";
 import {h, fill, newId, errorBox, announce} from "./dom.js";
 import {initials, memberName, relativeTime} from "./format.js";
 import * as conversation from "./conversation.js";
+import {startConversation} from "./newconversation.js";
 
 const FILTERS = [
   {key: "all", label: "All", query: () => ({status: "open"})},
@@ -30,6 +31,7 @@ export function mount(main, ctx) {
   const empty = h("p.list-empty", {hidden: true});
   const listPane = h("section.list-pane", {"aria-label": "Conversation list"},
     h("div.list-tools",
+      h("button.primary.new-conv", {type: "button", onclick: () => startConversation(ctx)}, "New conversation"),
       h("label.visually-hidden", {for: searchInput.id}, "Search conversations"), searchInput,
       h("div.filters", {role: "group", "aria-label": "Filter conversations"}, filterButtons)),
     error.el, list, empty, h("div.row", {}, more));

@@ -4,6 +4,8 @@
 import {api, request} from "./api.js";
 import {h, fill, field, newId, errorBox, busy, confirmDialog, announce} from "./dom.js";
 import {dateTime, formatPhone, memberName, plural} from "./format.js";
+import {startConversation} from "./newconversation.js";
+import {newGroupNames} from "./csvgroups.js";
 
 const PAGE = 25;
 
@@ -24,12 +26,13 @@ function membersView(root, ctx) {
   const canWrite = ctx.hasRole("admin");
   const state = {q: "", groupId: "", cursors: [null], page: 0, next: null, groups: []};
   const error = errorBox();
-  const search = h("input", {id: newId("q"), type: "search", placeholder: "Name or phone", autocomplete: "off"});
+  const search = h("input", {id: newId("q"), type: "search", placeholder: "Name, phone or last 4 digits", autocomplete: "off"});
   const groupFilter = h("select", {id: newId("grp")}, h("option", {value: ""}, "All groups"));
   const tbody = h("tbody");
   const prev = h("button", {type: "button", onclick: () => go(-1)}, "Previous");
   const next = h("button", {type: "button", onclick: () => go(1)}, "Next");
   const pageInfo = h("span.muted.small", {role: "status"});
+  const total = h("p.member-total", {role: "status"});  // meta.total: every page's members
   const importBox = h("div");
   fill(root,
     h("div.row", {},
@@ -37,8 +40,9 @@ function membersView(root, ctx) {
       h("div", {}, field("Group", groupFilter).wrap),
       canWrite ? h("button.primary", {type: "button", onclick: () => editMember(null)}, "Add member") : null),
     canWrite ? importSection(importBox, () => load()) : null,
-    error.el,
-    h("div.table-wrap", {}, h("table", {},
+    error.el, total,
+    // A table on a desktop; at phone width each row is a card (app.css, .members-table).
+    h("div.table-wrap", {}, h("table.members-table", {},
       h("caption.visually-hidden", {}, "Members"),
       h("thead", {}, h("tr", {}, ["Name", "Phone", "Email", "Groups", "Texts", "Added"].map((t) => h("th", {scope: "col"}, t)))),
       tbody)),
@@ -72,14 +76,18 @@ function membersView(root, ctx) {
       if (seq !== loadSeq) return;
       state.next = page.meta.next_cursor || null;
       fill(tbody, page.data.length ? page.data.map((m) => h("tr", {},
-        h("td", {}, canWrite ? h("button.link", {type: "button", onclick: () => editMember(m)}, memberName(m)) : memberName(m)),
-        h("td", {}, formatPhone(m.phone)), h("td", {}, m.email || ""), h("td", {}, groupNames(m)),
-        h("td", {}, m.opt_in_sms ? h("span.badge.ok", {}, "Opted in") : h("span.badge.optout", {}, "Opted out")),
-        h("td.small", {}, dateTime(m.created_at))))
+        h("td.member-name", {}, canWrite ? h("button.link", {type: "button", onclick: () => editMember(m)}, memberName(m)) : memberName(m)),
+        h("td", {dataset: {label: "Phone"}}, formatPhone(m.phone)), h("td", {dataset: {label: "Email"}}, m.email || ""),
+        h("td", {dataset: {label: "Groups"}}, groupNames(m)),
+        h("td", {dataset: {label: "Texts"}}, m.opt_in_sms ? h("span.badge.ok", {}, "Opted in") : h("span.badge.optout", {}, "Opted out"),
+          m.opt_in_sms ? messageButton(ctx, m) : null),
+        h("td.small", {dataset: {label: "Added"}}, dateTime(m.created_at))))
         : h("tr", {}, h("td", {colspan: 6}, state.q ? "No members match." : "No members yet.")));
       prev.disabled = state.page === 0;
       next.disabled = !state.next;
       pageInfo.textContent = `Page ${state.page + 1}`;
+      const n = page.meta.total ?? page.data.length;
+      total.textContent = state.q || state.groupId ? `${plural(n, "member")} found` : plural(n, "member");
     } catch (err) {
       error.show(err.message);
     }
@@ -99,6 +107,12 @@ function membersView(root, ctx) {
 
   loadGroups().then(load);
   return {refresh: load};
+}
+
+/** "Message": text this member (opens their conversation once sent). */
+function messageButton(ctx, member) {
+  return h("button.link.message-member", {type: "button", onclick: () => startConversation(ctx, {member})},
+    "Message", h("span.visually-hidden", {}, ` ${memberName(member)}`));
 }
 
 function memberDialog(member) {
@@ -158,6 +172,16 @@ function importSection(root, onDone) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (!file.files.length) return error.show("Choose a CSV file first.");
+    // The import creates groups it does not know: name them and ask first.
+    const fresh = await busy(upload, error, async () => newGroupNames(await file.files[0].text(), await api.all("/groups")));
+    if (!fresh) return undefined;
+    if (fresh.length && !await confirmDialog({
+      title: fresh.length === 1 ? "Create a new group?" : `Create ${fresh.length} new groups?`,
+      lines: [`This file names ${fresh.length === 1 ? "a group that does not exist" : "groups that do not exist"} yet: ${fresh.slice(0, 20).join(", ")}${fresh.length > 20 ? ", …" : ""}.`,
+        "Importing creates them. Cancel to fix the file first (check the spelling)."],
+      confirmLabel: fresh.length === 1 ? "Create it and import" : "Create them and import"})) {
+      return error.show("Nothing imported.");
+    }
     const result = await busy(upload, error, async () =>
       (await api.post("/members/import", file.files[0], {contentType: "text/csv"})).data);
     if (!result) return undefined;
@@ -235,10 +259,18 @@ function groupsView(root, ctx) {
       debounce = setTimeout(async () => {
         if (!search.value.trim()) return fill(results);
         try {
-          const {data} = await api.get("/members", {q: search.value.trim(), limit: 8});
-          fill(results, data.map((m) => h("li", {}, `${memberName(m)} · ${formatPhone(m.phone)} `,
+          const {data} = await api.get("/members", {q: search.value.trim(), limit: 20});
+          // Members already in the group are not offered again.
+          const inGroup = (m) => (m.groups || []).some((g) => (typeof g === "string" ? g : g.id) === group.id);
+          const offer = data.filter((m) => !inGroup(m)).slice(0, 8);
+          if (!offer.length) return fill(results, h("li.muted", {}, data.length ? "Everyone found is already in this group." : "No members match."));
+          fill(results, offer.map((m) => h("li", {}, `${memberName(m)} · ${formatPhone(m.phone)} `,
             h("button.link", {type: "button", onclick: async () => {
-              await busy(null, gError, async () => { await api.post(`/groups/${group.id}/members`, {member_ids: [m.id]}); announce(`${memberName(m)} added.`); loadMembers(); load(); });
+              await busy(null, gError, async () => {
+                await api.post(`/groups/${group.id}/members`, {member_ids: [m.id]});
+                announce(`${memberName(m)} added.`); loadMembers(); load();
+                search.dispatchEvent(new Event("input"));  // the added member leaves the list
+              });
             }}, "Add"))));
         } catch (err) { gError.show(err.message); }
         return undefined;
