@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import pytest
 import redis
 
+from db.replicas import ReplicaReader
 from server.deps import close_deps, open_deps, start
 from server.platform.redis import wrote_at_key
 from server.platform.settings import Settings
@@ -204,3 +205,19 @@ async def test_replica_lag_is_exported(api: Any, deps: Any,
     assert re.search(rf'^ywm_db_replica_lag_seconds\{{replica="{name}"\}} 0\.0$', text, re.M), \
         text
     assert re.search(rf'^ywm_db_replica_in_rotation\{{replica="{name}"\}} 1\.0$', text, re.M)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_every_list_routed_to_replicas_answers_there(api: Any, deps: Any) -> None:
+    owner, staff = await _church(api)
+    await _add_member(api, owner["access_token"], 4)
+    token = staff["access_token"]  # no write of its own: every read below may use the replica
+    missing = "00000000-0000-4000-8000-000000000000"
+    for path, params, expected in [
+            (M, {"q": "New4"}, 200), ("/api/v1/groups", None, 200),
+            ("/api/v1/messages", None, 200), (f"/api/v1/messages/{missing}/recipients", None, 404),
+            ("/api/v1/conversations", None, 200),
+            (f"/api/v1/conversations/{missing}/messages", None, 404)]:
+        assert isinstance(await deps.replicas.reader(), ReplicaReader)
+        status, body, _ = await api.get(path, token=token, params=params)
+        assert status == expected, (path, body)
