@@ -1,9 +1,9 @@
-// Settings (owner): the church profile and help text, sending numbers, staff users and
-// roles. API keys and webhooks join here when those routes exist.
+// Settings (owner): the church profile and help text, a pointer to the Numbers screen,
+// staff users and roles. API keys and webhooks join here when those routes exist.
 
 import {api} from "./api.js";
 import {h, fill, field, newId, errorBox, busy, confirmDialog, announce} from "./dom.js";
-import {dateTime, formatPhone} from "./format.js";
+import {dateTime} from "./format.js";
 
 const ROLES = ["staff", "admin", "owner"];
 
@@ -25,22 +25,28 @@ function churchSection(root) {
   const help = h("textarea", {rows: 3});
   const optIn = h("input", {type: "checkbox"});
   const save = h("button.primary", {type: "submit"}, "Save");
+  // A visible confirmation beside the button (the announcer alone is for screen readers).
+  const saved = h("span.saved", {role: "status"});
   const form = h("form", {},
     h("h2", {}, "Church"),
     field("Church name", name).wrap,
     field("Time zone", timezone, "An IANA name such as America/Chicago").wrap, zones,
     field("HELP reply text", help, "Sent when someone texts HELP").wrap,
     h("label.inline", {}, optIn, "Opt in people who text us first"),
-    error.el, h("div.row", {}, save));
+    error.el, h("div.row", {}, save, saved));
   fill(root, form);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    saved.textContent = "";
     const ok = await busy(save, error, async () => {
       await api.patch("/church", {name: name.value.trim(), timezone: timezone.value.trim(),
         help_text: help.value, unknown_sender_opt_in: optIn.checked});
       return true;
     });
-    if (ok) announce("Church settings saved.");
+    if (ok) {
+      saved.textContent = `✓ Saved at ${new Date().toLocaleTimeString(undefined, {hour: "numeric", minute: "2-digit"})}`;
+      announce("Church settings saved.");
+    }
   });
   async function load() {
     try {
@@ -54,40 +60,11 @@ function churchSection(root) {
 }
 
 function numbersSection(root) {
-  const error = errorBox();
-  const list = h("div");
-  const phone = h("input", {type: "tel", autocomplete: "off"});
-  const provider = h("select", {}, h("option", {value: "telnyx"}, "Telnyx"), h("option", {value: "twilio"}, "Twilio"));
-  const profile = h("input", {autocomplete: "off"});
-  const mps = h("input", {type: "number", min: 1, max: 1000, value: "1"});
-  const add = h("button.primary", {type: "submit"}, "Add number");
-  const form = h("form", {},
-    field("Phone number", phone).wrap, field("Carrier", provider).wrap,
-    field("Messaging profile id (Telnyx, optional)", profile).wrap,
-    field("Messages per second", mps).wrap, h("div.row", {}, add));
-  fill(root, h("h2", {}, "Sending numbers"), error.el, list, h("details", {}, h("summary", {}, "Add a number"), form));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const body = {phone: phone.value.trim(), provider: provider.value, mps: Number(mps.value) || 1};
-    if (profile.value.trim()) body.messaging_profile_id = profile.value.trim();
-    const ok = await busy(add, error, async () => { await api.post("/numbers", body); return true; });
-    if (ok) { phone.value = ""; announce("Number added."); load(); }
-  });
-  async function load() {
-    try {
-      const rows = await api.all("/numbers");
-      fill(list, rows.length ? h("ul", {}, rows.map((n) => h("li", {},
-        `${formatPhone(n.phone)} · ${n.provider} `,
-        h(`span.badge.${n.status === "linked" ? "ok" : n.status === "failed" ? "optout" : "warn"}`, {}, n.status), " ",
-        h("button.link", {type: "button", onclick: async () => {
-          if (!await confirmDialog({title: `Remove ${formatPhone(n.phone)}?`, lines: ["Texts to this number will no longer reach the inbox."], confirmLabel: "Remove", danger: true})) return;
-          await busy(null, error, async () => { await api.del(`/numbers/${n.id}`); announce("Number removed."); load(); });
-        }}, "Remove"))))
-        : h("p.muted", {}, "No sending numbers yet."));
-    } catch (err) { error.show(err.message); }
-  }
-  load();
-  return load;
+  // Numbers have their own screen (status, reasons, default, add/remove).
+  fill(root, h("h2", {}, "Sending numbers"),
+    h("p", {}, "Each number's status, the default number, and adding or removing numbers are on the ",
+      h("a", {href: "#/numbers"}, "Numbers screen"), "."));
+  return async () => {};
 }
 
 function usersSection(root, ctx) {
