@@ -30,10 +30,14 @@ DESKTOP = (1280, 820)
 PHONE = (360, 740)
 
 
+AXE = REPO / "tests" / "webapp" / "fixtures" / "axe.min.js"  # fetched by browser.sh
+
+
 def ensure_installed() -> None:
-    """Run the project's own installer when chromium, chromedriver or selenium is missing."""
+    """Run the project's own installer when chromium, chromedriver, selenium or axe-core
+    is missing."""
     have_browser = os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
-    if have_browser and importlib.util.find_spec("selenium") is not None:
+    if have_browser and importlib.util.find_spec("selenium") is not None and AXE.exists():
         return
     subprocess.run([str(REPO / "deploy" / "local" / "browser.sh")], check=True,
                    env={**os.environ, "PYTHON": sys.executable}, timeout=900)
