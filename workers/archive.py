@@ -1,5 +1,6 @@
-"""The monthly retention run: partitions past `YWM_RETENTION_MONTHS` are archived,
-verified, then detached and dropped (server/services/archive.py)."""
+"""The monthly runs (server/services/archive.py): last month is archived early each month,
+and partitions past `YWM_RETENTION_MONTHS` are archived, verified, then detached and
+dropped."""
 from __future__ import annotations
 
 from huey import crontab
@@ -24,3 +25,14 @@ def retire_old_months() -> list[str]:
         return await archive.apply_retention(deps.db, store, deps.settings.retention_months)
     return run_exclusive("archive.retire_old_months", RETENTION_LOCK_TTL,
                          lambda: run(_retire)) or []
+
+
+# The 4th: delivery receipts of the month's last sends have had their 72 hours.
+@huey.periodic_task(crontab(day="4", hour="4", minute="17"), name="archive.archive_last_month")
+def archive_last_month() -> int:
+    """Archive last month for every church; one run cluster-wide (Redis lock)."""
+    async def _archive(deps: Deps) -> int:
+        store = open_store(deps.settings.archive_location)
+        return len(await archive.archive_previous_month(deps.db, store))
+    return run_exclusive("archive.archive_last_month", RETENTION_LOCK_TTL,
+                         lambda: run(_archive)) or 0

@@ -241,6 +241,16 @@ async def archive_month(db: Database, store: ArchiveStore, month: dt.date,
     return manifests
 
 
+async def archive_previous_month(db: Database, store: ArchiveStore,
+                                 today: dt.date | None = None) -> list[dict[str, Any]]:
+    """The monthly run: last month, for every church with rows in it, so a month's archive
+    exists long before retention needs it (retention archives again before it drops, which
+    refreshes rows that changed since, such as late delivery receipts)."""
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    previous = (current_month(today) - dt.timedelta(days=1)).replace(day=1)
+    return await archive_month(db, store, previous, today=today)
+
+
 # -- retention ----------------------------------------------------------------------------
 
 async def retire_partition(db: Database, store: ArchiveStore, table_name: str,
