@@ -11,12 +11,19 @@ import * as inbox from "./inbox.js";
 import * as broadcast from "./broadcast.js";
 import * as members from "./members.js";
 import * as settings from "./settings.js";
+import * as templates from "./templates.js";
+import * as notify from "./notify.js";
+import * as scheduled from "./scheduled.js";
+import * as numbers from "./numbers.js";
 
 const ROLE_RANK = {staff: 1, admin: 2, owner: 3};
 const SCREENS = [
   {path: "inbox", label: "Inbox", module: inbox, role: "staff"},
   {path: "send", label: "Send to a group", module: broadcast, role: "admin"},
+  {path: "scheduled", label: "Scheduled", module: scheduled, role: "staff"},
   {path: "members", label: "Members & groups", module: members, role: "staff", also: ["groups"]},
+  {path: "templates", label: "Saved replies", module: templates, role: "staff"},
+  {path: "numbers", label: "Numbers", module: numbers, role: "staff"},
   {path: "settings", label: "Settings", module: settings, role: "owner"},
 ];
 const STATE_TEXT = {
@@ -116,7 +123,8 @@ function renderShell() {
       h("span.row", {}, app.conn, reload),
       h("div.user",
         h("span.who", {title: user.email}, `${user.name} · ${user.role}`),
-        h("button", {type: "button", onclick: signOut}, "Sign out"))),
+        h("button", {type: "button", onclick: signOut}, "Sign out"),
+        notify.alertsButton())),
     nav,
     h("main", {id: "main", tabindex: "-1"}));
 }
@@ -148,6 +156,7 @@ function mountScreen() {
 
 function onEvent(event) {
   trackUnread(event);
+  notify.onEvent(event);  // desktop notification / sound, if turned on, while hidden
   if (app.screen && app.screen.onEvent) app.screen.onEvent(event);
 }
 

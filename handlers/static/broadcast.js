@@ -6,6 +6,7 @@ import {api} from "./api.js";
 import {h, fill, newId, errorBox, busy, confirmDialog, announce} from "./dom.js";
 import {broadcastWord, dateTime, failureText, formatPhone, memberName, money, plural, statusWord} from "./format.js";
 import {counterText, segmentInfo} from "./segments.js";
+import {composeTools, fieldsUsed} from "./merge.js";
 
 // Quote price per segment in cents (the carrier's bill is the truth; this is an estimate).
 const CENTS_PER_SEGMENT = 0.79;
@@ -40,6 +41,8 @@ function composeView(main, ctx) {
   const counter = h("div.counter", {id: `${text.id}-count`});
   text.setAttribute("aria-describedby", counter.id);
   const preview = h("p.preview-line", {role: "status", "aria-live": "polite"});
+  // Merge fields: each recipient's own text, previewed by the server (POST /messages/preview).
+  const merged = h("div.merge-samples", {hidden: true, "aria-live": "polite"});
   const whenNow = h("input", {type: "radio", name: "when", value: "now", checked: true});
   const whenLater = h("input", {type: "radio", name: "when", value: "later"});
   const at = h("input", {id: newId("at"), type: "datetime-local", disabled: true});
@@ -48,7 +51,7 @@ function composeView(main, ctx) {
   const form = h("form.card", {},
     h("h2", {}, "1. Choose groups"), pick,
     h("h2", {}, "2. Write the text"),
-    h("label", {for: text.id}, "Message"), text, counter,
+    h("label", {for: text.id}, "Message"), composeTools(text), text, counter, merged,
     h("h2", {}, "3. When"),
     h("div", {role: "radiogroup", "aria-label": "When to send"},
       h("label.inline", {}, whenNow, "Send now"), h("label.inline", {}, whenLater, "Schedule for later")),
@@ -63,7 +66,42 @@ function composeView(main, ctx) {
       if (whenLater.checked) at.focus();
     });
   }
-  text.addEventListener("input", updatePreview);
+  text.addEventListener("input", () => { updatePreview(); mergeSoon(); });
+
+  let mergeTimer = null;
+  let mergeSeq = 0;
+  function mergeSoon() {
+    clearTimeout(mergeTimer);
+    mergeTimer = setTimeout(loadMerge, 350);
+  }
+  async function loadMerge() {
+    const seq = ++mergeSeq;
+    const {used, unknown} = fieldsUsed(text.value);
+    state.merge = null;
+    if (unknown !== null) {
+      fill(merged, h("p.merge-preview.bad", {}, `Unknown field {${unknown}}: use {first_name}, {last_name} or {church_name}.`));
+      merged.hidden = false;
+      return updatePreview();
+    }
+    if (!used.length || !state.selected.size) {
+      merged.hidden = true;
+      return updatePreview();
+    }
+    try {
+      const {data} = await api.post("/messages/preview", {body: text.value, group_ids: [...state.selected]});
+      if (seq !== mergeSeq) return undefined;
+      state.merge = data;
+      fill(merged, h("p.small.muted", {}, "Each person gets their own text, for example:"),
+        h("ul.samples", {}, data.samples.map((s) => h("li", {}, h("strong", {}, `${memberName(s)}: `), s.body))),
+        h("p.small.muted", {}, `Longest text: “${data.longest.body}” (${plural(data.longest.segments, "segment")}). The estimate counts it for everyone.`));
+      merged.hidden = false;
+    } catch (err) {
+      if (seq !== mergeSeq) return undefined;
+      fill(merged, h("p.merge-preview.bad", {}, err.message));
+      merged.hidden = false;
+    }
+    return updatePreview();
+  }
 
   function numbers() {
     let members = 0;
@@ -76,7 +114,7 @@ function composeView(main, ctx) {
       if (out === undefined) unknown = true; else optedOut += out;
     }
     const recipients = Math.max(members - optedOut, 0);
-    const info = segmentInfo(text.value);
+    const info = segmentInfo(state.merge ? state.merge.longest.body : text.value);
     const segments = Math.max(info.segments, 1);
     return {members, optedOut, unknown, recipients, segments, cost: recipients * segments * CENTS_PER_SEGMENT};
   }
@@ -87,7 +125,8 @@ function composeView(main, ctx) {
   }
 
   function updatePreview() {
-    counter.textContent = counterText(text.value);
+    counter.textContent = counterText(state.merge ? state.merge.longest.body : text.value) +
+      (state.merge ? " (longest merged text)" : "");
     preview.textContent = state.selected.size ? previewText(numbers()) : "Choose at least one group.";
   }
 
@@ -107,6 +146,7 @@ function composeView(main, ctx) {
         const box = h("input", {type: "checkbox", value: g.id, onchange: (e) => {
           if (e.target.checked) { state.selected.add(g.id); countOptedOut(g.id); } else state.selected.delete(g.id);
           updatePreview();
+          mergeSoon();
         }});
         return h("li", {}, h("label", {}, box, `${g.name} `, h("span.muted", {}, `(${plural(g.member_count, "member")})`)));
       }) : h("li.muted", {}, "No groups yet: create one under Members & groups."));
@@ -143,7 +183,8 @@ function composeView(main, ctx) {
     const names = state.groups.filter((g) => state.selected.has(g.id)).map((g) => g.name).join(", ");
     const ok = await confirmDialog({
       title: scheduledAt ? "Schedule this text?" : "Send this text now?",
-      lines: [`To: ${names}`, previewText(n), scheduledAt ? `Sends ${dateTime(scheduledAt)}.` : "Sends right away.", `“${body}”`],
+      lines: [`To: ${names}`, previewText(n), scheduledAt ? `Sends ${dateTime(scheduledAt)}.` : "Sends right away.", `“${body}”`,
+        state.merge && state.merge.samples.length ? `For example, ${memberName(state.merge.samples[0])} gets: “${state.merge.samples[0].body}”` : null].filter(Boolean),
       confirmLabel: scheduledAt ? "Schedule" : `Send to ${plural(n.recipients, "recipient")}`,
     });
     if (!ok) return undefined;
@@ -166,7 +207,7 @@ function composeView(main, ctx) {
   loadGroups();
   loadRecent();
   updatePreview();
-  return {close() {}, refresh: loadRecent};
+  return {close() { clearTimeout(mergeTimer); }, refresh: loadRecent};
 }
 
 /* ---------- progress ---------- */

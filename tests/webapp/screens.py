@@ -59,6 +59,9 @@ SCREENS: list[Screen] = [
                 ".find((b) => b.textContent.startsWith('Edit')).click()"),
     Screen("members", "Members", "/#/members", _q("main tbody tr td button")),
     Screen("groups", "Groups", "/#/groups", _q("main tbody tr td button")),
+    Screen("templates", "Saved replies (merge fields)", "/#/templates", _q(".template")),
+    Screen("alerts", "Alerts for new texts (top bar)", "/#/inbox", _q(".conv-row"),
+           then="document.querySelector('.alerts-button').click()"),
     Screen("numbers", "Numbers (owner)", "/#/numbers", _q(".number[data-status=failed]")),
     Screen("numbers-staff", "Numbers (staff: read-only)", "/#/numbers", _q(".number"),
            role="staff"),
@@ -95,6 +98,9 @@ async def seed_church(api: Any, deps: Any, sim: Any) -> dict[str, Any]:
             "opt_in_sms": opted_in})))["id"])
     await _ok(api.post(f"/api/v1/groups/{groups['Choir']}/members", json={"member_ids": ids}))
     staff = await add_user(api, owner["access_token"], "staff", name="Kim Staff")
+    await _ok(api.post("/api/v1/templates", json={
+        "name": "Service times",
+        "body": "Hi {first_name|friend}, services at {church_name} are Sundays at 9 and 11."}))
 
     from server.carriers.simulator.carriers import inject_inbound
     assert (await inject_inbound(sim, "telnyx", HANDSET, OURS, "Is choir on tonight?",
