@@ -308,3 +308,57 @@ async def insert_delivery(conn: Connection, values: dict[str, Any]) -> Row:
 
 async def prune_deliveries(conn: Connection, cutoff: datetime, batch: int = 5000) -> int:
     return await conn.execute(_PRUNE, {"cutoff": cutoff, "batch": batch})
+
+
+# `ywm rotate-keys`: endpoint secrets and the sealed data inside deliveries, in key order.
+_AFTER_KEY = sa.tuple_(sa.bindparam("after_church", type_=E.church_id.type),
+                       sa.bindparam("after_id", type_=E.id.type))
+_SECRETS = (sa.select(E.church_id, E.id, E.secret_enc, E.previous_secret_enc)
+            .where(sa.or_(sa.bindparam("after_church", type_=E.church_id.type).is_(None),
+                          sa.tuple_(E.church_id, E.id) > _AFTER_KEY))
+            .order_by(E.church_id, E.id).limit(sa.bindparam("limit")))
+_SECRETS_LOCKED = _SECRETS.with_for_update(skip_locked=True)
+_REWRITE_SECRETS = (sa.update(webhook_endpoints)
+                    .where(E.church_id == sa.bindparam("church_id"), E.id == sa.bindparam("id"))
+                    .values(secret_enc=sa.bindparam("secret_enc", type_=E.secret_enc.type),
+                            previous_secret_enc=sa.bindparam(
+                                "previous_secret_enc", type_=E.previous_secret_enc.type)))
+_SEALED_DELIVERIES = (
+    sa.select(D.church_id, D.id, D.payload)
+    .where(sa.or_(sa.bindparam("after_church", type_=D.church_id.type).is_(None),
+                  sa.tuple_(D.church_id, D.id) > _AFTER_KEY),
+           sa.cast(D.payload, sa.Text).contains('"$sealed"'))
+    .order_by(D.church_id, D.id).limit(sa.bindparam("limit")))
+_SEALED_DELIVERIES_LOCKED = _SEALED_DELIVERIES.with_for_update(skip_locked=True)
+_REWRITE_PAYLOAD = sa.text("UPDATE webhook_deliveries SET payload = CAST(:payload AS jsonb) "
+                           "WHERE church_id = :church_id AND id = :id")
+
+
+def _after(after: tuple[Any, Any] | None) -> dict[str, Any]:
+    return {"after_church": after[0] if after else None, "after_id": after[1] if after else None}
+
+
+async def list_endpoint_secrets(conn: Connection, after: tuple[Any, Any] | None, limit: int,
+                                lock: bool) -> list[Row]:
+    return await conn.fetch_all(_SECRETS_LOCKED if lock else _SECRETS,
+                                {**_after(after), "limit": limit})
+
+
+async def rewrite_secrets(conn: Connection, church_id: UUID, endpoint_id: UUID,
+                          secret_enc: bytes, previous_secret_enc: bytes | None) -> None:
+    await conn.execute(_REWRITE_SECRETS, {"church_id": church_id, "id": endpoint_id,
+                                          "secret_enc": secret_enc,
+                                          "previous_secret_enc": previous_secret_enc})
+
+
+async def list_sealed_deliveries(conn: Connection, after: tuple[Any, Any] | None, limit: int,
+                                 lock: bool) -> list[Row]:
+    """Deliveries whose payload holds sealed values (a phone in a conversation)."""
+    return await conn.fetch_all(_SEALED_DELIVERIES_LOCKED if lock else _SEALED_DELIVERIES,
+                                {**_after(after), "limit": limit})
+
+
+async def rewrite_payload(conn: Connection, church_id: UUID, delivery_id: UUID,
+                          payload_json: str) -> None:
+    await conn.execute(_REWRITE_PAYLOAD, {"church_id": church_id, "id": delivery_id,
+                                          "payload": payload_json})

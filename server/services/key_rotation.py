@@ -2,8 +2,10 @@
 where it lives (server/platform/crypto.py).
 
 Sealed values live in: members (phone, email), message recipients (a copy of the member's
-phone), event rows (phones and emails inside `data`, server/events/log.py) and Redis
-caches (group pages keep the member ciphertexts). Put the new key first in
+phone), event rows (phones and emails inside `data`, server/events/log.py), customer
+webhook endpoints' signing secrets and their deliveries' copies of event data
+(server/services/webhooks.py `reseal`) and Redis caches (group pages keep the member
+ciphertexts). Put the new key first in
 YWM_FIELD_KEYS (keep the old ones after it), deploy, run this; when it reports
 `remaining: 0`, the old keys can be dropped. `remaining` counts every value, in every one
 of those places, that is under an older key or not yet bound to its place (values from
@@ -31,6 +33,7 @@ from server.events import log as event_log
 from server.platform import cache, crypto
 from server.platform import redis as keys
 from server.platform.settings import Settings
+from server.services import webhooks
 
 log = logging.getLogger("ywm.rotate_keys")
 BATCH_SIZE = 500  # rows per transaction: short locks, few round trips
@@ -44,10 +47,11 @@ async def rotate_keys(db: Database, settings: Settings, redis: aioredis.Redis,
     members = await _rotate_members(db, settings, header, batch_size)
     recipients = await _rotate_recipients(db, settings, header, batch_size)
     events = await _rotate_events(db, settings, batch_size)
+    webhook_values = await webhooks.reseal(db, settings)
     caches = await _drop_caches(redis)
     return {"key_id": crypto.newest_key_id(settings), "rotated": members,
             "recipients_rotated": recipients, "events_rotated": events,
-            "caches_dropped": caches,
+            "webhook_values_rotated": webhook_values, "caches_dropped": caches,
             "remaining": await count_remaining(db, settings, redis, batch_size)}
 
 
@@ -60,6 +64,7 @@ async def count_remaining(db: Database, settings: Settings, redis: aioredis.Redi
         stale = await q.count_stale_ciphertexts(conn, header) \
             + await rq.count_stale_recipients(conn, header)
     stale += await _count_stale_events(db, settings, batch_size)
+    stale += await webhooks.reseal(db, settings, write=False)  # secrets, delivery payloads
     return stale + await _count_stale_caches(redis, settings)
 
 

@@ -22,6 +22,7 @@ id for the receiver's dedupe.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -32,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 from uuid import UUID
 
-from db.engine import Row
+from db.engine import Database, Row
 from db.queries import dead_letters as dq
 from db.queries import events as eq
 from db.queries import webhooks as wq
@@ -95,10 +96,15 @@ async def attempt(settings: Settings, endpoint: dict[str, Any], event: dict[str,
                   now: datetime, delivery_id: UUID | str | None = None) -> Outcome:
     """POST one event (its data unsealed) to the endpoint, signed; never raises for the
     endpoint's own failures."""
-    body = to_json(unseal(settings, event, endpoint["church_id"])).encode()
+    try:
+        body = to_json(unseal(settings, event, endpoint["church_id"])).encode()
+        secrets = signing_secrets(settings, endpoint, now)
+    except crypto.CryptoError as exc:  # a retired field key: retrying cannot help
+        log.error("webhook delivery cannot be read: %s", exc)
+        return Outcome(False, None, 0, "This event or the endpoint's secret can no longer "
+                                       "be read (its field key was retired).")
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-               "YWM-Signature": sign(signing_secrets(settings, endpoint, now), body,
-                                     int(time.time())),
+               "YWM-Signature": sign(secrets, body, int(time.time())),
                "YWM-Event-Id": str(event.get("id")), "YWM-Event-Type": str(event.get("type"))}
     if delivery_id is not None:
         headers["YWM-Delivery-Id"] = str(delivery_id)
@@ -209,9 +215,12 @@ async def deliver_round(deps: Deps, church_id: UUID, endpoint_id: UUID) -> int:
             (to_json({"endpoint_id": str(endpoint_id), "delivery_id": str(r["id"]),
                       "event_type": c["event_type"], "event_id": c["payload"].get("id")}),
              r["error"]) for r in dead for c in claimed if c["id"] == r["id"]])
-        still_active = await wq.note_endpoint_health(
-            conn, church_id, endpoint_id, any(o.ok for o in outcomes),
-            now - timedelta(seconds=settings.webhook_disable_after_seconds))
+        succeeded = any(o.ok for o in outcomes)
+        still_active = True
+        if not succeeded or endpoint["failing_since"] is not None:  # else nothing changes
+            still_active = await wq.note_endpoint_health(
+                conn, church_id, endpoint_id, succeeded,
+                now - timedelta(seconds=settings.webhook_disable_after_seconds))
     if dead:
         log.warning("%d webhook deliveries to endpoint %s gave up", len(dead), endpoint_id,
                     extra={"church_id": str(church_id)})
@@ -233,7 +242,13 @@ async def prune(deps: Deps, keep_days: float) -> int:
 
 
 class Pump:
-    """One worker process's delivery loop: advance cursors, one drain task per endpoint."""
+    """One worker process's delivery loop: advance cursors, one drain task per endpoint.
+
+    It has a PostgreSQL pool of its own (`POOL_SIZE`): each endpoint's drain holds a
+    connection only to claim and to record, but a worker thread's small pool shared by
+    every endpoint would make them queue for it."""
+
+    POOL_SIZE = 10
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
@@ -242,6 +257,16 @@ class Pump:
 
     async def run(self, should_stop: Callable[[], bool]) -> None:
         """Pass after pass until `should_stop()`; then let drains in flight finish."""
+        shared = self.deps
+        own = await Database.connect(shared.settings.database_url, maxsize=self.POOL_SIZE)
+        self.deps = dataclasses.replace(shared, db=own)
+        try:
+            await self._loop(should_stop)
+        finally:
+            self.deps = shared
+            await own.close()
+
+    async def _loop(self, should_stop: Callable[[], bool]) -> None:
         poll = self.deps.settings.webhook_poll_seconds
         while not should_stop():
             try:

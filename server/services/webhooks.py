@@ -21,9 +21,10 @@ from db.engine import Connection, Database, Row
 from db.queries import events as eq
 from db.queries import webhooks as wq
 from server.events import webhooks as catalogue
+from server.events.log import reseal_stale
 from server.platform import crypto, webhook_http
 from server.platform.errors import Conflict, NotFound, ValidationFailed
-from server.platform.jsonenc import iso_time, jsonable
+from server.platform.jsonenc import iso_time, jsonable, to_json
 from server.platform.settings import Settings
 from server.services import webhook_delivery
 from server.services.webhook_delivery import secret_place
@@ -201,3 +202,47 @@ async def send_test(db: Database, settings: Settings, church_id: UUID,
             "status": "delivered" if outcome.ok else "failed", "attempts": 1,
             "next_attempt_at": None, **outcome.columns()})
     return delivery_view(row)
+
+
+RESEAL_BATCH = 500  # rows per transaction in `reseal`
+
+
+async def reseal(db: Database, settings: Settings, write: bool = True) -> int:
+    """`ywm rotate-keys` for webhooks: endpoint secrets and the sealed values inside
+    delivery payloads re-sealed under the newest field key. Returns how many values were
+    re-sealed (`write`) or are stale (`write=False`, the `remaining` count)."""
+    total, after = 0, None
+    while True:
+        async with (db.transaction() if write else db.acquire()) as conn:
+            rows = await wq.list_endpoint_secrets(conn, after, RESEAL_BATCH, lock=write)
+            for row in rows:
+                total += await _reseal_secrets(conn, settings, row, write)
+        if not rows:
+            break
+        after = (rows[-1]["church_id"], rows[-1]["id"])
+    after = None
+    while True:
+        async with (db.transaction() if write else db.acquire()) as conn:
+            rows = await wq.list_sealed_deliveries(conn, after, RESEAL_BATCH, lock=write)
+            for row in rows:
+                payload, count = reseal_stale(settings, row["payload"], row["church_id"])
+                total += count
+                if count and write:
+                    await wq.rewrite_payload(conn, row["church_id"], row["id"], to_json(payload))
+        if not rows:
+            return total
+        after = (rows[-1]["church_id"], rows[-1]["id"])
+
+
+async def _reseal_secrets(conn: Connection, settings: Settings, row: Row, write: bool) -> int:
+    church_id = row["church_id"]
+    current, previous = row["secret_enc"], row["previous_secret_enc"]
+    stale = int(not crypto.is_current(settings, current)) + int(
+        previous is not None and not crypto.is_current(settings, previous))
+    if stale and write:
+        await wq.rewrite_secrets(
+            conn, church_id, row["id"],
+            crypto.reseal(settings, current, secret_place(church_id)),
+            crypto.reseal(settings, previous, secret_place(church_id, previous=True))
+            if previous is not None else None)
+    return stale

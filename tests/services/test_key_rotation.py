@@ -117,7 +117,8 @@ async def test_rotation_reseals_everything_then_the_old_key_can_go(
 
     result = await key_rotation.rotate_keys(deps.db, both, deps.redis, batch_size=2)
     assert result == {"key_id": "k2", "rotated": 2, "recipients_rotated": 2,
-                      "events_rotated": 3, "caches_dropped": 1, "remaining": 0}
+                      "events_rotated": 3, "webhook_values_rotated": 0,
+                      "caches_dropped": 1, "remaining": 0}
     again = await key_rotation.rotate_keys(deps.db, both, deps.redis)
     assert (again["rotated"], again["events_rotated"], again["remaining"]) == (0, 0, 0)
 

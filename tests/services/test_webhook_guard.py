@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -129,3 +130,39 @@ async def test_event_pruning_keeps_what_an_endpoint_has_not_read(deps: Any) -> N
                                    {"disabled": True})
     page, _ = await webhooks.list_deliveries(deps.db, church_id, created["id"], 50, None)
     assert len(page) == 9
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_key_rotation_reseals_secrets_and_delivery_data(deps: Any) -> None:
+    """After `ywm rotate-keys` the old field key can go: endpoints still sign with both
+    secrets and pending deliveries still open their members' phones."""
+    from server.events.log import record_event
+    from server.events.types import conversation_updated
+    from tests.services.test_key_rotation import BOTH_KEYS, NEW_KEYS, OLD_KEYS
+    old = deps.settings.replace(field_keys=OLD_KEYS)
+    both = deps.settings.replace(field_keys=BOTH_KEYS)
+    new = deps.settings.replace(field_keys=NEW_KEYS)
+    church = await create_church(deps)
+    church_id = uuid.UUID(str(church["church_id"]))
+    created = await webhooks.create_endpoint(deps.db, old, church_id, {
+        "url": "http://127.0.0.1:9/hook", "events": ["conversation.updated"]})
+    rotated = await webhooks.rotate_secret(deps.db, old, church_id, created["id"])
+    async with deps.db.transaction() as conn:
+        await record_event(conn, church_id, conversation_updated(
+            {"id": str(uuid.uuid4()), "member": {"phone": "+14155550123"}}), old)
+    original, deps.settings = deps.settings, old
+    try:
+        await webhook_delivery.advance(deps)
+    finally:
+        deps.settings = original
+    assert await webhooks.reseal(deps.db, both, write=False) == 3  # 2 secrets, 1 phone
+    assert await webhooks.reseal(deps.db, both) == 3
+    assert await webhooks.reseal(deps.db, both, write=False) == 0
+    async with deps.db.acquire() as conn:
+        endpoint = await conn.fetch_one("SELECT * FROM webhook_endpoints")
+        delivery = await conn.fetch_one("SELECT payload FROM webhook_deliveries")
+    now = datetime.now(timezone.utc)
+    assert webhook_delivery.signing_secrets(new, endpoint, now) == [rotated["secret"],
+                                                                    created["secret"]]
+    opened = webhook_delivery.unseal(new, delivery["payload"], church_id)
+    assert opened["data"]["member"]["phone"] == "+14155550123"
