@@ -76,7 +76,18 @@ def _register_owner(port: int) -> str:
         return str(json.load(response)["data"]["access_token"])
 
 
+# Read from the run's working directory. POST /numbers' documented example is a real
+# toll-free number, so the server asks the carrier whether the platform holds it; this run
+# has no carrier, so the (documented) answer is a 503, which the checks count as a fault.
+CONFIG = """
+[[operations]]
+include-name = "POST /numbers"
+phases.examples.enabled = false
+"""
+
+
 def test_schemathesis_finds_no_failure(settings: Any, clean: None, tmp_path: Any) -> None:
+    (tmp_path / "schemathesis.toml").write_text(CONFIG)
     port = free_port()
     # Generous rate limits: the run is one client sending a few hundred requests.
     proc = start_web(web_env(settings, YWM_USER_RATE_PER_SECOND="100000",
