@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services browser deploy-tools migrate seed-demo bench clean
+.PHONY: run test install services browser deploy-tools migrate seed-demo bench clean screenshots
 
 # An unset YWM_ENV is production, which refuses the development secrets in this repository:
 # every target here runs a development box unless YWM_ENV says otherwise.
@@ -60,6 +60,10 @@ seed-demo: migrate
 
 bench: install services
 	@$(BIN)/python -m bench
+
+# docs/webapp/*.png and docs/webapp.md's screenshot table (tests/webapp/screenshots.py).
+screenshots: install services browser
+	@$(BIN)/python -m tests.webapp.screenshots
 
 clean:
 	rm -rf $(VENV) var *.egg-info
