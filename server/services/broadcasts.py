@@ -17,6 +17,8 @@ from db.engine import Connection, Database, Row
 from db.queries import broadcasts as q
 from db.queries import recipients as rq
 from server.carriers import failure_reason
+from server.events import types as event_types
+from server.events.log import publish_events, record_event
 from server.platform import crypto
 from server.platform.errors import Conflict, NotFound, ValidationFailed
 from server.platform.jsonenc import iso_time
@@ -141,11 +143,15 @@ def accepted_body(message: Row) -> dict[str, Any]:
 
 
 async def accept(db: Database, settings: Settings, church_id: UUID, user_id: UUID | None,
-                 payload: dict[str, Any], idempotency_key: str | None) -> Accepted:
-    """POST /messages: validate, write everything in one transaction, say what to enqueue."""
+                 payload: dict[str, Any], idempotency_key: str | None,
+                 redis: Any = None) -> Accepted:
+    """POST /messages: validate, write everything in one transaction, say what to enqueue.
+    A scheduled send also announces itself (schedule.changed) when `redis` is given."""
     now = datetime.now(timezone.utc)
+    events: list[dict[str, Any]] = []
 
     async def write(conn: Connection) -> Accepted:
+        events.clear()  # a rolled-back attempt's event was never committed
         message = await create_broadcast(
             conn, settings, church_id, body=payload["body"],
             group_ids=_uuid_list(payload.get("group_ids")),
@@ -154,12 +160,18 @@ async def accept(db: Database, settings: Settings, church_id: UUID, user_id: UUI
             scheduled_at=_scheduled_at(payload.get("scheduled_at"), now),
             created_by=user_id)
         # A scheduled send is started later by the scheduler; any other starts now.
+        if message["status"] == "scheduled":
+            events.append(await record_event(conn, church_id, event_types.schedule_changed(
+                "broadcast", message["id"], "created")))
         start = [] if message["status"] == "scheduled" else [
             StartDispatch(str(church_id), str(message["id"]))]
         return Accepted(202, accepted_body(message), start)
 
-    return await idempotency.accept_once(db, church_id, IDEMPOTENCY_SCOPE, idempotency_key,
-                                         payload, write)
+    accepted = await idempotency.accept_once(db, church_id, IDEMPOTENCY_SCOPE,
+                                             idempotency_key, payload, write)
+    if redis is not None and not accepted.is_replay:
+        await publish_events(redis, events)
+    return accepted
 
 
 async def access_message(conn: Connection, church_id: UUID, message_id: UUID | None) -> Row:
@@ -177,10 +189,11 @@ async def get_broadcast(db: Database, church_id: UUID, message_id: UUID | None
         return broadcast_view(row, await rq.count_by_status(conn, row))
 
 
-async def list_broadcasts(db: Database, church_id: UUID, limit: int, cursor: str | None
+async def list_broadcasts(db: Database, church_id: UUID, limit: int, cursor: str | None,
+                          status: str | None = None
                           ) -> tuple[list[dict[str, Any]], str | None]:
     async with db.acquire() as conn:
-        page = await q.list_messages(conn, church_id, limit, cursor)
+        page = await q.list_messages(conn, church_id, limit, cursor, status)
         return ([broadcast_view(r, await rq.count_by_status(conn, r)) for r in page.rows],
                 page.next_cursor)
 
@@ -208,18 +221,80 @@ def recipient_view(settings: Settings, church_id: UUID, row: Row) -> dict[str, A
             "updated_at": iso_time(row["updated_at"])}
 
 
-async def cancel(db: Database, church_id: UUID, message_id: UUID | None) -> dict[str, Any]:
-    """Recipients not yet sent become `canceled`; texts already in flight finish."""
+async def cancel(db: Database, church_id: UUID, message_id: UUID | None,
+                 redis: Any = None) -> dict[str, Any]:
+    """Recipients not yet sent become `canceled`; texts already in flight finish. Canceling
+    a scheduled send also tells the Scheduled screens (schedule.changed)."""
+    events: list[dict[str, Any]] = []
     async with db.transaction() as conn:
         message = await access_message(conn, church_id, message_id)
         if not await q.cancel_message(conn, message):
             raise Conflict(f"This message is already {message['status']}.")
         await rq.cancel_pending(conn, message)
+        if message["status"] == "scheduled":
+            events.append(await record_event(conn, church_id, event_types.schedule_changed(
+                "broadcast", message["id"], "canceled")))
         row = await access_message(conn, church_id, message_id)
-        return broadcast_view(row, await rq.count_by_status(conn, row))
+        view = broadcast_view(row, await rq.count_by_status(conn, row))
+    if redis is not None:
+        await publish_events(redis, events)
+    return view
 
 
-async def start_due_scheduled(db: Database, limit: int = 100) -> list[tuple[str, str]]:
+async def edit_scheduled(db: Database, settings: Settings, church_id: UUID,
+                         message_id: UUID | None, changes: dict[str, Any],
+                         redis: Any = None) -> dict[str, Any]:
+    """PATCH /messages/{id}: change a send that has not started (body, time, audience,
+    number); 409 once it started or was canceled."""
+    now = datetime.now(timezone.utc)
+    async with db.transaction() as conn:
+        found = await access_message(conn, church_id, message_id)
+        message = await q.lock_scheduled(conn, found)
+        if message is None:
+            raise Conflict(f"This send already started ({found['status']}); it can no "
+                           "longer be changed.")
+        values = await _edited_values(conn, church_id, message, changes, now)
+        row = await q.edit_scheduled(conn, message, values)
+        assert row is not None  # locked and still scheduled
+        count = await q.count_audience(conn, church_id, list(row["group_ids"]),
+                                       list(row["member_ids"]))
+        cost = estimated_cost(settings, row["segments"], count)
+        await q.set_count_and_cost(conn, row, count, cost)
+        event = await record_event(conn, church_id, event_types.schedule_changed(
+            "broadcast", row["id"], "edited"))
+        view = broadcast_view({**row, "recipient_count": count, "estimated_cost_cents": cost},
+                              await rq.count_by_status(conn, row))
+    if redis is not None:
+        await publish_events(redis, [event])
+    return view
+
+
+async def _edited_values(conn: Connection, church_id: UUID, message: Row,
+                         changes: dict[str, Any], now: datetime) -> dict[str, Any]:
+    scheduled_at = message["scheduled_at"]
+    if "scheduled_at" in changes:
+        scheduled_at = _scheduled_at(changes["scheduled_at"], now)
+        if scheduled_at is None:
+            raise ValidationFailed.field("$.scheduled_at", "Must be in the future.")
+    group_ids = _uuid_list(changes["group_ids"]) if "group_ids" in changes \
+        else list(message["group_ids"])
+    member_ids = _uuid_list(changes["member_ids"]) if "member_ids" in changes \
+        else list(message["member_ids"])
+    await _audience_ids(conn, church_id, group_ids, member_ids)
+    number_id = message["number_id"]
+    if changes.get("number_id"):
+        number_id = (await _sending_number(conn, church_id, UUID(changes["number_id"])))["id"]
+    body = changes.get("body", message["body"])
+    merge.check_body(body)
+    # As when accepted: the estimate charges every recipient the longest merged text.
+    info = (await merge.longest_text(conn, church_id, body, group_ids, member_ids)).info
+    return {"body": body, "scheduled_at": scheduled_at, "group_ids": group_ids,
+            "member_ids": member_ids, "number_id": number_id, "segments": info.segments,
+            "encoding": info.encoding}
+
+
+async def start_due_scheduled(db: Database, limit: int = 100, redis: Any = None
+                              ) -> list[tuple[str, str]]:
     """Start scheduled broadcasts whose time has come: resolve recipients, mark queued.
 
     Each one is locked (SKIP LOCKED) in its own transaction, so however many schedulers
@@ -233,5 +308,10 @@ async def start_due_scheduled(db: Database, limit: int = 100) -> list[tuple[str,
                 break
             count = await q.insert_recipients(conn, message)
             await q.update_recipient_count(conn, message, count, "queued")
+            event = await record_event(conn, message["church_id"],
+                                       event_types.schedule_changed(
+                                           "broadcast", message["id"], "started"))
         started.append((str(message["church_id"]), str(message["id"])))
+        if redis is not None:
+            await publish_events(redis, [event])
     return started
