@@ -144,6 +144,18 @@ async def test_only_the_owner_and_only_their_church(api: Any) -> None:
         assert status == 404, (method, path, body)
     status, body, _ = await api.get(W, token=other)
     assert body["data"] == []
+    # An API key never manages endpoints, whatever its scopes.
+    status, body, _ = await api.post("/api/v1/api-keys", token=a["access_token"], json={
+        "name": "Sync", "scopes": ["messages:read", "messages:write", "members:read",
+                                   "members:write", "stats:read"]})
+    assert status == 201, body
+    key = body["data"]["key"]
+    for method, path in [("GET", W), ("POST", W), ("GET", f"{W}/{endpoint_id}"),
+                         ("POST", f"{W}/{endpoint_id}/rotate-secret")]:
+        status, body, _ = await api.request(method, path, token=key, json={
+            "url": "http://127.0.0.1:9/k", "events": ["message.status"]}
+            if method == "POST" and path == W else None)
+        assert status == 403, (method, path, body)
 
 
 @pytest.mark.gen_test(timeout=90)
