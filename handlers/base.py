@@ -86,6 +86,23 @@ def _from_status(status_code: int) -> AppError:
     return AppError()
 
 
+def _nul_path(value: Any, path: str = "$") -> str | None:
+    """The JSON path of the first string (or key) holding U+0000 in a parsed body."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return path
+            if (found := _nul_path(item, f"{path}.{key}")) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _nul_path(item, f"{path}[{index}]")) is not None:
+                return found
+    return None
+
+
 def read_credentials(handler: tornado.web.RequestHandler, stream_ticket: str | None = None
                      ) -> Credentials:
     """What the request presented, for `server.auth.authenticate` (REST and the stream)."""
@@ -229,6 +246,9 @@ class ApiHandler(BaseHandler):
             raise InvalidJson() from None
         if schema_name:
             schema.validate(schema_name, value)
+        nul = _nul_path(value)
+        if nul is not None:  # PostgreSQL text cannot hold it: a 422, never a 500
+            raise ValidationFailed.field(nul, "Text may not contain the NUL character.")
         return value
 
     def require_role(self, role: str) -> Actor:

@@ -95,6 +95,15 @@ async def test_template_bad_input(api: Any, deps: Any) -> None:
         assert status == 422, (payload, data)
         assert data["error"]["details"][0]["field"] == field, (payload, data)
         assert named in data["error"]["message"], data
+    # A NUL character (PostgreSQL text cannot hold one) is a 422 naming where it is, for
+    # any JSON body, never a 500.
+    status, data, _ = await api.post(T, json={"name": "A\u0000", "body": "Hi"})
+    assert status == 422 and data["error"]["details"][0]["field"] == "$.name", data
+    status, data, _ = await api.post(f"{API}/groups", json={"name": "Choir\u0000"})
+    assert status == 422 and data["error"]["details"][0]["field"] == "$.name", data
+    status, data, _ = await api.post(f"{API}/messages/preview", json={
+        "body": "Hi", "group_ids": [str(church.group_id)], "member_ids": [], "x\u0000": 1})
+    assert status == 422, data
     status, data, _ = await api.request("POST", T, body=b"{nope")
     assert status == 400 and data["error"]["code"] == "invalid_json"
     assert sql(deps.settings, "SELECT count(*) FROM message_templates")[0][0] == 0
