@@ -166,3 +166,12 @@ async def test_key_rotation_reseals_secrets_and_delivery_data(deps: Any) -> None
                                                                     created["secret"]]
     opened = webhook_delivery.unseal(new, delivery["payload"], church_id)
     assert opened["data"]["member"]["phone"] == "+14155550123"
+
+
+def test_production_refuses_private_webhook_targets() -> None:
+    from server.platform.settings import Settings, SettingsError
+    with pytest.raises(SettingsError, match="YWM_WEBHOOK_ALLOW_PRIVATE must be off"):
+        Settings.from_env({"YWM_ENV": "production", "YWM_WEBHOOK_ALLOW_PRIVATE": "true"})
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"YWM_ENV": "production"})
+    assert "YWM_WEBHOOK_ALLOW_PRIVATE" not in str(refused.value)
