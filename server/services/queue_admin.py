@@ -4,10 +4,15 @@ Huey's view comes from its Redis storage (pending list, schedule) plus counters 
 signals keep (workers/reconcile.py): processed, failed, and a set of running task ids
 with an expiry, so a SIGKILLed worker's tasks stop counting as in flight on their own.
 The outbox view comes from PostgreSQL, which is the truth for sends.
+
+`report_backlog` turns the same sources into the gauges deploy/prometheus/alerts.yml
+watches, read at each scrape of /metrics: `ywm_queue_oldest_age_seconds{queue}` and
+`ywm_dead_letters{kind}` (docs/decisions.md, "Queue age").
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -17,6 +22,7 @@ import redis.asyncio as aioredis
 import ujson
 
 from db.engine import Database
+from db.queries import backlog as backlog_q
 from db.queries import broadcasts as bq
 from db.queries import dead_letters as dq
 from db.queries import recipients as rq
@@ -25,8 +31,22 @@ from server.platform.errors import Conflict, NotFound
 from server.services.followups import FollowUp, StartDispatch
 from server.platform.redis import queue_running_key, queue_stats_key
 from server.platform.jsonenc import iso_time
+from server.platform.metrics import Metrics, describe
 
 RUNNING_TTL_SECONDS = 900  # longer than any task runs; a killed worker's entries lapse
+# A scrape must answer even when PostgreSQL or Redis hangs (YwmBoxDown reads it): past
+# this the backlog gauges keep their last values and a warning is logged.
+BACKLOG_TIMEOUT_SECONDS = 2.0
+# Kinds reported even at 0, so each kind's first dead letter is a change Prometheus sees.
+DEAD_LETTER_KINDS = ("broadcast_recipient", "conversation_reply")
+QUEUE_AGE = "ywm_queue_oldest_age_seconds"
+DEAD_LETTERS = "ywm_dead_letters"
+describe(QUEUE_AGE, "gauge",
+         "Seconds the oldest waiting work has waited: queue=huey, a task not yet taken by "
+         "a worker (or a scheduled one past due); queue=outbox, an overdue reply or a "
+         "broadcast recipient whose lease or retry time passed.")
+describe(DEAD_LETTERS, "gauge", "Dead letters waiting for an operator, by kind.")
+log = logging.getLogger("ywm.queues")
 
 
 def _huey_snapshot(limit: int = 10_000) -> tuple[dict[str, int], dict[str, int],
@@ -75,6 +95,37 @@ async def overview(db: Database, redis: aioredis.Redis) -> dict[str, Any]:
                        "retrying": outbox.get("retrying", 0),
                        "dead_lettered": sum(dead.values())},
             "dead_letters": dead}
+
+
+async def backlog(db: Database) -> tuple[dict[str, float], dict[str, int]]:
+    """({queue: oldest waiting age in seconds}, {kind: dead letters waiting}).
+
+    queue="huey" is missing when the oldest task carries no enqueue time (queued by an
+    older release); it is Huey's own view, so a task that Redis lost is not in it: the
+    outbox age covers that (the reconciler re-enqueues from PostgreSQL)."""
+    loop = asyncio.get_running_loop()
+    huey_age = await loop.run_in_executor(None, queue.oldest_waiting_age)
+    async with db.acquire() as conn:
+        outbox_age = await backlog_q.oldest_overdue_seconds(conn)
+        dead = await dq.count_by_kind(conn)
+    ages = {"outbox": outbox_age} if huey_age is None else {"huey": huey_age,
+                                                             "outbox": outbox_age}
+    return ages, {kind: dead.get(kind, 0) for kind in (*DEAD_LETTER_KINDS, *dead)}
+
+
+async def report_backlog(db: Database, metrics: Metrics) -> bool:
+    """Set the backlog gauges from PostgreSQL and Redis; False (logged) when either did
+    not answer in time: the scrape still answers, with the gauges' previous values."""
+    try:
+        ages, dead = await asyncio.wait_for(backlog(db), BACKLOG_TIMEOUT_SECONDS)
+    except Exception as exc:  # noqa: BLE001 - /metrics answers whatever else failed
+        log.warning("backlog gauges not updated: %s", type(exc).__name__)
+        return False
+    for name, age in ages.items():
+        metrics.set(QUEUE_AGE, round(age, 3), queue=name)
+    for kind, count in dead.items():
+        metrics.set(DEAD_LETTERS, count, kind=kind)
+    return True
 
 
 def dead_letter_view(row: dict[str, Any]) -> dict[str, Any]:
