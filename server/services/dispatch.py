@@ -38,7 +38,7 @@ from db.queries import broadcasts as bq
 from db.queries import dead_letters as dq
 from db.queries import recipients as rq
 from db.queries import replies as pq
-from server.platform import crypto
+from server.platform import crypto, tracing
 from server.carriers import CarrierClient, SendResult, StatusReceipt, client_for
 from server.deps import Deps
 from server.events import types as event_types
@@ -313,6 +313,9 @@ async def _send_one(dispatcher: Dispatcher, message: Row, number: Row | None, ro
         from_number=number["phone"], to=phone,
         body=message["body"] if body is None else body,
         messaging_profile_id=number["messaging_profile_id"], recipient=recipient)
+    if tracing.enabled():  # so its receipts can link back to this trace
+        await tracing.remember_send(dispatcher.deps.redis, message["church_id"],
+                                    number["provider"], result.provider_message_id)
     return classify(dispatcher.settings, result, row["attempts"], recipient is not None)
 
 
