@@ -46,8 +46,15 @@ def _q(selector: str) -> str:
 SCREENS: list[Screen] = [
     Screen("signin", "Sign in", "/", _q("#signin-email"), role=""),
     Screen("inbox", "Inbox", "/#/inbox", _q(".conv-row")),
+    Screen("new-conversation", "Inbox: starting a text", "/#/inbox",
+           _q(".conv-row") + " && [...document.querySelectorAll('main button')]"
+           ".some((b) => b.textContent === 'New conversation')",
+           then="[...document.querySelectorAll('main button')]"
+                ".find((b) => b.textContent === 'New conversation').click()"),
     Screen("conversation", "A conversation", "/#/inbox/{conversation_id}",
            _q(".meta.outbound [data-status=delivered]")),
+    Screen("new-conversation", "Start a text (New conversation)", "/#/inbox", _q(".conv-row"),
+           then="document.querySelector('.new-conv').click()"),
     Screen("send", "Send to a group", "/#/send", _q(".group-pick input")),
     Screen("send-progress", "A group send's progress", "/#/send/{broadcast_id}",
            "document.querySelector('.broadcast-state[data-outcome=completed]')"),
@@ -57,6 +64,7 @@ SCREENS: list[Screen] = [
            _q(".sched-item[data-kind=recurring] button"),
            then="[...document.querySelectorAll('.sched-item[data-kind=recurring] button')]"
                 ".find((b) => b.textContent.startsWith('Edit')).click()"),
+    Screen("templates", "Saved replies", "/#/templates", _q(".template")),
     Screen("members", "Members", "/#/members", _q("main tbody tr td button")),
     Screen("groups", "Groups", "/#/groups", _q("main tbody tr td button")),
     Screen("templates", "Saved replies (merge fields)", "/#/templates", _q(".template")),
@@ -97,6 +105,8 @@ async def seed_church(api: Any, deps: Any, sim: Any) -> dict[str, Any]:
             "first_name": first, "last_name": last, "phone": phone,
             "opt_in_sms": opted_in})))["id"])
     await _ok(api.post(f"/api/v1/groups/{groups['Choir']}/members", json={"member_ids": ids}))
+    await _ok(api.post("/api/v1/templates", json={
+        "name": "Practice reminder", "body": "Hi {first_name}, choir practice is at 7 tonight."}))
     staff = await add_user(api, owner["access_token"], "staff", name="Kim Staff")
     await _ok(api.post("/api/v1/templates", json={
         "name": "Service times",
@@ -109,6 +119,10 @@ async def seed_church(api: Any, deps: Any, sim: Any) -> dict[str, Any]:
     conversation_id = conversations[0]["id"]
     await _ok(api.post(f"/api/v1/conversations/{conversation_id}/messages",
                        json={"body": "Yes, 7pm in the chapel"}))
+    # A group send to that member: shown in their thread, marked as a group send.
+    await _ok(api.post("/api/v1/messages", json={
+        "body": "Pizza night Friday at 6! Coming?",
+        "member_ids": [conversations[0]["member"]["id"]]}))
     sent = await _ok(api.post("/api/v1/messages", json={
         "body": "Choir practice moved to 7pm", "group_ids": [groups["Choir"]]}))
     later = (datetime.now(timezone.utc) + timedelta(days=2)).replace(

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.factories import add_user, register
+from tests.webapp.a11y import assert_accessible
 from tests.factories_inbox import add_number, text_in
 from tests.webapp.browser import DESKTOP, Browser
 from tests.webapp.test_browser import (assert_contrast, assert_labelled, browser, chrome,
@@ -30,6 +31,13 @@ async def _members(api: Any, token: str) -> dict[str, dict[str, Any]]:
         assert status == 201, body
         out[first] = body["data"]
     return out
+
+
+async def click(browser: Browser, selector: str) -> None:
+    """Click through the page: rows and headers re-render on stream events, which can
+    leave a WebDriver element reference stale between finding and clicking it."""
+    assert await browser.js("const e = document.querySelector(arguments[0]);"
+                            "if (e) e.click(); return Boolean(e)", selector), selector
 
 
 async def _live(browser: Browser) -> None:
@@ -76,6 +84,7 @@ async def test_start_a_text_from_a_member_and_from_the_inbox(browser: Browser, a
     assert "Ada Moss" in to and "(202) 555-0111" in to
     await assert_labelled(browser)
     await assert_contrast(browser)
+    await assert_accessible(browser, f"the Message dialog at {size[0]} px")
     await browser.screenshot(f"new-conversation-member-{size[0]}")
     await _send_in_dialog(browser, "Hi Ada, choir is at 7 tonight")
     assert await _opened_with(browser, "Hi Ada, choir is at 7 tonight") == "Ada Moss"
@@ -84,11 +93,11 @@ async def test_start_a_text_from_a_member_and_from_the_inbox(browser: Browser, a
 
     # From the inbox: "New conversation", find a member by name, pick, send.
     if size != DESKTOP:
-        await browser.click(".conv-head a.back")
+        await click(browser, ".conv-head a.back")
     await browser.wait("return document.querySelector('.new-conv') &&"
                        " document.querySelector('.new-conv').checkVisibility()",
                        what="the New conversation button")
-    await browser.click(".new-conv")
+    await click(browser, ".new-conv")
     await browser.wait("return document.querySelector('dialog[open] input[type=search]')",
                        what="the member search")
     await browser.type("dialog[open] input[type=search]", "moss")
@@ -106,8 +115,9 @@ async def test_start_a_text_from_a_member_and_from_the_inbox(browser: Browser, a
     await browser.type("dialog[open] input[type=search]", "Ben")
     await browser.wait("return document.querySelectorAll('.member-pick button').length === 1",
                        what="Ben")
-    await browser.click(".member-pick button")
+    await click(browser, ".member-pick button")
     await assert_labelled(browser)
+    await assert_accessible(browser, f"the New conversation dialog at {size[0]} px")
     await browser.screenshot(f"new-conversation-inbox-{size[0]}")
     await _send_in_dialog(browser, "Welcome to Hope, Ben!")
     assert await _opened_with(browser, "Welcome to Hope, Ben!") == "Ben Moss"
@@ -128,7 +138,7 @@ async def test_a_group_send_shows_in_the_thread_with_its_live_status(
     await _live(browser)
     await inject(sim, "Hi, new here")
     await browser.wait("return document.querySelector('.conv-row')", what="the conversation")
-    await browser.click(".conv-row")
+    await click(browser, ".conv-row")
     await browser.wait("return document.querySelector('.bubble.inbound')", what="the thread")
     _, convs, _ = await api.get(f"{API}/conversations", token=owner["access_token"])
     member_id = convs["data"][0]["member"]["id"]
@@ -154,6 +164,7 @@ async def test_a_group_send_shows_in_the_thread_with_its_live_status(
                              ".map((b) => b.dataset.kind)")
     assert kinds == ["text", "broadcast", "text"]  # the reply reads in context
     await assert_contrast(browser)
+    await assert_accessible(browser, "a thread with a group send at 1280 px")
     await browser.screenshot("group-send-in-thread-1280")
     await browser.size(*PHONE_390)
     await browser.open(f"/#/inbox/{convs['data'][0]['id']}")
@@ -163,7 +174,7 @@ async def test_a_group_send_shows_in_the_thread_with_its_live_status(
     assert await browser.js("return document.querySelector('.bubble.group-send')"
                             ".checkVisibility()")
     assert await browser.js("return document.documentElement.scrollWidth") <= PHONE_390[0]
-    await browser.screenshot("group-send-in-thread-390")
+    await assert_accessible(browser, "a thread with a group send at 390 px")
     assert severe(await browser.console()) == []
 
 
@@ -184,7 +195,7 @@ async def test_contact_panel_names_assigns_and_keeps_notes(browser: Browser, api
     await browser.wait("return document.querySelector('.bubble.inbound')", what="the thread")
     if size != DESKTOP:  # on a phone the panel is a view of its own
         assert await browser.js("return document.querySelector('.contact-panel').hidden")
-        await browser.click(".contact-toggle")
+        await click(browser, ".contact-toggle")
         assert await browser.js("return getComputedStyle(document.querySelector('.conv-main'))"
                                 ".display") == "none"
     await browser.wait("const n = document.querySelector('.contact-name');"
@@ -215,7 +226,7 @@ async def test_contact_panel_names_assigns_and_keeps_notes(browser: Browser, api
 
     # A note of our own, then one from another staff member arrives live.
     await browser.type(".note-form textarea", "Retreat questions go to Pastor Sam.")
-    await browser.click(".note-form button[type=submit]")
+    await click(browser, ".note-form button[type=submit]")
     await browser.wait("return document.querySelectorAll('.note').length === 1", what="note")
     status, _, _ = await api.post(f"{API}/conversations/{conv_id}/notes",
                                   json={"body": "Sam will call her Monday."},
@@ -228,6 +239,7 @@ async def test_contact_panel_names_assigns_and_keeps_notes(browser: Browser, api
     assert "Kim Staff" in notes[1]
     await assert_labelled(browser)
     await assert_contrast(browser)
+    await assert_accessible(browser, f"the contact panel at {size[0]} px")
     await browser.screenshot(f"contact-panel-{size[0]}")
 
     # A STOP arrives: opt-in state and the consent history follow live.
@@ -238,6 +250,6 @@ async def test_contact_panel_names_assigns_and_keeps_notes(browser: Browser, api
     assert "Opted out" in await browser.text(".contact-panel .badge.optout")
     assert await browser.js("return document.documentElement.scrollWidth") <= size[0]
     if size != DESKTOP:
-        await browser.click(".contact-toggle")
+        await click(browser, ".contact-toggle")
         assert await browser.js("return document.querySelector('.contact-panel').hidden")
     assert severe(await browser.console()) == []
