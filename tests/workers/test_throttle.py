@@ -74,3 +74,37 @@ async def test_reservations_beyond_max_ahead_are_refused(deps: Any) -> None:
     assert grants[5].wait == pytest.approx(0.5, abs=0.05)
     other = await throttle.reserve(church, uuid.uuid4(), mps=10, segments=1)
     assert other.granted and other.wait == 0
+
+
+class CountingThrottle(NumberThrottle):
+    """The real throttle, counting its round trips to Redis."""
+    reservations = 0
+
+    async def reserve(self, *args: Any, **kwargs: Any) -> Any:
+        CountingThrottle.reservations += 1
+        return await super().reserve(*args, **kwargs)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_fast_number_reserves_runs_of_slots_and_keeps_its_rate(deps: Any) -> None:
+    church, number = uuid.uuid4(), uuid.uuid4()
+    clients = [connect_async(deps.settings.redis_url) for _ in range(3)]
+    throttles = [CountingThrottle(c) for c in clients]
+    CountingThrottle.reservations = 0
+    stamps: list[float] = []
+
+    async def sender(throttle: NumberThrottle) -> None:
+        for _ in range(25):
+            await throttle.acquire(church, number, mps=200, segments=1)
+            stamps.append(time.monotonic())
+
+    # Three workers of eight lanes each: 600 texts at 180 segments/s (200 × 0.9).
+    await asyncio.gather(*(sender(t) for t in throttles for _ in range(8)))
+    for c in clients:
+        await c.aclose()
+    assert len(stamps) == 600
+    # Runs of 9 slots (0.05 s of the rate): far fewer round trips than texts.
+    assert CountingThrottle.reservations <= 600 / 4
+    assert max_in_window(stamps) <= 200
+    span = max(stamps) - min(stamps)
+    assert span >= (600 - 200) / 200  # never faster than the number's rate
