@@ -166,8 +166,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(2)  # consumers up
         token = asyncio.run(_token(settings, church))
         ours = [p.pid for p in procs["web"] + procs["worker"]]
+        web_pids = [p.pid for p in procs["web"]]
         cpu_before, sim_cpu_before = _cpu_seconds(ours), _cpu_seconds(
             [p.pid for p in procs["sim"]])
+        web_cpu_before = _cpu_seconds(web_pids)
         t0 = time.monotonic()
         accepted = _http("POST", f"{web_url}/api/v1/messages", {
             "body": "Service moved to 11am tomorrow. See you there!",
@@ -188,6 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(1)
             delivered_seconds = time.monotonic() - t0
         cpu = _cpu_seconds(ours) - cpu_before
+        web_cpu = _cpu_seconds(web_pids) - web_cpu_before
         sim_cpu = _cpu_seconds([p.pid for p in procs["sim"]]) - sim_cpu_before
         full = _http("GET", f"{sim_url}/control/received?limit={args.recipients * 2}")
     finally:
@@ -210,6 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "delivered": _count(database_url, "delivered") if args.delivered else None,
         "cpu_seconds_web_workers": round(cpu, 2),
         "cpu_seconds_per_1000": round(cpu / (args.recipients / 1000), 3),
+        "web_cpu_seconds": round(web_cpu, 2),
         "sim_cpu_seconds": round(sim_cpu, 2),
         "max_per_fixed_second": max(full["max_per_second"].values()),
         "max_per_sliding_second": _sliding_max(stamps),
