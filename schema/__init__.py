@@ -38,13 +38,22 @@ def _merge(base: dict[str, Any], part: dict[str, Any], source: str) -> None:
         base["components"]["schemas"][name] = body
 
 
+# libyaml's safe loader reads the same YAML as PyYAML's own (the safe constructor, merge
+# keys included) about eight times faster; every process loads the document at start.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
-    document = yaml.safe_load((HERE / "openapi.yaml").read_text())
+    document = _load_yaml((HERE / "openapi.yaml").read_text())
     document.setdefault("paths", {})
     document.setdefault("components", {}).setdefault("schemas", {})
     for part_file in sorted((HERE / "api").glob("*.yaml")):
-        _merge(document, yaml.safe_load(part_file.read_text()) or {}, part_file.name)
+        _merge(document, _load_yaml(part_file.read_text()) or {}, part_file.name)
     _document_key_scopes(document)
     return document
 
