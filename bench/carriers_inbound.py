@@ -1,6 +1,7 @@
 """Issue 4 benchmark: sustained signed, durable inbound webhooks/s on all cores, with p99.
 
-`python -m bench.carriers_inbound [--duration 20] [--connections 32] [--churches 20]`
+`python -m bench.carriers_inbound [--duration 20] [--connections 32] [--churches 20]
+[--otel off|sink]`
 
 A private database (migrated, dropped at the end) and Redis DB; `--churches` churches with
 one Telnyx number each; `--processes` web processes (default: cores) bound to one port
@@ -9,11 +10,17 @@ with SO_REUSEPORT, exactly as production runs them. Webhooks are pre-signed Teln
 phones, so the run mixes new-member creation with conversation upserts. wrk drives the
 load; every request does the full path: Ed25519 verify, one transaction (dedupe row,
 number → church, member, conversation upsert, message, event row), commit, PUBLISH.
+
+`--otel sink` turns tracing on in the web processes (YWM_OTEL_ENDPOINT) and points it at
+a stand-in collector in this process that decodes each OTLP/HTTP export, counts its
+spans and drops them: the web processes then pay for spans, their batching and export
+(protobuf encoding and HTTP posts), which the CPU columns measure against `--otel off`.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.server
 import json
 import os
 import pathlib
@@ -21,6 +28,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -173,6 +181,34 @@ def _count(database_url: str) -> dict[str, int]:
     return counts
 
 
+class _OtlpSink(http.server.BaseHTTPRequestHandler):
+    """A collector that accepts OTLP/HTTP trace exports, counts their spans, keeps none."""
+    spans = 0
+    exports = 0
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        request = ExportTraceServiceRequest.FromString(body)
+        _OtlpSink.exports += 1
+        _OtlpSink.spans += sum(len(scope.spans) for resource in request.resource_spans
+                               for scope in resource.scope_spans)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _start_sink() -> tuple[http.server.ThreadingHTTPServer, str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtlpSink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -184,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8791)
     parser.add_argument("--webhooks", type=int, default=60000,
                         help="pre-signed events (each sent at most once)")
+    parser.add_argument("--otel", choices=("off", "sink"), default="off",
+                        help="tracing in the web processes: off, or on and exported to a "
+                             "collector stand-in that drops the spans")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is required (apt-get install wrk)", file=sys.stderr)
@@ -192,12 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     database_url = _create_db()
     redis_url, redis_lock = _take_redis_db()
     procs: list[subprocess.Popen] = []
+    sink = None
     try:
         numbers = asyncio.run(_seed(database_url, args.churches))
         webhooks = OUT / "telnyx_webhooks.tsv"
         _write_webhooks(webhooks, args.webhooks, numbers, args.handsets)
         env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url,
-                   YWM_ENV="test", YWM_LOG_LEVEL="WARNING")
+                   YWM_ENV="test", YWM_LOG_LEVEL="WARNING", YWM_OTEL_ENDPOINT="")
+        if args.otel == "sink":
+            sink, env["YWM_OTEL_ENDPOINT"] = _start_sink()
         procs = _start_web(env, args.port, args.processes)
         # Warm-up: fills the pools (so every backend exists before we read CPU times).
         warmup = OUT / "telnyx_warmup.tsv"
@@ -209,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         result = _wrk(args.port, webhooks, 2, args.connections, args.duration)
         web_cpu, pg_cpu = _cpu_seconds(web_pids) - web_before, _cpu_seconds(pg_pids) - pg_before
         counts = _count(database_url)
+        stop_processes(procs)  # on exit, each web process exports the spans it still holds
+        procs = []
         rate = result["requests"] / (result["duration_us"] / 1e6)
         report = {"processes": args.processes, "connections": args.connections,
                   "churches": args.churches, "rate_per_s": round(rate, 1),
@@ -218,12 +262,17 @@ def main(argv: list[str] | None = None) -> int:
                   + result["read_errors"] + result["write_errors"] + result["timeouts"],
                   "web_cpu_ms_per_webhook": round(web_cpu / result["requests"] * 1000, 2),
                   "pg_cpu_ms_per_webhook": round(pg_cpu / result["requests"] * 1000, 2),
-                  "rows": counts}
+                  "rows": counts, "otel": args.otel,
+                  "spans_exported": _OtlpSink.spans if sink else None}
         print(json.dumps(report))
-        (OUT / "carriers_inbound.json").write_text(json.dumps(report, indent=2))
+        name = "carriers_inbound.json" if args.otel == "off" else \
+            f"carriers_inbound-otel-{args.otel}.json"
+        (OUT / name).write_text(json.dumps(report, indent=2))
         return 0
     finally:
         stop_processes(procs)
+        if sink is not None:
+            sink.shutdown()
         _drop_db(database_url)
         control = redis.Redis.from_url(f"{REDIS_BASE}/0")
         redis.Redis.from_url(redis_url).flushdb()
