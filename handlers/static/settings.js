@@ -80,7 +80,8 @@ function usersSection(root, ctx) {
     field("Temporary password", password, "At least 8 characters; they can change it later").wrap), h("div.row", {}, add));
   fill(root, h("h2", {}, "Staff users"), error.el,
     h("div.table-wrap", {}, h("table", {},
-      h("thead", {}, h("tr", {}, ["Name", "Email", "Role", "Added", ""].map((t) => h("th", {scope: "col"}, t)))), tbody)),
+      h("thead", {}, h("tr", {}, ["Name", "Email", "Role", "Added"].map((t) => h("th", {scope: "col"}, t)),
+        h("th", {scope: "col"}, h("span.visually-hidden", {}, "Actions")))), tbody)),
     h("details", {}, h("summary", {}, "Add a staff user"), form));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -88,6 +88,15 @@ async def _members(deps: Deps, church_id: UUID, group_ids: dict[str, str]) -> in
     return created
 
 
+async def _recheck_failed_number(deps: Deps, church_id: UUID) -> None:
+    """A demo database seeded before linking asked the carrier holds the demo number as
+    `failed` (no profile id given); set it up again: the linking job now finds it attached
+    to a profile in the carrier account and marks it `linked`."""
+    for number in await numbers.list_numbers(deps.db, church_id):
+        if number["phone"] == DEMO_NUMBER["phone"] and number["status"] == "failed":
+            await numbers.update_number(deps.db, church_id, UUID(number["id"]), {})
+
+
 async def seed_demo(deps: Deps) -> DemoLogin:
     """Create (or find) the demo church, owner, number, groups and members."""
     if deps.settings.production:
@@ -98,7 +107,7 @@ async def seed_demo(deps: Deps) -> DemoLogin:
         # server/carriers/simulator/state.py), so it is registered without asking it.
         await numbers.register_number(deps.db, login.church_id, dict(DEMO_NUMBER))
     except Conflict:
-        pass  # already there
+        await _recheck_failed_number(deps, login.church_id)  # already there
     group_ids = await _groups(deps, login.church_id)
     await _members(deps, login.church_id, group_ids)
     return login
