@@ -66,6 +66,9 @@ PROCESS_STOP_SECONDS = 15.0
 # Server connections PgBouncer opens to PostgreSQL for the cluster's database: the boxes'
 # pools multiplex onto these (transaction mode), as on a real deployment.
 PGBOUNCER_POOL = 40
+# What `app_env` decides for every box, over the caller's environment.
+CLUSTER_KEYS = ("DATABASE_URL", "YWM_MIGRATE_DATABASE_URL", "REDIS_URL", "YWM_REDIS_SENTINELS",
+                "YWM_REDIS_SERVICE", "YWM_PUBLIC_URL", "YWM_TRUST_PROXY_HEADERS")
 
 
 class ClusterError(RuntimeError):
@@ -291,7 +294,9 @@ class Cluster:
         var.mkdir(parents=True, exist_ok=True)
         env = dev.child_env(settings, self.state["ports"]["web"], self.state["ports"]["sim"],
                             var)
-        env.update(self.redis_group().env())  # child_env names REDIS_URL only
+        # child_env starts from this process's environment: the cluster's own values win.
+        app = self.app_env()
+        env.update({key: app[key] for key in CLUSTER_KEYS})
         env.update({"YWM_BIND": self.box_address(box), "YWM_METRICS_DIR": str(var / "metrics")})
         return env
 
