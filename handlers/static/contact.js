@@ -27,8 +27,9 @@ function consentLine(change) {
  * @param {HTMLElement} aside  where the panel renders
  * @param {object} ctx  app context (me)
  * @param {string} id  conversation id
+ * @param {() => void} onUsers  called when the assignees were added to ctx.users
  */
-export function open(aside, ctx, id) {
+export function open(aside, ctx, id, onUsers = () => {}) {
   const state = {contact: null, notes: new Map(), cursor: null, closed: false};
   const error = errorBox();
   const body = h("div.contact-body", {}, h("p.muted", {}, "Loading contact…"));
@@ -155,7 +156,10 @@ export function open(aside, ctx, id) {
       if (state.closed) return;
       state.contact = data;
       // Everyone can see who a conversation is assigned to (only owners may list users).
-      if (ctx.users) for (const u of data.assignees) if (!ctx.users.has(u.id)) ctx.users.set(u.id, u);
+      if (ctx.users && data.assignees.some((u) => !ctx.users.has(u.id))) {
+        for (const u of data.assignees) if (!ctx.users.has(u.id)) ctx.users.set(u.id, u);
+        onUsers();
+      }
       render();
       renderNotes();
     } catch (err) {

@@ -35,7 +35,8 @@ export function open(pane, ctx, id, hooks) {
   let showContact = wide.matches;
   const body = h("div.conv-body", {}, h("div.conv-main", {}, earlier, thread, composeEl), aside);
   fill(pane, headEl, error.el, body);
-  const panel = contact.open(aside, ctx, id);
+  // The panel knows every assignee by name: the header's select can list them too.
+  const panel = contact.open(aside, ctx, id, () => { if (view.conversation) renderHead(); });
   function setContactShown(value) {
     showContact = value;
     body.classList.toggle("contact-open", showContact);

@@ -217,6 +217,9 @@ async def test_contact_panel_names_assigns_and_keeps_notes(browser: Browser, api
     options = await browser.js("return [...document.querySelectorAll('.contact-panel select"
                                " option')].map((o) => o.textContent)")
     assert options == ["Unassigned", "Me (Kim Staff)", "Sam Lee"]
+    # The header's select learns the names too (only owners may list users).
+    await browser.wait("return [...document.querySelectorAll('.conv-head select option')]"
+                       ".some((o) => o.textContent === 'Sam Lee')", what="header assignees")
     await browser.js("const s = document.querySelector('.contact-panel select');"
                      "s.value = s.options[2].value; s.dispatchEvent(new Event('change'))")
     await browser.wait("return document.getElementById('announcer').textContent"
