@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
+from tests.carriers.webhook_kit import OURS
 from tests.factories import add_user, register
-from tests.webapp.a11y import assert_accessible
 from tests.factories_inbox import add_number, text_in
+from tests.webapp.a11y import assert_accessible
 from tests.webapp.browser import DESKTOP, Browser
 from tests.webapp.test_browser import (assert_contrast, assert_labelled, browser, chrome,
                                        inject, severe, sign_in, sim, worker)
-from tests.carriers.webhook_kit import OURS
 
 __all__ = ["browser", "chrome", "sim", "worker"]
 API = "/api/v1"
