@@ -2,6 +2,8 @@
 // in that state and what to do (from the API's status_reason / status_action), which one
 // is the default sender, and for the owner: add, check again (after fixing it at the
 // carrier, or with a messaging profile id) and remove. Other roles see it read-only.
+// Live: a `number.updated` stream event (the carrier set a number up, or could not)
+// reads the list again.
 
 import {api} from "./api.js";
 import {h, fill, field, newId, errorBox, busy, confirmDialog, announce} from "./dom.js";
@@ -28,8 +30,14 @@ export function mount(main, ctx) {
       fill(list, rows.length ? rows.map((n) => numberCard(n, isOwner, load)) : h("p.card.muted", {}, "No sending numbers yet."));
     } catch (err) { error.show(err.message); }
   }
+  let timer = null;
+  function onEvent(event) {
+    if (event.type !== "number.updated") return;
+    clearTimeout(timer);
+    timer = setTimeout(load, 200);  // a linking pass changes several numbers at once
+  }
   load();
-  return {refresh: load, unmount() {}};
+  return {refresh: load, onEvent, unmount() { clearTimeout(timer); }};
 }
 
 function numberCard(n, isOwner, reload) {

@@ -21,6 +21,7 @@ BROADCAST_PROGRESS = "broadcast.progress"
 MEMBER_OPTED_OUT = "member.opted_out"
 MEMBER_OPTED_IN = "member.opted_in"
 SCHEDULE_CHANGED = "schedule.changed"
+NUMBER_UPDATED = "number.updated"
 NOTE_CREATED = "note.created"
 API_KEY_CREATED = "api_key.created"
 API_KEY_ROTATED = "api_key.rotated"
@@ -28,7 +29,7 @@ API_KEY_REVOKED = "api_key.revoked"
 
 EVENT_TYPES = frozenset((MESSAGE_RECEIVED, MESSAGE_STATUS, CONVERSATION_UPDATED,
                          BROADCAST_PROGRESS, MEMBER_OPTED_OUT, MEMBER_OPTED_IN,
-                         SCHEDULE_CHANGED, NOTE_CREATED,
+                         SCHEDULE_CHANGED, NUMBER_UPDATED, NOTE_CREATED,
                          API_KEY_CREATED, API_KEY_ROTATED, API_KEY_REVOKED))
 
 
@@ -78,6 +79,12 @@ def schedule_changed(kind: str, item_id: UUID | str, change: str) -> NewEvent:
     created, edited, canceled, started, paused, resumed, deleted or ran (`change`); the
     Scheduled screen reads the item again by REST."""
     return NewEvent(SCHEDULE_CHANGED, {"kind": kind, "id": str(item_id), "change": change})
+
+
+def number_updated(number_id: UUID | str, status: str) -> NewEvent:
+    """A sending number's status changed (the carrier set it up, or could not); the
+    Numbers screen reads the list again."""
+    return NewEvent(NUMBER_UPDATED, {"id": str(number_id), "status": status})
 
 
 def member_opted_out(member_id: UUID | str, source: str, opted_out_at: datetime | None,

@@ -13,6 +13,7 @@ from server.deps import Deps
 from server.devtools.seed import DEMO_NUMBER
 from server.services import number_linking
 from tests.factories import add_user, register
+from tests.workers.bulk import sql
 
 N = "/api/v1/numbers"
 BARE = "+14155550142"  # held by the account, attached to no messaging profile
@@ -52,6 +53,11 @@ async def test_status_words_default_and_the_demo_number(api: Any, deps: Any,
     assert bare["status"] == "failed" and bare["link_error"].startswith("no_profile")
     assert "not attached to a messaging profile" in bare["status_reason"]
     assert "Telnyx portal" in bare["status_action"]
+    # Each status change is on the stream for the Numbers screens.
+    changes = sql(deps.settings, "SELECT data FROM events WHERE type = 'number.updated' "
+                                 "ORDER BY id")
+    assert sorted((r[0]["id"], r[0]["status"]) for r in changes) == sorted(
+        [(demo["id"], "linked"), (bare["id"], "failed")])
 
     # Fixed at the carrier: the owner asks for a check again; it is pending, then linked.
     sim.config.unattached_numbers.clear()
@@ -61,6 +67,9 @@ async def test_status_words_default_and_the_demo_number(api: Any, deps: Any,
     await relink(deps)
     _, body, _ = await api.get(N)
     assert [n["status"] for n in body["data"]] == ["linked", "linked"]
+    await relink(deps)  # nothing changes: nothing more is said
+    assert sql(deps.settings, "SELECT count(*) FROM events WHERE type = 'number.updated'"
+               )[0][0] == 3
 
     # A profile id given by the owner is assigned at the carrier.
     status, body, _ = await api.patch(f"{N}/{bare['id']}",

@@ -174,10 +174,14 @@ async def test_numbers_screen_and_small_fixes(browser: Browser, api: Any, deps: 
     await browser.wait("return !document.querySelector('.number[data-status=failed]') &&"
                        " document.querySelector('.number[data-status=pending]')",
                        what="checked again")
+    # The linking job's answer arrives through the stream (number.updated), no reload.
+    await number_linking.relink(Deps(settings=deps.settings, db=deps.db, redis=deps.redis))
+    await browser.wait("return document.querySelectorAll('.number[data-status=linked]')"
+                       ".length === 2", what="the number ready, live")
 
     # 390 px: remove it after the confirm dialog.
     await browser.size(*PHONE_WIDTH)
-    await click(browser, ".number[data-status=pending]", "Remove")
+    await click(browser, ".number:nth-child(2)", "Remove")
     assert "Remove (844) 555-0002?" in await browser.text("dialog[open]")
     await click(browser, "dialog[open]", "Remove")
     await browser.wait("return document.querySelectorAll('.number').length === 1", what="removed")
