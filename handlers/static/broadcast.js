@@ -57,7 +57,8 @@ function composeView(main, ctx) {
       h("label.inline", {}, whenNow, "Send now"), h("label.inline", {}, whenLater, "Schedule for later")),
     h("div", {hidden: true, dataset: {role: "when-later"}}, h("label", {for: at.id}, "Date and time (your time zone)"), at),
     h("div.notice", {}, preview), error.el, sendButton);
-  fill(main, h("h1", {}, "Send to a group"), h("div.grid2", {}, form, h("section.card", {}, h("h2", {}, "Recent sends"), recent)));
+  fill(main, h("h1", {}, "Send to a group"), h("div.grid2", {}, form, h("section.card", {}, h("h2", {}, "Recent sends"), recent,
+    h("p", {}, h("a", {href: "#/scheduled"}, "All scheduled and recurring sends")))));
 
   for (const radio of [whenNow, whenLater]) {
     radio.addEventListener("change", () => {
@@ -242,7 +243,8 @@ function progressView(main, ctx, id) {
       h("p.muted", {}, h("span.broadcast-state", {dataset: {outcome: message.outcome || "", status: message.status}},
         broadcastWord(message)), ` · ${plural(total, "recipient")} · ${plural(message.segments || 1, "segment")} each`,
         message.scheduled_at ? ` · scheduled ${dateTime(message.scheduled_at)}` : "",
-        message.completed_at ? ` · finished ${dateTime(message.completed_at)}` : ""));
+        message.completed_at ? ` · finished ${dateTime(message.completed_at)}` : ""),
+      message.status === "scheduled" ? h("p", {}, h("a", {href: "#/scheduled"}, "Edit or cancel it on the Scheduled screen")) : null);
     bar.max = Math.max(total, 1);
     bar.value = done(message);
     bar.textContent = `${done(message)} of ${total}`;
