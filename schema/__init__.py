@@ -167,7 +167,8 @@ def query_parameters(method: str, path: str) -> tuple[dict[str, Any], ...] | Non
     return None
 
 
-@functools.cache
+# Bounded: request paths carry ids, so an unbounded cache would grow with every object.
+@functools.lru_cache(maxsize=4096)
 def api_key_scope(method: str, path: str) -> str | None:
     """The scope an API key needs for the operation serving `method path`: its
     `x-api-key-scope`, the one table of scopes (server/auth/api_keys.py enforces it).
