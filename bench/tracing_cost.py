@@ -1,6 +1,6 @@
 """Tracing's CPU cost per unit of work, off and on (server/platform/tracing.py).
 
-`python -m bench.tracing_cost [--requests 3000] [--tasks 20000]`
+`python -m bench.tracing_cost [--requests 3000] [--tasks 20000] [--sample 1.0]`
 
 Measured as CPU time of this one process (every thread: the span batcher's too), which a
 busy machine disturbs much less than the wall-clock rates of the end-to-end benchmarks.
@@ -135,7 +135,8 @@ def _measure(settings: Settings, on: bool, requests: int, tasks: int) -> dict[st
         flush_us = (time.process_time() - started) * 1e6
     finally:
         tracing.shutdown()
-    return {"tracing": "on" if on else "off", "request_cpu_us": round(request_us, 1),
+    return {"tracing": f"on (sample {settings.otel_sample_ratio:g})" if on else "off",
+            "request_cpu_us": round(request_us, 1),
             "enqueue_cpu_us": round(enqueue_us, 2), "task_wrapper_cpu_us": round(run_us, 2),
             "final_flush_ms": round(flush_us / 1000, 1), "spans_encoded": exporter.spans}
 
@@ -145,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--tasks", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sample", type=float, default=1.0,
+                        help="YWM_OTEL_SAMPLE_RATIO while tracing is on")
     args = parser.parse_args(argv)
-    settings = Settings.from_env({"YWM_ENV": "test", "YWM_OTEL_ENDPOINT": ""})
+    settings = Settings.from_env({"YWM_ENV": "test", "YWM_OTEL_ENDPOINT": "",
+                                  "YWM_OTEL_SAMPLE_RATIO": str(args.sample)})
     queue.configure(settings)  # serialize_task needs the instance set up, not Redis
     results = []
     for _ in range(args.rounds):
