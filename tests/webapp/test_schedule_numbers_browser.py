@@ -256,4 +256,12 @@ async def test_numbers_screen_and_small_fixes(browser: Browser, api: Any, deps: 
     assert await browser.js("return document.querySelectorAll('main button, main form')"
                             ".length") == 0
     await assert_accessible(browser, "numbers for staff")
+    # Staff read the Scheduled screen too, without the buttons that change it.
+    await api.post("/api/v1/recurring-messages", token=owner["access_token"], json={
+        "body": "Service at 9", "group_ids": [owner["choir"]], "schedule": "0 8 * * 0",
+        "timezone": "America/Chicago"})
+    await browser.open("/#/scheduled")
+    await browser.wait("return document.querySelector('.sched-words')", what="staff's view")
+    assert await browser.js("return [...document.querySelectorAll('main button')]"
+                            ".map((b) => b.textContent)") == []
     assert severe(await browser.console()) == []
