@@ -3,9 +3,9 @@ to the carrier's HTTP call, and a link from the delivery receipt back to it.
 
 Off unless `YWM_OTEL_ENDPOINT` is set (`configure`): then nothing is instrumented, no
 provider exists, and every helper here returns after one test of a module global, so a
-box without a collector pays next to nothing (docs/benchmarks.md, "Tracing cost"). On,
-each process exports its spans over OTLP/HTTP in batches, as service `ywm-<kind>`
-(`ywm-web`, `ywm-worker`).
+box without a collector pays next to nothing (docs/benchmarks.md, "Issue 14: tracing
+cost"). On, each process exports its spans over OTLP/HTTP in batches, as service
+`ywm-<kind>` (`ywm-web`, `ywm-worker`).
 
 Where spans come from:
 - Tornado's instrumentation: one SERVER span per request, continuing a `traceparent` the
