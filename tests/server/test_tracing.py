@@ -265,3 +265,45 @@ def test_carrier_sessions_are_traced_only_while_tracing_is_on(
         assert io_loop.run_sync(hooks) == (1, 0)
     finally:
         tracing.shutdown()
+
+
+def test_spans_go_over_otlp_http_to_the_configured_endpoint(settings: Any) -> None:
+    """YWM_OTEL_ENDPOINT as production uses it: the real OTLP/HTTP exporter posts
+    protobuf to <endpoint>/v1/traces, flushed when tracing shuts down."""
+    import http.server
+    import threading
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest)
+    received: list[tuple[str, Any]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append((self.path, ExportTraceServiceRequest.FromString(body)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/"
+        assert tracing.configure(settings.replace(otel_endpoint=endpoint), "worker")
+        with tracing.consuming("ops.ping", "t1", None):
+            pass
+        tracing.shutdown()  # flushes the batch
+    finally:
+        tracing.shutdown()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert [path for path, _ in received] == ["/v1/traces"]
+    resource = received[0][1].resource_spans[0]
+    service = {a.key: a.value.string_value for a in resource.resource.attributes}
+    assert service["service.name"] == "ywm-worker"
+    assert [s.name for s in resource.scope_spans[0].spans] == ["ops.ping"]
