@@ -59,7 +59,8 @@ SCREENS: list[Screen] = [
     Screen("send-progress", "A group send's progress", "/#/send/{broadcast_id}",
            "document.querySelector('.broadcast-state[data-outcome=completed]')"),
     Screen("scheduled", "Scheduled: upcoming sends and recurring texts", "/#/scheduled",
-           _q(".sched-item[data-kind=recurring]") + " && " + _q(".sched-item[data-kind=broadcast]")),
+           _q(".sched-item[data-kind=recurring]") + " && "
+           + _q(".sched-item[data-kind=broadcast]")),
     Screen("scheduled-edit", "Scheduled: editing a recurring text", "/#/scheduled",
            _q(".sched-item[data-kind=recurring] button"),
            then="[...document.querySelectorAll('.sched-item[data-kind=recurring] button')]"

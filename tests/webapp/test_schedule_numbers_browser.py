@@ -98,7 +98,8 @@ async def test_scheduled_screen(browser: Browser, api: Any, deps: Any, sim: Any)
                      "const [kind, day] = d.querySelectorAll('select');"
                      "kind.value = 'weekly'; day.value = '3';"
                      "d.querySelector('input[type=time]').value = '18:30';"
-                     "const tz = [...d.querySelectorAll('input')].find((i) => i.value.includes('/'));"
+                     "const tz = [...d.querySelectorAll('input')]"
+                     "  .find((i) => i.value.includes('/'));"
                      "tz.value = 'America/Chicago';"
                      "d.querySelector('.group-pick input').click();")
     await assert_accessible(browser, "a new recurring text")
