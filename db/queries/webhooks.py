@@ -83,14 +83,10 @@ SELECT DISTINCT d.church_id, d.endpoint_id
  LIMIT :limit
 """)
 
-_IN_FLIGHT = sa.text("""
-SELECT count(*) FROM webhook_deliveries
- WHERE church_id = :church_id AND endpoint_id = :endpoint_id AND status = 'pending'
-   AND leased_until > now()
-""")
-
-# Take up to :n due deliveries, oldest due first; the lease hides them from other claims
-# and makes them due again if their outcome is never recorded (a killed worker).
+# Take due deliveries, oldest due first, up to :cap in flight for the endpoint counting
+# leases still running; the lease hides them from other claims and makes them due again
+# if their outcome is never recorded (a killed worker). Run it after locking the endpoint
+# row, in a statement of its own: its snapshot then sees every claim committed before.
 # (A materialized CTE: a locking subquery joined in FROM may be rescanned, each rescan
 # taking another :n rows.)
 _CLAIM = sa.text("""
@@ -99,7 +95,10 @@ WITH due AS MATERIALIZED (
      WHERE church_id = :church_id AND endpoint_id = :endpoint_id
        AND status = 'pending' AND next_attempt_at <= now()
      ORDER BY next_attempt_at, id
-     LIMIT :n
+     LIMIT greatest(0, :cap - (
+           SELECT count(*) FROM webhook_deliveries
+            WHERE church_id = :church_id AND endpoint_id = :endpoint_id
+              AND status = 'pending' AND leased_until > now()))
        FOR UPDATE SKIP LOCKED)
 UPDATE webhook_deliveries w
    SET attempts = w.attempts + 1,
@@ -248,17 +247,11 @@ async def due_endpoints(conn: Connection, limit: int) -> list[Row]:
     return await conn.fetch_all(_DUE_ENDPOINTS, {"limit": limit})
 
 
-async def count_in_flight(conn: Connection, church_id: UUID, endpoint_id: UUID) -> int:
-    return int(await conn.fetch_val(_IN_FLIGHT, {"church_id": church_id,
-                                                 "endpoint_id": endpoint_id}) or 0)
-
-
-async def claim_due(conn: Connection, church_id: UUID, endpoint_id: UUID, n: int,
+async def claim_due(conn: Connection, church_id: UUID, endpoint_id: UUID, cap: int,
                     lease_seconds: float) -> list[Row]:
-    if n <= 0:
-        return []
+    """Claim due deliveries while fewer than `cap` are in flight; lock the endpoint first."""
     return await conn.fetch_all(_CLAIM, {"church_id": church_id, "endpoint_id": endpoint_id,
-                                         "n": n, "lease": lease_seconds})
+                                         "cap": cap, "lease": lease_seconds})
 
 
 async def record_outcomes(conn: Connection, church_id: UUID,

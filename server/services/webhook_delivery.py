@@ -193,14 +193,12 @@ async def deliver_round(deps: Deps, church_id: UUID, endpoint_id: UUID) -> int:
     settings = deps.settings
     async with deps.db.transaction() as conn:
         # The row lock serialises claims for this endpoint across processes, so the
-        # in-flight count read after it is exact.
+        # in-flight count the claim reads after it is exact.
         endpoint = await wq.get_endpoint(conn, church_id, endpoint_id, lock=True)
         if endpoint is None or not endpoint["active"]:
             return 0
-        free = settings.webhook_concurrency - await wq.count_in_flight(conn, church_id,
-                                                                        endpoint_id)
-        claimed = await wq.claim_due(conn, church_id, endpoint_id, free,
-                                     lease_seconds(settings))
+        claimed = await wq.claim_due(conn, church_id, endpoint_id,
+                                     settings.webhook_concurrency, lease_seconds(settings))
     if not claimed:
         return 0
     now = datetime.now(timezone.utc)
@@ -208,6 +206,13 @@ async def deliver_round(deps: Deps, church_id: UUID, endpoint_id: UUID) -> int:
                                       for row in claimed))
     now = datetime.now(timezone.utc)
     rows = [_outcome_row(settings, c, o, now) for c, o in zip(claimed, outcomes)]
+    succeeded = all(o.ok for o in outcomes)
+    if succeeded and endpoint["failing_since"] is None:
+        # The common case is one statement: nothing dead, the endpoint's health unchanged.
+        async with deps.db.acquire() as conn:
+            await wq.record_outcomes(conn, church_id, rows)
+        return len(claimed)
+    succeeded = any(o.ok for o in outcomes)
     async with deps.db.transaction() as conn:
         written = await wq.record_outcomes(conn, church_id, rows)
         dead = [r for r in rows if r["status"] == "dead" and r["id"] in written]
@@ -215,12 +220,9 @@ async def deliver_round(deps: Deps, church_id: UUID, endpoint_id: UUID) -> int:
             (to_json({"endpoint_id": str(endpoint_id), "delivery_id": str(r["id"]),
                       "event_type": c["event_type"], "event_id": c["payload"].get("id")}),
              r["error"]) for r in dead for c in claimed if c["id"] == r["id"]])
-        succeeded = any(o.ok for o in outcomes)
-        still_active = True
-        if not succeeded or endpoint["failing_since"] is not None:  # else nothing changes
-            still_active = await wq.note_endpoint_health(
-                conn, church_id, endpoint_id, succeeded,
-                now - timedelta(seconds=settings.webhook_disable_after_seconds))
+        still_active = await wq.note_endpoint_health(
+            conn, church_id, endpoint_id, succeeded,
+            now - timedelta(seconds=settings.webhook_disable_after_seconds))
     if dead:
         log.warning("%d webhook deliveries to endpoint %s gave up", len(dead), endpoint_id,
                     extra={"church_id": str(church_id)})
