@@ -7,7 +7,9 @@ during a rotation's grace period, the previous one are compared in constant time
 
 Each web process keeps what it looked up for `CACHE_SECONDS` at most, so a busy key costs
 one database read per process and half-second, and a revoked or rotated-away secret is
-refused on every process within that (API.md asks for 1 s). `last_used_at` is written at
+refused on every process within that (API.md asks for 1 s). A secret that does not match
+the cached row is checked once more against the database, so a freshly rotated secret
+works on every process at once. `last_used_at` is written at
 most once a minute per key, gated by a Redis SET NX EX.
 
 A key acts with the `admin` role inside its church, limited by its scopes: the operation
@@ -86,10 +88,10 @@ def _matches(settings: Settings, row: dict[str, Any], presented: str) -> bool:
     return current or (old and in_grace)
 
 
-async def _lookup(db: Database, prefix: str) -> dict[str, Any] | None:
+async def _lookup(db: Database, prefix: str, fresh: bool = False) -> dict[str, Any] | None:
     now = time.monotonic()
     hit = _cache.get(prefix)
-    if hit is not None and now - hit[0] < CACHE_SECONDS:
+    if not fresh and hit is not None and now - hit[0] < CACHE_SECONDS:
         return hit[1]
     async with db.acquire() as conn:
         row = await q.get_api_key_by_prefix(conn, prefix)
@@ -115,9 +117,13 @@ async def actor_from_api_key(db: Database, redis: aioredis.Redis, settings: Sett
     match = _KEY.fullmatch(presented.strip())
     if match is None:
         raise Unauthorized(INVALID)
+    key = presented.strip()
     row = await _lookup(db, match.group(1))
-    if row is None or row["revoked_at"] is not None \
-            or not _matches(settings, row, presented.strip()):
+    if row is not None and not _matches(settings, row, key):
+        # The cached row may predate a rotation made on another process: ask once more,
+        # so a new secret works everywhere at once (only refusals wait for the cache).
+        row = await _lookup(db, match.group(1), fresh=True)
+    if row is None or row["revoked_at"] is not None or not _matches(settings, row, key):
         raise Unauthorized(INVALID)
     await _note_use(db, redis, row)
     return Actor(church_id=row["church_id"], role=KEY_ROLE, api_key_id=row["id"],
