@@ -347,3 +347,34 @@ async def test_another_churchs_conversation_is_not_found_on_panel_routes(api: An
     status, body, _ = await api.get(f"{API}/conversations/{conv_id}/contact")
     assert body["data"]["member"]["first_name"] == ""  # the other church renamed nothing
     assert (await api.get(f"{API}/conversations/{conv_id}/notes", token=""))[0] == 401
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_api_keys_need_the_conversation_scopes(api: Any, deps: Any) -> None:
+    owner = await register(api)
+    api.token = owner["access_token"]
+    conv = await conversation_with(deps, owner["church_id"])
+    conv_id = conv["conversation"]["id"]
+    member_id = conv["conversation"]["member"]["id"]
+    keys = {}
+    for scope in ("conversations:read", "conversations:write"):
+        status, body, _ = await api.post(f"{API}/api-keys", json={"name": scope,
+                                                                  "scopes": [scope]})
+        assert status == 201, body
+        keys[scope] = body["data"]["key"]
+    reader, writer = keys["conversations:read"], keys["conversations:write"]
+    assert (await api.get(f"{API}/conversations/{conv_id}/contact", token=reader))[0] == 200
+    assert (await api.get(f"{API}/conversations/{conv_id}/notes", token=reader))[0] == 200
+    for method, path, payload in (
+            ("POST", f"/conversations/{conv_id}/notes", {"body": "x"}),
+            ("PATCH", f"/conversations/{conv_id}/contact", {"first_name": "X"}),
+            ("POST", "/conversations", {"member_id": member_id, "body": "hi"})):
+        status, body, _ = await api.request(method, API + path, json=payload, token=reader)
+        assert (status, body["error"]["code"]) == (403, "insufficient_scope"), path
+    # With the write scope a note has no author (a key is not a person).
+    status, body, _ = await api.post(f"{API}/conversations/{conv_id}/notes",
+                                     json={"body": "Synced from the CRM"}, token=writer)
+    assert status == 201 and body["data"]["author"] is None
+    status, body, _ = await api.post(f"{API}/conversations", token=writer,
+                                     json={"member_id": member_id, "body": "Hello again"})
+    assert status == 202 and body["data"]["conversation"]["id"] == conv_id
