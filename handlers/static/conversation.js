@@ -115,13 +115,20 @@ export function open(pane, ctx, id, hooks) {
     const group = msg.kind === "broadcast";
     const who = msg.direction === "inbound" ? memberName(view.conversation.member) : "You";
     els.push(h(`div.bubble.${msg.direction}${group ? ".group-send" : ""}`, {dataset: {id: msg.id, kind: msg.kind || "text"}},
-      group ? h("span.group-label", {}, "Group send") : h("span.visually-hidden", {}, `${who}: `),
+      group ? groupLabel(msg) : h("span.visually-hidden", {}, `${who}: `),
       group ? h("span.visually-hidden", {}, " to everyone in the send: ") : null, msg.body));
     const meta = h(`div.meta.${msg.direction}`, {dataset: {for: msg.id}});
     view.metaEls.set(msg.id, meta);
     renderMeta(msg);
     els.push(meta);
     return els;
+  }
+
+  function groupLabel(msg) {
+    // Admins can open the send itself (its counts and failed list).
+    return ctx.hasRole && ctx.hasRole("admin")
+      ? h("a.group-label", {href: `#/send/${msg.broadcast_id}`}, "Group send")
+      : h("span.group-label", {}, "Group send");
   }
 
   function renderMeta(msg) {

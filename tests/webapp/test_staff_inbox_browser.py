@@ -153,6 +153,8 @@ async def test_a_group_send_shows_in_the_thread_with_its_live_status(
                        what="the group send in the thread")
     label = await browser.text(".bubble.group-send")
     assert label.startswith("Group send") and "Pizza night Friday at 6!" in label, label
+    assert await browser.js("return document.querySelector('.bubble.group-send a')"
+                            ".getAttribute('href')") == f"#/send/{sent['data']['id']}"
     await browser.wait(
         "const m = document.querySelector('.meta[data-for=\"' + arguments[0] + '\"]"
         " [data-status]'); return m && m.dataset.status === 'delivered'", sent["data"]["id"],
