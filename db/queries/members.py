@@ -57,7 +57,8 @@ _opted_in = sa.bindparam("opted_in", type_=sa.Boolean)
 _hash = sa.bindparam("phone_hash", type_=BYTEA)
 _last4 = sa.bindparam("last4_hash", type_=BYTEA)
 _name_like = sa.bindparam("name_like", type_=sa.Text)
-# A query may match a name or the phone's last four digits (q="2671" is both).
+# Each filter is NULL (off) or a value; PostgreSQL folds the NULL ones away (parameters
+# arrive as literals), so a phone or last-four search is an index lookup.
 _FILTERS = (
     m.c.church_id == sa.bindparam("church_id"),
     sa.or_(_opted_in.is_(None), m.c.opt_in_sms == _opted_in),

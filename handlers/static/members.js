@@ -86,8 +86,8 @@ function membersView(root, ctx) {
       prev.disabled = state.page === 0;
       next.disabled = !state.next;
       pageInfo.textContent = `Page ${state.page + 1}`;
-      const n = page.meta.total ?? page.data.length;
-      total.textContent = state.q || state.groupId ? `${plural(n, "member")} found` : plural(n, "member");
+      const n = page.meta.total;  // counted on the first page only: later pages keep it
+      if (typeof n === "number") total.textContent = state.q || state.groupId ? `${plural(n, "member")} found` : plural(n, "member");
     } catch (err) {
       error.show(err.message);
     }

@@ -119,23 +119,23 @@ def _like_pattern(text: str) -> str:
 
 
 def _search_filters(settings: Settings, church_id: UUID, query: str) -> dict[str, Any]:
-    """`q`: a whole phone (its keyed hash), the last four digits of one (their keyed hash;
-    a name containing them matches too), or else a substring of "first last"."""
+    """`q`: a whole phone (its keyed hash), exactly four digits (the keyed hash of a
+    phone's last four: an index lookup), or else a substring of "first last"."""
     phone = phones.try_normalize(query) if any(c.isdigit() for c in query) else None
     if phone:
         return {"phone_hash": crypto.phone_hash(settings, phone)}
-    filters = {"name_like": _like_pattern(query.strip())}
     if len(query.strip()) == crypto.LAST_DIGITS and query.strip().isdecimal():
-        filters["last4_hash"] = crypto.phone_last4_hash(settings, church_id, query)
-    return filters
+        return {"last4_hash": crypto.phone_last4_hash(settings, church_id, query)}
+    return {"name_like": _like_pattern(query.strip())}
 
 
 async def list_members(db: Database, settings: Settings, church_id: UUID, limit: int,
                        cursor: str | None = None, query: str | None = None,
                        group_id: str | None = None, opted_in: str | None = None
-                       ) -> tuple[list[dict[str, Any]], str | None, int]:
-    """Newest first, and how many members match in all (`meta.total`). `query`: see
-    `_search_filters`."""
+                       ) -> tuple[list[dict[str, Any]], str | None, int | None]:
+    """Newest first, and on the first page (no cursor) how many members match in all
+    (`meta.total`; None on later pages: counting 100,000 rows on every page is waste).
+    `query`: see `_search_filters`."""
     filters: dict[str, Any] = {}
     if query and query.strip():
         filters.update(_search_filters(settings, church_id, query))
@@ -149,7 +149,7 @@ async def list_members(db: Database, settings: Settings, church_id: UUID, limit:
         filters["opted_in"] = opted_in == "true"
     async with db.acquire() as conn:
         page = await q.list_members(conn, church_id, limit, cursor, **filters)
-        total = await q.count_members(conn, church_id, **filters)
+        total = await q.count_members(conn, church_id, **filters) if not cursor else None
     return ([public_member(settings, r, r["groups"]) for r in page.rows], page.next_cursor,
             total)
 
