@@ -213,6 +213,7 @@ async def test_test_event_rotation_and_redelivery(api: Any, deps: Any) -> None:
         receiver.respond = lambda event, attempt: 500
         status, body, _ = await api.post(f"{W}/{endpoint_id}/test", token=token)
         assert body["data"]["status"] == "failed" and body["data"]["status_code"] == 500
-        assert body["data"]["error"].startswith("HTTP 500") and body["data"]["next_retry_at"] is None
+        assert body["data"]["error"].startswith("HTTP 500")
+        assert body["data"]["next_retry_at"] is None
     finally:
         await stop_receiver(receiver)
