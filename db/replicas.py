@@ -37,7 +37,7 @@ import psycopg2
 import psycopg2.extensions
 from sqlalchemy.sql import ClauseElement
 
-from db.engine import Connection, Database
+from db.engine import Connection, Database, Row
 
 log = logging.getLogger("ywm.db.replicas")
 
@@ -273,7 +273,10 @@ class ReplicaReader(Database):
 
 
 class _ReplicaConnection(Connection):
-    """A replica connection whose statements move to the primary once the replica fails."""
+    """A replica connection whose statements move to the primary once the replica fails.
+
+    The whole statement is retried, reading its rows included: a replica that dies just
+    after answering closes the cursor before its rows are read ("cursor already closed")."""
 
     def __init__(self, raw: aiopg.Connection, reader: ReplicaReader,
                  stack: contextlib.AsyncExitStack) -> None:
@@ -282,11 +285,11 @@ class _ReplicaConnection(Connection):
         self.stack = stack
         self.fallback: Connection | None = None
 
-    async def _run(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None
-                   ) -> Any:
+    async def _either(self, operation: str, stmt: ClauseElement | str,
+                      params: Mapping[str, Any] | None) -> Any:
         if self.fallback is None:
             try:
-                return await super()._run(stmt, params)
+                return await getattr(super(), operation)(stmt, params)
             except BaseException as exc:
                 if not _fails_over(exc):
                     raise
@@ -294,7 +297,19 @@ class _ReplicaConnection(Connection):
                     self.reader.pools.mark_down(self.reader.replica, exc)
                 self.fallback = await self.stack.enter_async_context(
                     self.reader.pools.primary.acquire())
-        return await self.fallback._run(stmt, params)
+        return await getattr(self.fallback, operation)(stmt, params)
+
+    async def fetch_one(self, stmt: ClauseElement | str,
+                        params: Mapping[str, Any] | None = None) -> Row | None:
+        return await self._either("fetch_one", stmt, params)  # type: ignore[no-any-return]
+
+    async def fetch_all(self, stmt: ClauseElement | str,
+                        params: Mapping[str, Any] | None = None) -> list[Row]:
+        return await self._either("fetch_all", stmt, params)  # type: ignore[no-any-return]
+
+    async def execute(self, stmt: ClauseElement | str,
+                      params: Mapping[str, Any] | None = None) -> int:
+        return await self._either("execute", stmt, params)  # type: ignore[no-any-return]
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:

@@ -207,8 +207,9 @@ async def test_replica_lag_is_exported(api: Any, deps: Any,
     assert status == 200
     text = body.decode() if isinstance(body, bytes) else str(body)
     name = re.escape(f"127.0.0.1:{replica_pair.replica_port}/ywm")
-    assert re.search(rf'^ywm_db_replica_lag_seconds\{{replica="{name}"\}} 0\.0$', text, re.M), \
-        text
+    lag = re.search(rf'^ywm_db_replica_lag_seconds\{{replica="{name}"\}} (\S+)$', text, re.M)
+    assert lag is not None, text
+    assert 0.0 <= float(lag[1]) <= deps.settings.replica_max_lag_seconds
     assert re.search(rf'^ywm_db_replica_in_rotation\{{replica="{name}"\}} 1\.0$', text, re.M)
 
 
