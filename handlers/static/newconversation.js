@@ -6,6 +6,7 @@ import {api} from "./api.js";
 import {h, fill, newId, errorBox, announce} from "./dom.js";
 import {formatPhone, memberName} from "./format.js";
 import {counterText, segmentInfo} from "./segments.js";
+import {composeTools, previewLine, render, valuesFor} from "./merge.js";
 
 const RESULTS = 8;
 
@@ -33,19 +34,28 @@ export function startConversation(ctx, {member = null} = {}) {
     const recipient = h("div.recipient");
     const text = h("textarea", {id: newId("first"), rows: 3, placeholder: "Write your text…"});
     const counter = h("div.counter", {id: `${text.id}-count`});
-    text.setAttribute("aria-describedby", counter.id);
+    // Merge fields: what the chosen member gets (merged by the server when it sends).
+    const mergePreview = h("p.merge-preview", {id: `${text.id}-merged`, hidden: true});
+    text.setAttribute("aria-describedby", `${counter.id} ${mergePreview.id}`);
     const send = h("button.primary", {type: "submit"}, "Send");
     const form = h("form", {method: "dialog"},
       h("h2", {id: titleId}, "New conversation"),
       picker, recipient,
-      h("label", {for: text.id}, "Message"), text, counter, error.el,
+      h("label", {for: text.id}, "Message"), composeTools(text), text, counter, mergePreview,
+      error.el,
       h("div.row", {},
         h("button", {type: "button", onclick: () => dialog.close()}, "Cancel"), send));
     const dialog = h("dialog.new-conversation", {"aria-labelledby": titleId}, form);
 
     function updateCounter() {
-      counter.textContent = counterText(text.value);
-      counter.classList.toggle("over", segmentInfo(text.value).segments > 1);
+      const values = valuesFor(chosen, ctx && ctx.me ? ctx.me.church.name : "");
+      const merged = render(text.value, values);
+      counter.textContent = counterText(merged);
+      counter.classList.toggle("over", segmentInfo(merged).segments > 1);
+      const preview = previewLine(text.value, values, chosen ? memberName(chosen) : null);
+      mergePreview.textContent = preview.text;
+      mergePreview.hidden = !preview.text;
+      mergePreview.classList.toggle("bad", preview.bad);
     }
 
     function showChosen() {
@@ -59,6 +69,7 @@ export function startConversation(ctx, {member = null} = {}) {
         }}, "Change")));
       if (optedOut(chosen)) error.show(`${memberName(chosen)} has opted out of texts and can't be texted until they text START.`);
       send.disabled = optedOut(chosen);
+      updateCounter();
     }
 
     let debounce = null;

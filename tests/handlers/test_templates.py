@@ -127,7 +127,7 @@ async def _conversation(api: Any, deps: Any, church: Any, first: str, last: str)
 
 @pytest.mark.gen_test(timeout=30)
 async def test_reply_is_merged_for_its_member(api: Any, deps: Any) -> None:
-    church = seed_church(deps.settings, members=1)
+    church = seed_church(deps.settings, members=2)
     sql(deps.settings, "UPDATE churches SET name = 'Hope Church' WHERE id = %s", (church.id,))
     api.token = await token_for(deps, church, role="staff")
     conv = await _conversation(api, deps, church, "Ada", "")
@@ -145,6 +145,14 @@ async def test_reply_is_merged_for_its_member(api: Any, deps: Any) -> None:
     assert "{firstname}" in data["error"]["message"]
     rows = sql(deps.settings, "SELECT body FROM conversation_messages ORDER BY created_at")
     assert [r[0] for r in rows] == ["Hi Ada — see you at Hope Church {8am}", "Hi friend, there!"]
+    # Starting a text to a member merges the same way, and refuses unknown fields.
+    sql(deps.settings, "UPDATE members SET first_name = 'Ben' WHERE id = %s",
+        (church.member_ids[1],))
+    start = {"member_id": str(church.member_ids[1]), "body": "Welcome, {first_name}!"}
+    status, data, _ = await api.post(f"{API}/conversations", json={**start, "body": "{nick}"})
+    assert status == 422 and "{nick}" in data["error"]["message"], data
+    status, data, _ = await api.post(f"{API}/conversations", json=start)
+    assert status == 202 and data["data"]["message"]["body"] == "Welcome, Ben!", data
     other = seed_church(deps.settings, members=1, block=1)
     status, _, _ = await api.post(url, json={"body": "Hi {first_name}"},
                                   token=await token_for(deps, other))
