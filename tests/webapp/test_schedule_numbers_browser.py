@@ -112,6 +112,20 @@ async def test_scheduled_screen(browser: Browser, api: Any, deps: Any, sim: Any)
     assert (await browser.js(f"return {card}.querySelector('.sched-next li').innerText"
                              )).startswith("Wed")
 
+    # Edit the Sunday series: every day at 7:15 now, in words at once.
+    service = ("[...document.querySelectorAll('.sched-item[data-kind=recurring]')]"
+               ".find((c) => c.innerText.includes('Service at 9'))")
+    await browser.js(f"[...{service}.querySelectorAll('button')]"
+                     ".find((b) => b.textContent.startsWith('Edit')).click()")
+    await browser.wait("return document.querySelector('dialog[open] select')", what="dialog")
+    await browser.js("const d = document.querySelector('dialog[open]');"
+                     "const kind = d.querySelector('select'); kind.value = 'daily';"
+                     "kind.dispatchEvent(new Event('change'));"
+                     "d.querySelector('input[type=time]').value = '07:15';")
+    await click(browser, "dialog[open]", "Save changes")
+    await browser.wait(f"const c = {service}; return c && c.querySelector('.sched-words')"
+                       ".innerText === 'Every day at 7:15 AM, Central'", what="the edited series")
+
     # At 390 px: pause and resume, then the past runs, then cancel the one-off send.
     await browser.size(*PHONE_WIDTH)
     youth = ".sched-item[data-kind=recurring]:first-child"
