@@ -27,7 +27,10 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.production:  # production databases are provisioned, not guessed
         ensure_database(url)
     created = upgrade(url)
-    print(f"ywm migrate: schema at head; {len(created)} partitions created")
+    # Members written before migration 0008 get their last-four hash (quick no-op later).
+    indexed = _index_all_phones(settings, 500, url)
+    print(f"ywm migrate: schema at head; {len(created)} partitions created; "
+          f"{indexed} member phones indexed for search")
     return 0
 
 
@@ -105,18 +108,22 @@ def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if result["remaining"] == 0 else 1
 
 
-def _index_phones(args: argparse.Namespace, settings: Settings) -> int:
+def _index_all_phones(settings: Settings, batch_size: int, url: str | None = None) -> int:
     from db.engine import Database
     from server.services.phone_search import index_phones
 
     async def run() -> int:
-        db = await Database.connect(settings.database_url, maxsize=2)
+        db = await Database.connect(url or settings.database_url, maxsize=2)
         try:
-            return await index_phones(db, settings, args.batch_size)
+            return await index_phones(db, settings, batch_size)
         finally:
             await db.close()
-    print(f"ywm index-phones: {asyncio.run(run())} members made searchable by their "
-          "last four digits")
+    return asyncio.run(run())
+
+
+def _index_phones(args: argparse.Namespace, settings: Settings) -> int:
+    print(f"ywm index-phones: {_index_all_phones(settings, args.batch_size)} members made "
+          "searchable by their last four digits")
     return 0
 
 
