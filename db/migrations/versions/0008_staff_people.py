@@ -1,8 +1,8 @@
 """Templates and phone search (issue 15): saved replies, the last-four phone hash.
 
 `members.phone_last4_hash` starts NULL on existing rows: the hash needs the server's hash
-key and the sealed phone, which a migration does not have; `ywm index-phones` fills them
-(and every write keeps them in step from now on).
+key and the sealed phone, which a migration does not have; `ywm migrate` fills them right
+after upgrading (or `ywm index-phones` alone), and every write keeps them in step.
 
 Revision ID: 0008
 Revises: 0007
