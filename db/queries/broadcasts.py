@@ -298,8 +298,7 @@ _NAME_COLUMNS = "SELECT m.id, m.first_name, m.last_name FROM members m WHERE"
 # audience filter's cost estimate triggers and which cost more than the query itself
 # (100,000 members: ~0.7 s of JIT). SET LOCAL lasts for this transaction only (and works in
 # the implicit one db/engine.py gives a statement outside a transaction).
-_MERGE_CANDIDATES = sa.text("""SET LOCAL jit = off; SET LOCAL work_mem = '32MB';
-SELECT id, first_name, last_name FROM (
+_MERGE_CANDIDATES = sa.text("""SELECT id, first_name, last_name FROM (
   SELECT m.id, m.first_name, m.last_name,
          row_number() OVER (
            PARTITION BY (m.first_name || m.last_name) ~ '[^ -~]',
@@ -307,6 +306,7 @@ SELECT id, first_name, last_name FROM (
            ORDER BY char_length(m.first_name) + char_length(m.last_name) DESC, m.id) AS rank
     FROM members m WHERE""" + _AUDIENCE_WHERE + """) ranked
  WHERE rank <= :n""")
+_MERGE_SETTINGS = "SET LOCAL jit = off; SET LOCAL work_mem = '32MB'; "
 _FIRST_BY_NAME = sa.text(
     _NAME_COLUMNS + _AUDIENCE_WHERE
     + " ORDER BY lower(m.first_name), lower(m.last_name), m.id LIMIT :n")
@@ -316,7 +316,9 @@ async def list_merge_candidates(conn: Connection, church_id: UUID, group_ids: li
                                 member_ids: list[UUID], limit: int) -> list[Row]:
     """Rows `{id, first_name, last_name}`: at most 3 × `limit` audience members, among
     them the one whose merged text is longest."""
-    return await conn.fetch_all(_MERGE_CANDIDATES, {
+    # Sent with its settings as one simple query, so they hold for it alone even outside a
+    # transaction: JIT compiling this window query costs more than running it.
+    return await conn.fetch_all(sa.text(_MERGE_SETTINGS + _MERGE_CANDIDATES.text), {
         "church_id": church_id, "group_ids": group_ids, "member_ids": member_ids, "n": limit})
 
 

@@ -56,5 +56,6 @@ SELECT create_distributed_table('dead_letters', 'church_id', colocate_with => 'c
 SELECT create_distributed_table('idempotency_keys', 'church_id', colocate_with => 'churches');
 SELECT create_distributed_table('archive_batches', 'church_id', colocate_with => 'churches');
 SELECT create_distributed_table('conversation_notes', 'church_id', colocate_with => 'churches');
+SELECT create_distributed_table('message_templates', 'church_id', colocate_with => 'churches');
 
 -- alembic_version stays a local table on the coordinator: only `ywm migrate` reads it.

@@ -24,7 +24,7 @@ PRODUCTION = {**{name: "x" * 40 for name in (
 @pytest.mark.parametrize("var, raw, attr, value", [
     ("YWM_RETENTION_MONTHS", "36", "retention_months", 36),
     ("YWM_SEND_LEASE_SECONDS", "2.5", "send_lease_seconds", 2.5),
-    ("YWM_WEBHOOK_ALLOW_PRIVATE", "TRUE", "webhook_allow_private", True),
+    ("YWM_TRUST_PROXY_HEADERS", "TRUE", "trust_proxy_headers", True),
     ("YWM_TRUST_PROXY_HEADERS", "0", "trust_proxy_headers", False),
     ("YWM_DATABASE_REPLICA_URLS", "postgresql://a/x, ,postgresql://b/x", "database_replica_urls",
      ("postgresql://a/x", "postgresql://b/x")),
