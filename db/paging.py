@@ -13,7 +13,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -52,6 +52,10 @@ def parse_limit(raw: str | None) -> int:
 class Page:
     rows: list[Row]
     next_cursor: str | None  # None on the last page
+
+    def view(self, view: Callable[[Row], Any]) -> tuple[list[Any], str | None]:
+        """The page as the API lists it: each row through `view`, then the next cursor."""
+        return [view(row) for row in self.rows], self.next_cursor
 
 
 @dataclass(frozen=True)

@@ -235,15 +235,19 @@ def public_key(settings: Settings) -> str:
     return settings.telnyx_public_key
 
 
-@functools.lru_cache(maxsize=8)
-def _public_key(b64_key: str) -> Ed25519PublicKey | None:
+def _b64_of_size(text: str, size: int) -> bytes | None:
+    """`text` decoded from base64 when it is exactly `size` bytes, else None."""
     try:
-        raw = base64.b64decode(b64_key, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
-    if len(raw) != 32:
-        return None
-    return Ed25519PublicKey.from_public_bytes(raw)
+    return raw if len(raw) == size else None
+
+
+@functools.lru_cache(maxsize=8)
+def _public_key(b64_key: str) -> Ed25519PublicKey | None:
+    raw = _b64_of_size(b64_key, 32)
+    return None if raw is None else Ed25519PublicKey.from_public_bytes(raw)
 
 
 @functools.lru_cache(maxsize=8)
@@ -280,11 +284,8 @@ def verify_signature(public_key_b64: str, signature_b64: str | None, timestamp: 
     key = _public_key(public_key_b64)
     if key is None:
         return False
-    try:
-        signature = base64.b64decode(signature_b64, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    if len(signature) != 64:
+    signature = _b64_of_size(signature_b64, 64)
+    if signature is None:
         return False
     try:
         key.verify(signature, timestamp.encode() + b"|" + body)

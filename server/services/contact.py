@@ -100,7 +100,7 @@ async def list_notes(db: Database, actor: Actor, conversation_id: str, *, limit:
         row = await access_conversation(conn, actor, conversation_id)
         page = await q.list_notes(conn, actor.church_id, row["id"], limit=limit,
                                   cursor=cursor)
-    return [note_view(r) for r in page.rows], page.next_cursor
+    return page.view(note_view)
 
 
 async def add_note(db: Database, redis: aioredis.Redis, settings: Settings, actor: Actor,

@@ -84,7 +84,7 @@ async def list_groups(db: Database, church_id: UUID, limit: int, cursor: str | N
                       ) -> tuple[list[dict[str, Any]], str | None]:
     async with db.acquire() as conn:
         page = await q.list_groups(conn, church_id, limit, cursor)
-    return [public_group(r) for r in page.rows], page.next_cursor
+    return page.view(public_group)
 
 
 async def rename_group(db: Database, church_id: UUID, group_id: UUID | None, name: str

@@ -138,7 +138,7 @@ async def list_dead_letters(db: Database, limit: int, cursor: str | None
                             ) -> tuple[list[dict[str, Any]], str | None]:
     async with db.acquire() as conn:
         page = await dq.list_dead_letters(conn, limit, cursor)
-    return [dead_letter_view(r) for r in page.rows], page.next_cursor
+    return page.view(dead_letter_view)
 
 
 async def requeue(db: Database, dead_letter_id: UUID | None

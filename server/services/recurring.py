@@ -177,14 +177,14 @@ async def list_runs(db: Database, church_id: UUID, recurring_id: UUID | None, li
     async with db.acquire() as conn:
         row = await _access(conn, church_id, recurring_id)
         page = await q.list_runs_page(conn, church_id, row["id"], limit, cursor)
-    return [run_view(r) for r in page.rows], page.next_cursor
+    return page.view(run_view)
 
 
 async def list_all(db: Database, church_id: UUID, limit: int, cursor: str | None
                    ) -> tuple[list[dict[str, Any]], str | None]:
     async with db.acquire() as conn:
         page = await q.list_recurring(conn, church_id, limit, cursor)
-    return [recurring_view(r) for r in page.rows], page.next_cursor
+    return page.view(recurring_view)
 
 
 def due_occurrences(row: Row, now: datetime) -> tuple[list[datetime], datetime]:

@@ -45,7 +45,7 @@ async def list_templates(db: Database, church_id: UUID, limit: int, cursor: str 
     """Newest first."""
     async with db.acquire() as conn:
         page = await q.list_templates(conn, church_id, limit, cursor)
-    return [template_view(r) for r in page.rows], page.next_cursor
+    return page.view(template_view)
 
 
 async def get_template(db: Database, church_id: UUID, template_id: UUID | None
