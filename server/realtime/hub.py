@@ -25,7 +25,10 @@ a subscribed connection (which never writes, so never sees READONLY) would stay 
 demoted one until Sentinel reconfigures it, seconds later. The reader therefore asks
 Sentinel for the master every `MASTER_CHECK_SECONDS`; when it moved, the subscription is
 rebuilt there, and its confirmations fill from PostgreSQL whatever was published
-meanwhile.
+meanwhile. Until Sentinel demotes the old master, processes still connected to it (a
+worker's open connection) publish there, where nobody listens any more; so for
+`AFTER_MOVE_FILL_SECONDS` after a move the reader also fills every church from
+PostgreSQL once a second, and such an event reaches its sockets within a second.
 
 Ended sessions. The church's channel also carries control messages (a `control` key,
 never an `id`): `session.revoked` names session ids and/or a user id, published by
@@ -67,6 +70,9 @@ REDIS_DOWN_GRACE = 5.0  # seconds without Redis before sockets are closed to res
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 # Behind Sentinel: how often the reader checks that its subscription is on the master.
 MASTER_CHECK_SECONDS = 1.0
+# Sentinel demotes the old master (and cuts its clients) seconds after the switch; fill
+# from PostgreSQL each second for well over that.
+AFTER_MOVE_FILL_SECONDS = 30.0
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -320,6 +326,7 @@ class Hub:
     # ---- the reader --------------------------------------------------------------------
     async def _run(self) -> None:
         next_check = time.monotonic() + MASTER_CHECK_SECONDS
+        fill_until = 0.0
         while not self._stopping:
             if not self._churches or self._pubsub.connection is None:
                 self._wake.clear()
@@ -331,8 +338,11 @@ class Hub:
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + MASTER_CHECK_SECONDS
                 if await self._master_moved():
+                    fill_until = time.monotonic() + AFTER_MOVE_FILL_SECONDS
                     await self._recover()
                     continue
+                if time.monotonic() < fill_until:
+                    await self._fill_all()
             try:
                 message = await self._pubsub.get_message(timeout=MASTER_CHECK_SECONDS)
             except REDIS_ERRORS:
@@ -429,6 +439,17 @@ class Hub:
                 await self._fanout(state, state.last_id,
                                    encode_event(event_frame(row, self.settings)))
             if len(rows) < REPLAY_BATCH:
+                return
+
+    async def _fill_all(self) -> None:
+        """Fill every confirmed church from the log (publishes lost to a demoted master)."""
+        for church_id, state in list(self._churches.items()):
+            if state.last_id is None:
+                continue
+            try:
+                await self._fill(church_id, state)
+            except Exception:  # noqa: BLE001 - the next tick tries again
+                log.warning("stream fill after a master move failed", exc_info=True)
                 return
 
     async def _fanout(self, state: _Church, event_id: int, text: str) -> None:
