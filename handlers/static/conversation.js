@@ -3,7 +3,7 @@
 // segment counter (Enter sends, Shift+Enter is a new line).
 
 import {api} from "./api.js";
-import {h, fill, newId, errorBox, announce} from "./dom.js";
+import {h, fill, newId, errorBox, announce, submitOnEnter} from "./dom.js";
 import {dayKey, dayLabel, failureText, formatPhone, memberName, statusWord, timeOfDay} from "./format.js";
 import {counterText, segmentInfo} from "./segments.js";
 import {composeTools, previewLine, render, valuesFor} from "./merge.js";
@@ -227,12 +227,7 @@ export function open(pane, ctx, id, hooks) {
   }
 
   text.addEventListener("input", () => { idempotencyKey = null; updateCounter(); });
-  text.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      form.requestSubmit();
-    }
-  });
+  submitOnEnter(text, form);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = text.value.trim();

@@ -110,3 +110,13 @@ export async function busy(button, box, action) {
     if (button) button.disabled = was;
   }
 }
+
+/** Enter sends the form, Shift+Enter starts a new line (not while an IME composes). */
+export function submitOnEnter(textarea, form) {
+  textarea.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+}

@@ -3,7 +3,7 @@
 // POST /conversations. On success the app opens that conversation in the inbox.
 
 import {api} from "./api.js";
-import {h, fill, newId, errorBox, announce} from "./dom.js";
+import {h, fill, newId, errorBox, announce, submitOnEnter} from "./dom.js";
 import {formatPhone, memberName} from "./format.js";
 import {counterText, segmentInfo} from "./segments.js";
 import {composeTools, previewLine, render, valuesFor} from "./merge.js";
@@ -98,12 +98,7 @@ export function startConversation(ctx, {member = null} = {}) {
     }
 
     text.addEventListener("input", () => { idempotencyKey = null; updateCounter(); });
-    text.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        form.requestSubmit();
-      }
-    });
+    submitOnEnter(text, form);
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       error.clear();
