@@ -195,7 +195,7 @@ class Settings:
                                                    3 * 86_400.0)
     webhook_secret_overlap_seconds: float = setting("YWM_WEBHOOK_SECRET_OVERLAP_SECONDS",
                                                     86_400.0)
-    webhook_concurrency: int = setting("YWM_WEBHOOK_CONCURRENCY", 8)
+    webhook_concurrency: int = setting("YWM_WEBHOOK_CONCURRENCY", 16)
     webhook_poll_seconds: float = setting("YWM_WEBHOOK_POLL_SECONDS", 1.0)
     # Believe X-Forwarded-For / X-Real-IP only behind our own proxy (deploy/nginx.conf):
     # otherwise any client could pick its own IP and dodge the per-IP auth rate limit.
