@@ -63,7 +63,7 @@ export function onEvent(event) {
 /** The "Alerts" button of the top bar and its small dialog of two switches. */
 export function alertsButton() {
   const button = h("button.alerts-button", {type: "button", "aria-haspopup": "dialog", "aria-label": "Alerts", title: "Alerts for new texts"},
-    h("span.bell", {"aria-hidden": "true"}, "🔔"), h("span.alerts-label", {"aria-hidden": "true"}, " Alerts"));
+    h("span.alerts-label", {"aria-hidden": "true"}, "Alerts"));
   button.addEventListener("click", openDialog);
   return button;
 }
