@@ -22,13 +22,10 @@ from server.services import number_linking, reconcile
 from server.services.followups import enqueue_now
 from workers import queue_stats  # noqa: F401  (registers the queue counters)
 from workers import sends  # noqa: F401  (registers the follow-up runners)
-from workers.runtime import close_runtime, run, run_exclusive
+from workers.runtime import ProcessThread, run, run_exclusive
 
 log = logging.getLogger("ywm.workers.reconcile")
 
-_ticker_started = threading.Event()
-_ticker_stop = threading.Event()
-_ticker_threads: list[threading.Thread] = []
 # A stop waits this long for a pass in progress to end, so the ticker closes its pools.
 TICKER_JOIN_SECONDS = 20.0
 
@@ -66,37 +63,14 @@ def relink_numbers() -> int:
     return run_exclusive("numbers.relink", LINK_LOCK_TTL, lambda: run(_relink)) or 0
 
 
-def _ticker() -> None:
+def _ticker(stop: threading.Event) -> None:
     interval = queue_settings().reconcile_interval_seconds
-    try:
-        while True:
-            try:
-                tick()
-            except Exception:  # noqa: BLE001 - keep ticking; the next pass retries
-                log.exception("reconcile pass failed")
-            _ticker_stop.wait(interval)
-            if _ticker_stop.is_set():
-                return
-    finally:
-        # `run` opened a loop and pools in this thread; Huey's shutdown hook closes only
-        # its own worker threads' ones, and an aiopg pool left to the garbage collector
-        # logs "Future exception was never retrieved ... Connection closed".
-        close_runtime()
+    while not stop.is_set():
+        try:
+            tick()
+        except Exception:  # noqa: BLE001 - keep ticking; the next pass retries
+            log.exception("reconcile pass failed")
+        stop.wait(interval)
 
 
-@huey.on_startup()
-def start_ticker() -> None:
-    """Start this process's ticker once (the hook runs in every worker thread)."""
-    if _ticker_started.is_set():
-        return
-    _ticker_started.set()
-    thread = threading.Thread(target=_ticker, name="ywm-reconcile", daemon=True)
-    _ticker_threads.append(thread)
-    thread.start()
-
-
-@huey.on_shutdown()
-def stop_ticker() -> None:
-    _ticker_stop.set()
-    for thread in _ticker_threads:  # let it close what it opened before the process ends
-        thread.join(TICKER_JOIN_SECONDS)
+ticker = ProcessThread("ywm-reconcile", _ticker, TICKER_JOIN_SECONDS)

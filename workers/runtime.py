@@ -98,3 +98,42 @@ def run_exclusive(lock_name: str, ttl_seconds: float, fn: Callable[[], T]) -> T 
                 log.warning("lock %s expired before %s finished", lock_name, lock_name)
     finally:
         client.close()
+
+
+class ProcessThread:
+    """A thread of its own per consumer process (the reconcile ticker, the webhook pump):
+    started by the first worker thread's startup hook, stopped and joined at shutdown so
+    it closes the loop and pools `run` opened in it. `body` gets the stop event."""
+
+    def __init__(self, name: str, body: Callable[[threading.Event], None],
+                 join_seconds: float) -> None:
+        self.name = name
+        self.stop = threading.Event()
+        self._body = body
+        self._join_seconds = join_seconds
+        self._started = threading.Event()
+        self._threads: list[threading.Thread] = []
+        huey.on_startup(name=f"{name}.start")(self.start)
+        huey.on_shutdown(name=f"{name}.stop")(self.shutdown)
+
+    def start(self) -> None:
+        """Once per process (Huey runs startup hooks in every worker thread)."""
+        if self._started.is_set():
+            return
+        self._started.set()
+        thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(self._join_seconds)
+
+    def _run(self) -> None:
+        try:
+            self._body(self.stop)
+        except Exception:  # noqa: BLE001 - logged; the other consumers carry on
+            log.exception("%s stopped", self.name)
+        finally:
+            close_runtime()  # this thread's loop, pools and HTTP sessions

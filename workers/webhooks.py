@@ -9,7 +9,6 @@ claimed deliveries fall due again when their leases end.
 """
 from __future__ import annotations
 
-import logging
 import threading
 
 from huey import crontab
@@ -17,46 +16,20 @@ from huey import crontab
 from server.deps import Deps
 from server.platform.queue import huey
 from server.services import webhook_delivery
-from workers.runtime import close_runtime, run, run_exclusive
-
-log = logging.getLogger("ywm.workers.webhooks")
+from workers.runtime import ProcessThread, run, run_exclusive
 
 PRUNE_LOCK_TTL = 900  # outlives one prune; frees the slot if the worker dies holding it
 DELIVERY_RETENTION_DAYS = 30  # finished deliveries listed by the API this long
 STOP_JOIN_SECONDS = 30.0  # the pump waits for requests in flight (10 s timeout) first
 
-_started = threading.Event()
-_stop = threading.Event()
-_threads: list[threading.Thread] = []
+
+def _pump(stop: threading.Event) -> None:
+    async def _run(deps: Deps) -> None:
+        await webhook_delivery.Pump(deps).run(stop.is_set)
+    run(_run)
 
 
-def _pump() -> None:
-    try:
-        async def _run(deps: Deps) -> None:
-            await webhook_delivery.Pump(deps).run(_stop.is_set)
-        run(_run)
-    except Exception:  # noqa: BLE001 - logged; the other consumers keep delivering
-        log.exception("webhook pump stopped")
-    finally:
-        close_runtime()  # this thread's loop, pools and HTTP sessions
-
-
-@huey.on_startup()
-def start_pump() -> None:
-    """Start this process's pump once (the hook runs in every worker thread)."""
-    if _started.is_set():
-        return
-    _started.set()
-    thread = threading.Thread(target=_pump, name="ywm-webhooks", daemon=True)
-    _threads.append(thread)
-    thread.start()
-
-
-@huey.on_shutdown()
-def stop_pump() -> None:
-    _stop.set()
-    for thread in _threads:
-        thread.join(STOP_JOIN_SECONDS)
+pump = ProcessThread("ywm-webhooks", _pump, STOP_JOIN_SECONDS)
 
 
 @huey.periodic_task(crontab(minute="7"), name="webhooks.prune")

@@ -1,1 +1,2 @@
-"""Development tools: the `make run` orchestrator and the demo seed. Never imported by production code."""
+"""Development tools: the `make run` orchestrator, the local cluster and the demo seed.
+Never imported by production code."""

@@ -1,1 +1,2 @@
-"""Platform plumbing every layer may use: settings, logging, errors, Redis keys and locks, crypto, metrics, the Huey queue, caching, rate limits."""
+"""Platform plumbing every layer may use: settings, logging, errors, Redis keys and locks,
+crypto, metrics, tracing, the Huey queue, caching, rate limits."""

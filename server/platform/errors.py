@@ -106,4 +106,3 @@ class RateLimited(AppError):
 class Unavailable(AppError):
     code, http_status = "unavailable", 503
     default_message = "The service is temporarily unavailable; try again shortly."
-

@@ -69,7 +69,7 @@ async def list_keys(db: Database, settings: Settings, church_id: UUID, limit: in
                     cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
     async with db.acquire() as conn:
         page = await q.list_api_keys(conn, church_id, limit, cursor)
-    return [public_key(settings, r) for r in page.rows], page.next_cursor
+    return page.view(lambda r: public_key(settings, r))
 
 
 async def rotate_key(db: Database, redis: aioredis.Redis, settings: Settings, actor: Actor,

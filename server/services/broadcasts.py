@@ -204,7 +204,7 @@ async def list_recipients(db: Database, settings: Settings, church_id: UUID,
     async with db.acquire() as conn:
         message = await access_message(conn, church_id, message_id)
         page = await rq.list_recipients(conn, message, status, limit, cursor)
-    return [recipient_view(settings, church_id, r) for r in page.rows], page.next_cursor
+    return page.view(lambda r: recipient_view(settings, church_id, r))
 
 
 def recipient_view(settings: Settings, church_id: UUID, row: Row) -> dict[str, Any]:

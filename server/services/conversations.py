@@ -83,7 +83,7 @@ async def list_conversations(db: Database, settings: Settings, actor: Actor, *, 
             conn, actor.church_id, limit=limit, status=status or None,
             unread=unread == "true", assigned_to=assignee, unassigned=unassigned,
             cursor=cursor)
-    return [public_conversation(settings, r) for r in page.rows], page.next_cursor
+    return page.view(lambda r: public_conversation(settings, r))
 
 
 async def get_conversation(db: Database, settings: Settings, actor: Actor,
@@ -263,4 +263,3 @@ async def _number_for(conn: Connection, church_id: UUID, member_id: UUID) -> UUI
     if number is None:
         raise Conflict("The church has no sending number yet; add one in Settings first.")
     return UUID(str(number["id"]))
-

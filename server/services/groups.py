@@ -27,7 +27,6 @@ GROUP_MEMBERS_TTL = 30 * 60  # API.md §4: first page cached; 30 min bounds stal
 MAX_MEMBER_IDS = 1000  # per add/remove request; the JSON schema says the same
 
 
-
 def public_group(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(row["id"]), "name": row["name"],
             "member_count": int(row["member_count"]), "created_at": iso_time(row["created_at"])}
@@ -55,6 +54,7 @@ def public_group_member(settings: Settings, church_id: UUID, item: dict[str, Any
     out["email"] = crypto.decrypt(settings, base64.b64decode(email),
                                   crypto.member_email(church_id)) if email else None
     return out
+
 
 async def invalidate_group_pages(redis: aioredis.Redis, church_id: UUID,
                                  group_ids: Iterable[UUID]) -> None:

@@ -22,7 +22,6 @@ import binascii
 import json
 import logging
 from typing import Any, Awaitable, Callable
-from uuid import UUID
 
 import redis.asyncio as aioredis
 

@@ -48,7 +48,6 @@ def _now_marker() -> datetime:
     return datetime.now(timezone.utc)
 
 
-
 def public_member(settings: Settings, row: dict[str, Any],
                   groups: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The API form of a member row; phone and email decrypted for the owning church."""
@@ -65,6 +64,7 @@ def public_member(settings: Settings, row: dict[str, Any],
         "groups": [{"id": str(g["id"]), "name": g["name"]} for g in groups or []],
         "created_at": iso_time(row["created_at"]),
     }
+
 
 async def _with_groups(conn: Connection, settings: Settings, church_id: UUID,
                        rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

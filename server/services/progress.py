@@ -11,7 +11,6 @@ trailing task (workers/sends.py `publish_progress`).
 """
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis

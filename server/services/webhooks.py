@@ -100,7 +100,7 @@ async def list_endpoints(db: Database, church_id: UUID, limit: int, cursor: str 
                          ) -> tuple[list[dict[str, Any]], str | None]:
     async with db.acquire() as conn:
         page = await wq.list_endpoints(conn, church_id, limit, cursor)
-    return [endpoint_view(r) for r in page.rows], page.next_cursor
+    return page.view(endpoint_view)
 
 
 async def get_endpoint(db: Database, church_id: UUID, endpoint_id: UUID | None
@@ -165,7 +165,7 @@ async def list_deliveries(db: Database, church_id: UUID, endpoint_id: UUID | Non
     async with db.acquire() as conn:
         row = await access_endpoint(conn, church_id, endpoint_id)
         page = await wq.list_deliveries(conn, church_id, row["id"], limit, cursor)
-    return [delivery_view(r) for r in page.rows], page.next_cursor
+    return page.view(delivery_view)
 
 
 async def redeliver(db: Database, church_id: UUID, endpoint_id: UUID | None,
