@@ -13,8 +13,16 @@
 
 A box is what one machine runs in production: `supervisord -c supervisor/supervisord.conf`
 (the repository's own file: `ywm web` x YWM_WEB_PROCESSES on one port, `ywm worker`, the
-scheduler), its own var directory and metrics, on its own loopback address 127.0.1.K
-(every box on the same port, as on separate machines). PostgreSQL is the one DATABASE_URL
+scheduler), its own var directory and metrics, on its own address (every box on the same
+port, as on separate machines): when this user may create network namespaces (root with
+iproute2's `ip netns`, probed by creating one), box K runs in the namespace
+`ywm-<cluster id>-boxK` behind a veth pair (10.213.S.4K+1 on the host, 10.213.S.4K+2 in
+the namespace, S a /24 chosen free on the first `up`), and the shared services (PgBouncer,
+Redis and its Sentinels, the carrier simulator) listen on a hub address 10.213.S.254 of
+the host that every namespace routes to; otherwise (or with YWM_CLUSTER_NETNS=0) box K
+listens on the loopback address 127.0.1.K and the shared services on 127.0.0.1. The mode
+is chosen on the first `up` and kept until `down`, which deletes the namespaces and links
+it created (and only those). PostgreSQL is the one DATABASE_URL
 names (the database --db, created and migrated here); the boxes reach it through a
 private PgBouncer in transaction mode (deploy/pgbouncer/pgbouncer.ini). Redis is
 server/devtools/redis_group.py; the boxes find the master through the Sentinels
@@ -30,11 +38,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import importlib.util
 import json
 import os
 import pathlib
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -58,7 +68,10 @@ SUPERVISORD_CONF = ROOT / "supervisor" / "supervisord.conf"
 PGBOUNCER_INI = ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini"
 PGBOUNCER_INSTALL = ROOT / "deploy" / "pgbouncer" / "install.sh"
 DEFAULT_DB = "ywm_cluster"
-BOX_NET = "127.0.1."  # box K listens on 127.0.1.K
+BOX_NET = "127.0.1."  # loopback mode: box K listens on 127.0.1.K
+NETNS_NET = "10.213."  # namespace mode: the cluster's /24 is 10.213.S.0/24
+NETNS_SWITCH = "YWM_CLUSTER_NETNS"  # "0": loopback addresses even where namespaces work
+IP_SECONDS = 15.0
 BOX_START_SECONDS = 90.0  # imports, pools and the first /health of every web process
 BOX_STOP_SECONDS = 60.0  # above the web drain (20 s) and the worker grace (30 s)
 READY_SECONDS = 60.0
@@ -211,6 +224,58 @@ def _with_db(url: str, name: str, host: str | None = None, port: int | None = No
     return urlunsplit(parts._replace(netloc=netloc, path=f"/{name}"))
 
 
+# ---- network namespaces ---------------------------------------------------------------
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=IP_SECONDS)
+
+
+def _ip_ok(*args: str) -> None:
+    result = _ip(*args)
+    if result.returncode != 0:
+        raise ClusterError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
+def _link_exists(name: str) -> bool:
+    return _ip("link", "show", "dev", name).returncode == 0
+
+
+def _netns_exists(name: str) -> bool:
+    listed = _ip("netns", "list")
+    return listed.returncode == 0 and name in [line.split()[0] for line in
+                                               listed.stdout.splitlines() if line.strip()]
+
+
+def _netns_possible(cluster_id: str) -> bool:
+    """Whether this user may create a namespace and a veth into it: by trying."""
+    if shutil.which("ip") is None:
+        return False
+    probe, link = f"ywm-{cluster_id}-probe", f"ywm{cluster_id}p"
+    try:
+        if _ip("netns", "add", probe).returncode != 0:
+            return False
+        try:
+            return _ip("link", "add", link, "type", "veth", "peer", "name", f"{link}q",
+                       "netns", probe).returncode == 0
+        finally:
+            _ip("link", "del", link)
+            _ip("netns", "del", probe)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _free_slot(cluster_id: str) -> int:
+    """A third octet S with no 10.213.S.x address or route on this host yet."""
+    seen = _ip("-4", "-o", "addr", "show").stdout + _ip("-4", "route", "show").stdout
+    used = {int(octet) for octet in
+            re.findall(r"\b10\.213\.(\d+)\.", seen)}
+    first = int(cluster_id, 16) % 250 + 1
+    for step in range(250):
+        slot = (first + step - 1) % 250 + 1
+        if slot not in used:
+            return slot
+    raise ClusterError("no free 10.213.S.0/24 for the cluster's namespaces")
+
+
 # ---- the cluster ----------------------------------------------------------------------
 class Cluster:
     def __init__(self, state_dir: pathlib.Path) -> None:
@@ -240,6 +305,84 @@ class Cluster:
                                f"`down` it first to use {db}")
         self.state["boxes"] = boxes
         self.state.setdefault("records", {})
+        if "net" not in self.state:
+            self._choose_network()
+
+    def _choose_network(self) -> None:
+        """Namespaces when they can be created (and not switched off), else loopback."""
+        cluster_id = hashlib.sha1(str(self.dir).encode()).hexdigest()[:6]
+        wanted = self._caller().get(NETNS_SWITCH, "").strip().lower() not in (
+            "0", "false", "no", "off")
+        net: dict[str, Any] = {"mode": "loopback"}
+        # A cluster already running from before modes were recorded keeps its addresses.
+        running = any(_alive(record) for record in self.records.values())
+        if wanted and not running and _netns_possible(cluster_id):
+            net = {"mode": "netns", "id": cluster_id, "slot": _free_slot(cluster_id),
+                   "namespaces": [], "links": []}
+        self.state["net"] = net
+        # Sentinel keeps the addresses it learnt in its file: another address starts afresh.
+        for conf in (self.dir / "redis").glob("sentinel-*.conf"):
+            if f"\nbind {self.shared_host()}\n" not in conf.read_text():
+                conf.unlink()
+
+    @property
+    def netns(self) -> bool:
+        return bool(self.state.get("net", {}).get("mode") == "netns")
+
+    def _net_address(self, last: int) -> str:
+        return f"{NETNS_NET}{self.state['net']['slot']}.{last}"
+
+    def namespace(self, box: int) -> str:
+        return f"ywm-{self.state['net']['id']}-box{box}"
+
+    def shared_host(self) -> str:
+        """Where the boxes reach PgBouncer, Redis, the Sentinels and the simulator."""
+        return self._net_address(254) if self.netns else "127.0.0.1"
+
+    def _ensure_network(self, boxes: list[int]) -> None:
+        """The hub address and each box's namespace and veth pair (idempotent)."""
+        if not self.netns:
+            return
+        net, prefix = self.state["net"], f"ywm{self.state['net']['id']}"
+        hub = f"{prefix}hub"
+        if not _link_exists(hub):  # a veth pair kept on the host: it only holds the address
+            _ip_ok("link", "add", hub, "type", "veth", "peer", "name", f"{prefix}hup")
+            net["links"] = sorted(set(net["links"]) | {hub})
+            self.save()
+            _ip_ok("addr", "add", f"{self.shared_host()}/32", "dev", hub)
+            _ip_ok("link", "set", f"{prefix}hup", "up")
+            _ip_ok("link", "set", hub, "up")
+        for box in boxes:
+            namespace, outside = self.namespace(box), f"{prefix}h{box}"
+            if _netns_exists(namespace) and _link_exists(outside):
+                continue
+            if not _netns_exists(namespace):
+                _ip_ok("netns", "add", namespace)
+            net["namespaces"] = sorted(set(net["namespaces"]) | {namespace})
+            self.save()
+            if _link_exists(outside):
+                _ip_ok("link", "del", outside)
+            inside = f"{prefix}n{box}"
+            _ip_ok("link", "add", outside, "type", "veth", "peer", "name", inside,
+                   "netns", namespace)
+            _ip_ok("addr", "add", f"{self._net_address(4 * box + 1)}/30", "dev", outside)
+            _ip_ok("link", "set", outside, "up")
+            _ip_ok("-n", namespace, "addr", "add", f"{self.box_address(box)}/30", "dev", inside)
+            _ip_ok("-n", namespace, "link", "set", inside, "up")
+            _ip_ok("-n", namespace, "link", "set", "lo", "up")
+            _ip_ok("-n", namespace, "route", "add", "default", "via",
+                   self._net_address(4 * box + 1))
+
+    def _remove_network(self) -> None:
+        """Delete exactly the namespaces and links `up` recorded creating."""
+        net = self.state.get("net", {})
+        for namespace in net.get("namespaces", []):  # takes its veth pair along
+            if _netns_exists(namespace):
+                _ip_ok("netns", "del", namespace)
+        for link in net.get("links", []):
+            if _link_exists(link):
+                _ip_ok("link", "del", link)
+        self.state.pop("net", None)
 
     @property
     def records(self) -> dict[str, Any]:
@@ -249,10 +392,14 @@ class Cluster:
         return f"https://127.0.0.1:{self.state['ports']['https']}"
 
     def box_address(self, box: int) -> str:
-        return f"{BOX_NET}{box}"
+        return self._net_address(4 * box + 2) if self.netns else f"{BOX_NET}{box}"
+
+    def sim_url(self) -> str:
+        return f"http://{self.shared_host()}:{self.state['ports']['sim']}"
 
     def redis_group(self) -> RedisGroup:
-        return RedisGroup(self.dir / "redis", tuple(self.state["ports"]["redis"]))
+        return RedisGroup(self.dir / "redis", tuple(self.state["ports"]["redis"]),
+                          host=self.shared_host())
 
     def certificate(self) -> str:
         return str(self.dir / "tls" / "ywm-local.crt")
@@ -269,8 +416,11 @@ class Cluster:
 
     def served_database_url(self) -> str:
         if not self.state.get("pgbouncer"):
+            if self.netns:
+                raise ClusterError("the boxes' namespaces reach PostgreSQL only through "
+                                   f"PgBouncer; without it, run with {NETNS_SWITCH}=0")
             return self.direct_database_url()
-        return _with_db(self.direct_database_url(), self.state["db"], "127.0.0.1",
+        return _with_db(self.direct_database_url(), self.state["db"], self.shared_host(),
                         self.state["ports"]["pgbouncer"])
 
     def app_env(self) -> dict[str, str]:
@@ -298,11 +448,17 @@ class Cluster:
         app = self.app_env()
         env.update({key: app[key] for key in CLUSTER_KEYS})
         env.update({"YWM_BIND": self.box_address(box), "YWM_METRICS_DIR": str(var / "metrics")})
+        if self.netns:  # the simulator, as child_env names it, seen from the namespace
+            local = f"http://127.0.0.1:{self.state['ports']['sim']}/"
+            for key in ("YWM_TELNYX_API_BASE", "YWM_TWILIO_API_BASE"):
+                env[key] = env[key].replace(local, self.sim_url() + "/")
         return env
 
     # ---- up -------------------------------------------------------------------------
     def up(self, boxes: int, db: str) -> None:
         self._layout(boxes, db)
+        self.save()
+        self._ensure_network(list(range(1, boxes + 1)))
         self.save()
         self._start_pgbouncer()
         self.save()
@@ -343,8 +499,9 @@ class Cluster:
         directory.mkdir(parents=True, exist_ok=True)
         direct = urlsplit(self.direct_database_url())
         user = direct.username or "postgres"
+        listen = "127.0.0.1" + (f",{self.shared_host()}" if self.netns else "")
         ini = _pgbouncer_ini(directory, self.state["ports"]["pgbouncer"],
-                             direct.hostname or "127.0.0.1", direct.port or 5432, user)
+                             direct.hostname or "127.0.0.1", direct.port or 5432, user, listen)
         command = [binary]
         if os.geteuid() == 0:  # PgBouncer refuses root: the PostgreSQL service user
             owner = pwd.getpwnam("postgres")
@@ -368,11 +525,12 @@ class Cluster:
         _load_render().ensure_certificate(self.dir / "tls")
         env["SSL_CERT_FILE"] = self.certificate()
         command = [sys.executable, "-m", "server", "carrier-sim",
-                   "--port", str(self.state["ports"]["sim"]), "--callback-url", self.url()]
+                   "--port", str(self.state["ports"]["sim"]), "--callback-url", self.url(),
+                   "--address", self.shared_host()]
         self.records["sim"] = _spawn(command, self.dir / "carrier-sim.log", env)
         self.save()
-        _wait(lambda: _get(f"http://127.0.0.1:{self.state['ports']['sim']}"
-                           "/control/received?limit=1") == 200, 30, "the carrier simulator")
+        _wait(lambda: _get(f"{self.sim_url()}/control/received?limit=1") == 200, 30,
+              "the carrier simulator")
 
     # ---- boxes ----------------------------------------------------------------------
     def start_box(self, box: int, wait: bool = True) -> None:
@@ -383,6 +541,9 @@ class Cluster:
             reset_directory(env["YWM_METRICS_DIR"])
             command = [sys.executable, "-m", "supervisor.supervisord",
                        "-c", str(SUPERVISORD_CONF)]
+            if self.netns:  # `ip netns exec` execs in place: the record is supervisord's
+                self._ensure_network([box])
+                command = ["ip", "netns", "exec", self.namespace(box)] + command
             self.records[key] = _spawn(command, self.dir / f"box-{box}" / "box.log", env)
             self.save()
         if wait:
@@ -476,11 +637,13 @@ class Cluster:
             record = self.records.get(f"box-{box}")
             address = f"{self.box_address(box)}:{ports.get('web')}"
             boxes.append({"box": box, "address": address, "running": _alive(record),
+                          "namespace": self.namespace(box) if self.netns else None,
                           "health": _get(f"http://{address}/health", timeout=1) == 200
                           if _alive(record) else False})
         ready = _get(self.url() + "/ready", self.certificate(), 2) == 200 if ports else False
         redis: Any = self.redis_group().status() if ports else None
-        return {"url": self.url() if ports else None, "ready": ready, "boxes": boxes,
+        return {"url": self.url() if ports else None, "ready": ready,
+                "network": self.state.get("net", {}).get("mode"), "boxes": boxes,
                 "nginx": _alive(self.records.get("nginx")),
                 "pgbouncer": _alive(self.records.get("pgbouncer")),
                 "carrier_sim": _alive(self.records.get("sim")), "redis": redis,
@@ -495,10 +658,12 @@ class Cluster:
             self.redis_group().stop()
         _stop(self.records.pop("pgbouncer", None), signal.SIGINT)
         self.save()
+        self._remove_network()
+        self.save()
 
 
 def _pgbouncer_ini(directory: pathlib.Path, port: int, host: str, server_port: int,
-                   user: str) -> pathlib.Path:
+                   user: str, listen: str = "127.0.0.1") -> pathlib.Path:
     """deploy/pgbouncer/pgbouncer.ini with only the addresses, auth and pool changed."""
     import configparser
     config = configparser.ConfigParser(interpolation=None, comment_prefixes=(";",),
@@ -509,7 +674,7 @@ def _pgbouncer_ini(directory: pathlib.Path, port: int, host: str, server_port: i
     config.add_section("databases")
     config["databases"]["*"] = f"host={host} port={server_port}"
     config["pgbouncer"].update({
-        "listen_addr": "127.0.0.1", "listen_port": str(port), "unix_socket_dir": "",
+        "listen_addr": listen, "listen_port": str(port), "unix_socket_dir": "",
         # the local PostgreSQL trusts loopback (as `make run` and the tests use it)
         "auth_type": "trust", "auth_file": str(directory / "userlist.txt"),
         "default_pool_size": str(PGBOUNCER_POOL), "max_db_connections": str(PGBOUNCER_POOL),

@@ -77,6 +77,12 @@ class RedisGroup:
         self.data_ports = ports[:2]
         self.sentinel_ports = ports[2:]
 
+    @property
+    def protected_mode(self) -> str:
+        """Off on a non-loopback address (a cluster's private hub address, which only this
+        host's network namespaces route to): protected mode would refuse those clients."""
+        return "yes" if self.host.startswith("127.") else "no"
+
     # ---- what the app is given -------------------------------------------------------
     def sentinels(self) -> str:
         return ",".join(f"{self.host}:{port}" for port in self.sentinel_ports)
@@ -120,13 +126,16 @@ class RedisGroup:
                    "--repl-diskless-sync-delay", "0"]
         if replica_of is not None:
             command += ["--replicaof", replica_of[0], str(replica_of[1])]
+        if self.protected_mode == "no":
+            command += ["--protected-mode", "no"]
         subprocess.run(command, check=True, timeout=30)
 
     def _start_sentinel(self, binary: str, port: int, master_port: int) -> None:
         conf = self.dir / f"sentinel-{port}.conf"
         if not conf.exists():  # Sentinel rewrites its file with what it learnt: keep it
             conf.write_text(
-                f"port {port}\nbind {self.host}\ndaemonize yes\n"
+                f"port {port}\nbind {self.host}\nprotected-mode {self.protected_mode}\n"
+                f"daemonize yes\n"
                 f"pidfile {self.dir / f'sentinel-{port}.pid'}\n"
                 f"logfile {self.dir / f'sentinel-{port}.log'}\ndir {self.dir}\n"
                 f"sentinel monitor {self.service} {self.host} {master_port} 2\n"

@@ -381,9 +381,8 @@ def _sim(cluster: LocalCluster, path: str, body: Any = None) -> Any:
     import urllib.request
 
     from server.devtools.cluster import Cluster
-    port = Cluster(cluster.state_dir).state["ports"]["sim"]
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", method="GET" if body is None else "POST",
+        Cluster(cluster.state_dir).sim_url() + path, method="GET" if body is None else "POST",
         data=None if body is None else ujson.dumps(body).encode(),
         headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:

@@ -14,6 +14,7 @@ import asyncio
 import os
 import pathlib
 import shutil
+import subprocess
 import tempfile
 from typing import Any, Iterator
 
@@ -43,8 +44,10 @@ CLUSTER_ENV = {"YWM_SEND_LEASE_SECONDS": "10", "YWM_RECONCILE_INTERVAL_SECONDS":
 def cluster() -> Iterator[LocalCluster]:
     state = pathlib.Path(tempfile.mkdtemp(prefix="ywm-cluster-"))
     value = LocalCluster(state, f"ywm_faults_{os.getpid()}", CLUSTER_ENV)
+    created: list[str] = []
     try:
         value.up(BOXES)
+        created = [box["namespace"] for box in value.status()["boxes"] if box["namespace"]]
         sim_patient(value)
         yield value
     finally:
@@ -56,6 +59,25 @@ def cluster() -> Iterator[LocalCluster]:
             shutil.rmtree(state, ignore_errors=True)
     assert not any(left[k] for k in ("nginx", "pgbouncer", "carrier_sim")), left
     assert not any(box["running"] for box in left["boxes"]) and not left["redis"]["sentinels"]
+    # `down` deleted the namespaces (and with them the veth pairs) it created
+    assert left["network"] is None and not set(created) & set(_namespaces()), left
+
+
+def _namespaces() -> list[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                            timeout=15)
+    return [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
+
+
+def _may_create_namespaces() -> bool:
+    if shutil.which("ip") is None:
+        return False
+    probe = f"ywm-test-probe-{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", probe], capture_output=True,
+                      timeout=15).returncode != 0:
+        return False
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=15)
+    return True
 
 
 def _drop_database(cluster: LocalCluster) -> None:
@@ -78,6 +100,28 @@ def _assert_streams_whole(report: dict[str, Any]) -> None:
     assert report["failed_clients"] == 0, report
     assert (report["missing"], report["gaps"], report["duplicates"], report["resyncs"]) == (
         0, 0, 0, 0), report
+
+
+def test_each_box_runs_on_its_own_address(cluster: LocalCluster) -> None:
+    """A namespace per box where this user may create one (YWM_CLUSTER_NETNS=0 says
+    not to), else a loopback address per box."""
+    from server.devtools.cluster import Cluster
+    status = cluster.status()
+    switched_off = os.environ.get("YWM_CLUSTER_NETNS", "").strip().lower() in (
+        "0", "false", "no", "off")
+    expected = "netns" if not switched_off and _may_create_namespaces() else "loopback"
+    assert status["network"] == expected, status
+    hosts = [box["address"].rsplit(":", 1)[0] for box in status["boxes"]]
+    assert len(set(hosts)) == BOXES and all(box["health"] for box in status["boxes"])
+    if expected == "loopback":
+        assert hosts == [f"127.0.1.{k}" for k in range(1, BOXES + 1)], status
+        return
+    records = Cluster(cluster.state_dir).state["records"]
+    for box, host in zip(status["boxes"], hosts):
+        assert host.startswith("10.213.") and box["namespace"] in _namespaces(), status
+        pids = subprocess.run(["ip", "netns", "pids", box["namespace"]], capture_output=True,
+                              text=True, timeout=15).stdout.split()
+        assert str(records[f"box-{box['box']}"]["pid"]) in pids  # supervisord runs inside
 
 
 @pytest.mark.gen_test(timeout=300)
