@@ -31,7 +31,8 @@ const STATE_TEXT = {
 };
 
 const root = document.getElementById("app");
-const app = {me: null, stream: null, screen: null, screenPath: null, unread: new Map(), conn: null};
+const app = {me: null, stream: null, screen: null, screenPath: null, unread: new Map(),
+  unreadWhileLoading: null, conn: null};
 
 export function hasRole(role) {
   return Boolean(app.me) && ROLE_RANK[app.me.user.role] >= ROLE_RANK[role];
@@ -50,6 +51,7 @@ export function navigate(path) {
 /* ---------- unread total → tab title ---------- */
 
 function setUnread(conversationId, count) {
+  if (app.unreadWhileLoading) app.unreadWhileLoading.set(conversationId, count);
   if (count > 0) app.unread.set(conversationId, count);
   else app.unread.delete(conversationId);
   updateTitle();
@@ -64,12 +66,21 @@ function updateTitle() {
 }
 
 async function loadUnread() {
+  // Live counts that arrive while the list loads are newer than it: kept over it.
+  const live = app.unreadWhileLoading = new Map();
   try {
     const rows = await api.all("/conversations", {unread: "true"}, 1000);
     app.unread.clear();
     for (const row of rows) if (row.unread_count > 0) app.unread.set(row.id, row.unread_count);
+    for (const [id, count] of live) {
+      if (count > 0) app.unread.set(id, count);
+      else app.unread.delete(id);
+    }
     updateTitle();
-  } catch (_err) { /* the title is a convenience; the inbox shows its own errors */ }
+  } catch (_err) { /* the title is a convenience; the inbox shows its own errors */
+  } finally {
+    if (app.unreadWhileLoading === live) app.unreadWhileLoading = null;
+  }
 }
 
 function trackUnread(event) {

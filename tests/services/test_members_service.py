@@ -88,7 +88,8 @@ async def test_rotate_keys_keeps_every_row_readable(deps: Any) -> None:
         {"message": uuid.uuid4()})
     result = await key_rotation.rotate_keys(deps.db, new, deps.redis, batch_size=5)
     assert result == {"key_id": "k2", "rotated": 12, "recipients_rotated": 12,
-                      "events_rotated": 0, "caches_dropped": 0, "remaining": 0}
+                      "events_rotated": 0, "webhook_values_rotated": 0,
+                      "caches_dropped": 0, "remaining": 0}
     only_new = deps.settings.replace(field_keys=f"k2:{_key(2)}")
     at_phone = crypto.member_phone(church["church_id"])
     rows = await deps.db.fetch_all("SELECT phone_enc, email_enc FROM members")

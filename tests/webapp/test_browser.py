@@ -412,7 +412,9 @@ async def test_inbound_text_arrives_live_and_the_reply_is_delivered(
         "return r && r.innerText.includes('Is choir on tonight?') && r.innerText",
         what="the new conversation row")
     assert "(415) 555-2671" in row and "1" in row.split()
-    assert await browser.js("return document.title") == "(1) Inbox · YWMessaging"
+    # The unread list loaded at sign-in must not overwrite the newer live count.
+    await browser.wait("return document.title === '(1) Inbox · YWMessaging'",
+                       what="the unread count in the tab title")
     assert "New text from" in await browser.wait(
         "return document.getElementById('announcer').textContent", what="announcement")
 
