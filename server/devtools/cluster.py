@@ -89,20 +89,21 @@ class ClusterError(RuntimeError):
 
 
 # ---- process records: pid + start time, so a reused pid is never signalled ------------
-def _start_time(pid: int) -> int | None:
+def _stat_field(pid: int, index: int) -> int | None:
+    """Field `index` after the command name of /proc/<pid>/stat; None once it is gone."""
     try:
         stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return int(stat.rsplit(")", 1)[1].split()[index])
+
+
+def _start_time(pid: int) -> int | None:
+    return _stat_field(pid, 19)
 
 
 def _session_of(pid: int) -> int | None:
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[3])
+    return _stat_field(pid, 3)
 
 
 def _alive(record: dict[str, Any] | None) -> bool:

@@ -44,8 +44,7 @@ async def list_templates(db: Database, church_id: UUID, limit: int, cursor: str 
                          ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first."""
     async with db.acquire() as conn:
-        page = await q.list_templates(conn, church_id, limit, cursor)
-    return page.view(template_view)
+        return (await q.list_templates(conn, church_id, limit, cursor)).view(template_view)
 
 
 async def get_template(db: Database, church_id: UUID, template_id: UUID | None

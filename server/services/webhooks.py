@@ -99,8 +99,7 @@ async def create_endpoint(db: Database, settings: Settings, church_id: UUID,
 async def list_endpoints(db: Database, church_id: UUID, limit: int, cursor: str | None
                          ) -> tuple[list[dict[str, Any]], str | None]:
     async with db.acquire() as conn:
-        page = await wq.list_endpoints(conn, church_id, limit, cursor)
-    return page.view(endpoint_view)
+        return (await wq.list_endpoints(conn, church_id, limit, cursor)).view(endpoint_view)
 
 
 async def get_endpoint(db: Database, church_id: UUID, endpoint_id: UUID | None
