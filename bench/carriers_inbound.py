@@ -24,7 +24,6 @@ import http.server
 import json
 import os
 import pathlib
-import secrets
 import shutil
 import subprocess
 import sys
@@ -34,51 +33,14 @@ import urllib.request
 import uuid
 
 import psycopg2
-import redis
 import ujson
 
 from bench.procs import exit_on_sigterm, stop_processes
+from bench.resources import (cpu_seconds, drop_database, fresh_database,
+                             release_redis_db, reserve_redis_db, url_for_database)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-ADMIN_DSN = os.environ.get("YWM_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_BASE = os.environ.get("YWM_TEST_REDIS", "redis://127.0.0.1:6379")
 OUT = ROOT / "var" / "bench"
-
-
-def _create_db() -> str:
-    name = f"ywm_bench_carriers_{os.getpid()}"
-    conn = psycopg2.connect(ADMIN_DSN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    url = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-    from db.migrate import upgrade
-    upgrade(url)
-    return url
-
-
-def _drop_db(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    conn = psycopg2.connect(ADMIN_DSN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    conn.close()
-
-
-def _take_redis_db() -> tuple[str, str]:
-    control = redis.Redis.from_url(f"{REDIS_BASE}/0")
-    owner = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
-    for number in range(15, 0, -1):  # from the top: tests take from the bottom
-        if control.set(f"ywm:testdb:{number}", owner, nx=True, ex=3600):
-            url = f"{REDIS_BASE}/{number}"
-            redis.Redis.from_url(url).flushdb()
-            return url, f"ywm:testdb:{number}"
-    raise RuntimeError("no free Redis DB")
 
 
 async def _seed(database_url: str, churches: int) -> list[str]:
@@ -145,18 +107,6 @@ def _wrk(port: int, webhooks: pathlib.Path, threads: int, connections: int,
         env=env, capture_output=True, text=True, check=True).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("WRK_JSON "))
     return json.loads(line[len("WRK_JSON "):])
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-    return total
 
 
 def _backend_pids(database_url: str) -> list[int]:
@@ -228,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is required (apt-get install wrk)", file=sys.stderr)
         return 2
     OUT.mkdir(parents=True, exist_ok=True)
-    database_url = _create_db()
-    redis_url, redis_lock = _take_redis_db()
+    database_url = fresh_database(url_for_database(f"ywm_bench_carriers_{os.getpid()}"))
+    redis_url, redis_lock = reserve_redis_db()
     procs: list[subprocess.Popen] = []
     sink = None
     try:
@@ -247,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         _wrk(args.port, warmup, 2, args.connections, 3)
         web_pids = [p.pid for p in procs]
         pg_pids = _backend_pids(database_url)
-        web_before, pg_before = _cpu_seconds(web_pids), _cpu_seconds(pg_pids)
+        web_before, pg_before = cpu_seconds(web_pids), cpu_seconds(pg_pids)
         result = _wrk(args.port, webhooks, 2, args.connections, args.duration)
-        web_cpu, pg_cpu = _cpu_seconds(web_pids) - web_before, _cpu_seconds(pg_pids) - pg_before
+        web_cpu, pg_cpu = cpu_seconds(web_pids) - web_before, cpu_seconds(pg_pids) - pg_before
         counts = _count(database_url)
         stop_processes(procs)  # on exit, each web process exports the spans it still holds
         procs = []
@@ -273,10 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         stop_processes(procs)
         if sink is not None:
             sink.shutdown()
-        _drop_db(database_url)
-        control = redis.Redis.from_url(f"{REDIS_BASE}/0")
-        redis.Redis.from_url(redis_url).flushdb()
-        control.delete(redis_lock)
+        drop_database(database_url)
+        release_redis_db(redis_url, redis_lock)
 
 
 if __name__ == "__main__":

@@ -30,56 +30,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 import psycopg2
-import redis
 
 from bench.procs import exit_on_sigterm, stop_processes
+from bench.resources import (cpu_seconds, fresh_database, release_redis_db,
+                             reserve_redis_db, url_for_database)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench"
 BENCH_DB = "ywm_bench_webhooks"
-ADMIN_DSN = os.environ.get("YWM_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_BASE = os.environ.get("YWM_TEST_REDIS", "redis://127.0.0.1:6379")
-TICK = os.sysconf("SC_CLK_TCK")
 VERIFY_EVERY = 25
 ID_RE = re.compile(rb'"id":"([^"]+)"')
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
-
-
-def _prepare_database() -> str:
-    conn = psycopg2.connect(ADMIN_DSN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (BENCH_DB,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-        cur.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    conn.close()
-    url = ADMIN_DSN.rsplit("/", 1)[0] + f"/{BENCH_DB}"
-    from db.migrate import upgrade
-    upgrade(url)
-    return url
-
-
-def _reserve_redis() -> tuple[str, str]:
-    control = redis.Redis.from_url(f"{REDIS_BASE}/0")
-    owner = f"bench-{os.getpid()}"
-    for number in range(15, 0, -1):
-        if control.set(f"ywm:testdb:{number}", owner, nx=True, ex=3 * 3600):
-            url = f"{REDIS_BASE}/{number}"
-            redis.Redis.from_url(url).flushdb()
-            return url, f"ywm:testdb:{number}"
-    raise RuntimeError("no free Redis DB")
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / TICK
 
 
 class Sink(asyncio.Protocol):
@@ -169,8 +130,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from server.services import accounts, webhooks
     from tests.webhook_kit import documented_verify
     VAR.mkdir(parents=True, exist_ok=True)
-    database_url = _prepare_database()
-    redis_url, redis_lock = _reserve_redis()
+    database_url = fresh_database(url_for_database(BENCH_DB))
+    redis_url, redis_lock = reserve_redis_db()
     env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, YWM_ENV="test",
                YWM_QUEUE_NAME=f"ywm-bench-webhooks-{os.getpid()}",
                YWM_WEBHOOK_ALLOW_PRIVATE="true", YWM_LOG_LEVEL="WARNING",
@@ -202,7 +163,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 start_new_session=True))
         await asyncio.sleep(args.warmup)
         load_before = os.getloadavg()
-        cpu_before = _cpu_seconds([w.pid for w in workers])
+        cpu_before = cpu_seconds([w.pid for w in workers])
         expected = args.events * args.endpoints
         t0 = time.monotonic()
         await loop.run_in_executor(None, _insert_events, database_url, str(church_id),
@@ -215,7 +176,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 None, _pending, database_url):
             await asyncio.sleep(0.1)
         done = time.monotonic()
-        cpu = _cpu_seconds([w.pid for w in workers]) - cpu_before
+        cpu = cpu_seconds([w.pid for w in workers]) - cpu_before
         load_after = os.getloadavg()
         result = {
             "events": args.events, "endpoints": args.endpoints, "deliveries": expected,
@@ -239,7 +200,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for server in servers:
             server.close()
         await close_deps(deps)
-        redis.Redis.from_url(f"{REDIS_BASE}/0").delete(redis_lock)
+        release_redis_db(redis_url, redis_lock)
     (VAR / "customer-webhooks.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable
 
 import psycopg2
 
+from bench.resources import fresh_database
 from db.engine import Database
 from db.queries import broadcasts as bq
 from db.queries import members as mq
@@ -31,17 +32,6 @@ from server.services import members, merge, phone_search
 from tests.workers.bulk import Church, phone_for, seed_church
 
 BENCH_DB = "ywm_bench_search"
-
-
-def _recreate(url: str) -> None:
-    admin = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-    admin.close()
-    from db.migrate import ensure_database, upgrade
-    ensure_database(url)
-    upgrade(url)
 
 
 async def _median_ms(calls: int, fn: Callable[[], Awaitable[Any]]) -> float:
@@ -142,7 +132,7 @@ def main() -> int:
     base = Settings.from_env({"YWM_ENV": "test"})
     settings = base.replace(database_url=base.database_url.rsplit("/", 1)[0] + "/" + BENCH_DB)
     if not args.reuse:
-        _recreate(settings.database_url)
+        fresh_database(settings.database_url)
     rows = asyncio.run(run(settings, args.members, args.calls, args.reuse))
     print(f"| step ({args.members:,} members, median of {args.calls} calls) | result |")
     print("|---|---|")

@@ -33,6 +33,7 @@ from bench.auth_me import (VAR, WARMUP_SECONDS, _free_port, _wait, ensure_wrk, p
 from server.devtools.dev import ROOT
 from server.platform.settings import Settings
 from bench.procs import exit_on_sigterm, stop_processes
+from bench.resources import cpu_seconds
 
 BENCH_DB = "ywm_bench"
 
@@ -53,16 +54,6 @@ def _memory(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             values[key] = int(rest.split()[0])
     return values
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of processes (robust to a busy machine, unlike wall time)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
 
 
 def _request(method: str, url: str, token: str, body: bytes | None = None,
@@ -99,11 +90,11 @@ def measure_imports(base: str, token: str, pid: int) -> list[dict[str, Any]]:
     out = []
     for label, body in files:
         before = _memory(pid)
-        cpu = _cpu_seconds([pid])
+        cpu = cpu_seconds([pid])
         started = time.perf_counter()
         result = _request("POST", f"{base}/api/v1/members/import", token, body, "text/csv")
         seconds = time.perf_counter() - started
-        cpu = _cpu_seconds([pid]) - cpu
+        cpu = cpu_seconds([pid]) - cpu
         after = _memory(pid)
         data = result["data"]
         out.append({"file": label, "bytes": len(body), "seconds": round(seconds, 2),
@@ -209,11 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         report["http"] = {}
         for name, url in targets.items():
             run_wrk(wrk, url, WARMUP_SECONDS, args.connections, args.threads, tokens_file)
-            cpu = _cpu_seconds([p.pid for p in procs])
+            cpu = cpu_seconds([p.pid for p in procs])
             result = run_wrk(wrk, url, args.seconds, args.connections, args.threads,
                              tokens_file)
             result["web_cpu_ms_per_request"] = round(
-                (_cpu_seconds([p.pid for p in procs]) - cpu) * 1000 / result["requests"], 2)
+                (cpu_seconds([p.pid for p in procs]) - cpu) * 1000 / result["requests"], 2)
             report["http"][name] = result
     finally:
         stop_processes(procs)

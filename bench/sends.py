@@ -29,52 +29,15 @@ import urllib.request
 from typing import Any
 
 import psycopg2
-import redis
 
 from bench.procs import exit_on_sigterm, stop_processes
+from bench.resources import (cpu_seconds, fresh_database, release_redis_db,
+                             reserve_redis_db, url_for_database)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench"
 BENCH_DB = "ywm_bench_sends"
-ADMIN_DSN = os.environ.get("YWM_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_BASE = os.environ.get("YWM_TEST_REDIS", "redis://127.0.0.1:6379")
 UNLIMITED_MPS = 1_000_000  # "no carrier limit": the throttle never binds
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _prepare_database() -> str:
-    conn = psycopg2.connect(ADMIN_DSN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (BENCH_DB,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-        cur.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    conn.close()
-    url = ADMIN_DSN.rsplit("/", 1)[0] + f"/{BENCH_DB}"
-    from db.migrate import upgrade
-    upgrade(url)
-    return url
-
-
-def _reserve_redis() -> tuple[str, str]:
-    """A Redis DB number nobody else holds (same lock keys as the test fixtures)."""
-    control = redis.Redis.from_url(f"{REDIS_BASE}/0")
-    owner = f"bench-{os.getpid()}"
-    for number in range(15, 0, -1):
-        if control.set(f"ywm:testdb:{number}", owner, nx=True, ex=3 * 3600):
-            url = f"{REDIS_BASE}/{number}"
-            redis.Redis.from_url(url).flushdb()
-            return url, f"ywm:testdb:{number}"
-    raise RuntimeError("no free Redis DB")
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / TICK
 
 
 def _http(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
@@ -137,8 +100,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tests.workers.bulk import seed_church
     from tests.workers.procs import free_port
     VAR.mkdir(parents=True, exist_ok=True)
-    database_url = _prepare_database()
-    redis_url, redis_lock = _reserve_redis()
+    database_url = fresh_database(url_for_database(BENCH_DB))
+    redis_url, redis_lock = reserve_redis_db()
     settings = Settings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
                                   "YWM_QUEUE_NAME": "ywm-bench-sends", "YWM_ENV": "test"})
     mps = args.mps or UNLIMITED_MPS
@@ -167,9 +130,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         token = asyncio.run(_token(settings, church))
         ours = [p.pid for p in procs["web"] + procs["worker"]]
         web_pids = [p.pid for p in procs["web"]]
-        cpu_before, sim_cpu_before = _cpu_seconds(ours), _cpu_seconds(
+        cpu_before, sim_cpu_before = cpu_seconds(ours), cpu_seconds(
             [p.pid for p in procs["sim"]])
-        web_cpu_before = _cpu_seconds(web_pids)
+        web_cpu_before = cpu_seconds(web_pids)
         t0 = time.monotonic()
         accepted = _http("POST", f"{web_url}/api/v1/messages", {
             "body": "Service moved to 11am tomorrow. See you there!",
@@ -189,16 +152,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     break
                 time.sleep(1)
             delivered_seconds = time.monotonic() - t0
-        cpu = _cpu_seconds(ours) - cpu_before
-        web_cpu = _cpu_seconds(web_pids) - web_cpu_before
-        sim_cpu = _cpu_seconds([p.pid for p in procs["sim"]]) - sim_cpu_before
+        cpu = cpu_seconds(ours) - cpu_before
+        web_cpu = cpu_seconds(web_pids) - web_cpu_before
+        sim_cpu = cpu_seconds([p.pid for p in procs["sim"]]) - sim_cpu_before
         full = _http("GET", f"{sim_url}/control/received?limit={args.recipients * 2}")
     finally:
         for group in ("worker", "web", "sim"):
             stop_processes(procs[group],
                            signal.SIGINT if group == "worker" else signal.SIGTERM)
         log.close()
-        redis.Redis.from_url(f"{REDIS_BASE}/0").delete(redis_lock)
+        release_redis_db(redis_url, redis_lock)
     stamps = [m["at"] for m in full["messages"]]
     span = max(stamps) - min(stamps) if len(stamps) > 1 else 0.0
     result = {

@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 
 import psycopg2
 
+from bench.resources import drop_database, fresh_database
 from db.engine import Database
 from db.queries import inbox
 from server.auth.sessions import Actor
@@ -31,17 +32,6 @@ BENCH_DB = "ywm_bench_timeline"
 _SEED = """
 INSERT INTO churches (name) VALUES ('Bench') RETURNING id;
 """
-
-
-def _recreate(url: str) -> None:
-    admin = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-    admin.close()
-    from db.migrate import ensure_database, upgrade
-    ensure_database(url)
-    upgrade(url)
 
 
 def _seed(url: str, members: int, sends: int, texts: int) -> tuple[Any, Any]:
@@ -138,7 +128,7 @@ def main() -> int:
     args = parser.parse_args()
     base = Settings.from_env({"YWM_ENV": "test"})
     settings = base.replace(database_url=base.database_url.rsplit("/", 1)[0] + "/" + BENCH_DB)
-    _recreate(settings.database_url)
+    fresh_database(settings.database_url)
     start = time.monotonic()
     church, conversation = _seed(settings.database_url, args.members, args.sends, args.texts)
     seeded = time.monotonic() - start
@@ -150,16 +140,8 @@ def main() -> int:
     print("|---|---|")
     for label, value in rows:
         print(f"| {label} | {value} |")
-    _recreate_drop(settings.database_url)
+    drop_database(settings.database_url)
     return 0
-
-
-def _recreate_drop(url: str) -> None:
-    admin = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-    admin.close()
 
 
 if __name__ == "__main__":
