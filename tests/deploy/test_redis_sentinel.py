@@ -18,7 +18,7 @@ from server.devtools.redis_group import RedisGroup
 from server.platform.redis import client_for, queue_pool_for, sync_client_for
 from server.platform.settings import Settings, SettingsError
 from tests.factories import create_church
-from tests.server.ops_support import answers, free_port, start_web, wait_until, web_env
+from tests.server.ops_support import answers, free_port, start_web, stop_web, wait_until, web_env
 from tests.stream_client import close_sockets, commit_events, connect, read_frame
 
 __all__ = ["close_sockets"]
@@ -72,17 +72,6 @@ async def _socket(port: int, token: str, last_event_id: str | None = None) -> An
         url += f"?last_event_id={last_event_id}"
     return await connect(tornado.httpclient.HTTPRequest(
         url, headers={"Authorization": f"Bearer {token}"}))
-
-
-def _stop(process: Any) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except Exception:  # noqa: BLE001 - a stuck child must not outlive the test
-        process.kill()
-        process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 @pytest.mark.gen_test(timeout=180)
@@ -148,4 +137,4 @@ async def test_failover_the_app_follows_sentinel_and_the_stream_misses_nothing(
     finally:
         queue.pool.disconnect()
         await redis_client.aclose()
-        _stop(process)
+        stop_web(process)

@@ -15,7 +15,7 @@ import tornado.httpclient
 from server.auth.api_keys import CACHE_SECONDS
 from server.platform import queue
 from tests.conftest import Api
-from tests.server.ops_support import answers, free_port, start_web, wait_until, web_env
+from tests.server.ops_support import running_webs
 from tests.workers.bulk import seed_church, sql, token_for
 
 API = "/api/v1"
@@ -293,23 +293,8 @@ async def test_other_churches_ids_roles_and_bad_keys(api: Any, deps: Any) -> Non
 @pytest.fixture
 def webs(settings: Any) -> Iterator[list[int]]:
     """Two `ywm web` processes on the test's database and Redis."""
-    ports = [free_port(), free_port()]
-    processes = [start_web(web_env(settings), port) for port in ports]
-    try:
-        for port, process in zip(ports, processes):
-            assert wait_until(lambda: answers(port) or process.poll() is not None, 30)
-            assert process.poll() is None, process.stdout.read().decode()  # type: ignore
+    with running_webs(settings, 2) as ports:
         yield ports
-    finally:
-        for process in processes:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except Exception:  # noqa: BLE001 - a stuck child must not outlive the test
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
 
 
 async def _refused_after(api: Any, key: str, start: float) -> float:

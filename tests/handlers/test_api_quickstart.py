@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from server.devtools import seed
-from tests.server.ops_support import answers, free_port, start_web, wait_until, web_env
+from tests.server.ops_support import running_webs
 from tests.workers.bulk import sql
 
 GUIDE = pathlib.Path(__file__).resolve().parents[2] / "docs" / "api-quickstart.md"
@@ -19,21 +19,8 @@ GUIDE = pathlib.Path(__file__).resolve().parents[2] / "docs" / "api-quickstart.m
 
 @pytest.fixture
 def web(settings: Any) -> Iterator[int]:
-    port = free_port()
-    process = start_web(web_env(settings), port)
-    try:
-        assert wait_until(lambda: answers(port) or process.poll() is not None, 30)
-        assert process.poll() is None, process.stdout.read().decode()  # type: ignore
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+    with running_webs(settings) as ports:
+        yield ports[0]
 
 
 def _shell_blocks() -> str:

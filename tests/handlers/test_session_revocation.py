@@ -19,7 +19,7 @@ from server.platform import redis as keys
 from server.realtime.hub import CLOSE_SESSION_ENDED
 from tests.conftest import Api
 from tests.factories import add_user, create_church
-from tests.server.ops_support import answers, free_port, start_web, wait_until, web_env
+from tests.server.ops_support import running_webs
 from tests.stream_client import (close_sockets, commit_events, connect, read_frame,
                                  stream_url, ticket_for)
 
@@ -32,23 +32,8 @@ CLOSE_WAIT = 10.0  # a bound on the wait, not a timing claim: the close comes in
 @pytest.fixture
 def webs(settings: Any) -> Iterator[list[int]]:
     """Two `ywm web` processes on the test's database and Redis."""
-    ports = [free_port(), free_port()]
-    processes = [start_web(web_env(settings), port) for port in ports]
-    try:
-        for port, process in zip(ports, processes):
-            assert wait_until(lambda: answers(port) or process.poll() is not None, 30)
-            assert process.poll() is None, process.stdout.read().decode()  # type: ignore
+    with running_webs(settings, 2) as ports:
         yield ports
-    finally:
-        for process in processes:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except Exception:  # noqa: BLE001 - a stuck child must not outlive the test
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
 
 
 def _api(port: int) -> Api:

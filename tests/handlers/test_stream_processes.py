@@ -12,36 +12,18 @@ import tornado.httpclient
 from server.platform.redis import connect_async
 from tests.carriers.webhook_kit import church_with_number, telnyx_headers, telnyx_inbound
 from tests.factories import create_church
-from tests.server.ops_support import (PrivateRedis, answers, free_port, start_web,
-                                      wait_until, web_env)
+from tests.server.ops_support import (PrivateRedis, answers, free_port, running_webs,
+                                      start_web, stop_web, wait_until, web_env)
 from tests.stream_client import close_sockets, commit_events, connect, read_frame
 
 __all__ = ["close_sockets"]
 
 
-def _stop(process: Any) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except Exception:  # noqa: BLE001 - a stuck child must not outlive the test
-        process.kill()
-        process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
-
-
 @pytest.fixture
 def webs(settings: Any) -> Iterator[list[int]]:
-    ports = [free_port(), free_port()]
-    processes = [start_web(web_env(settings), port) for port in ports]
-    try:
-        for port, process in zip(ports, processes):
-            assert wait_until(lambda: answers(port) or process.poll() is not None, 30)
-            assert process.poll() is None, process.stdout.read().decode()  # type: ignore
+    """Two `ywm web` processes on the test's database and Redis."""
+    with running_webs(settings, 2) as ports:
         yield ports
-    finally:
-        for process in processes:
-            _stop(process)
 
 
 async def _socket(port: int, token: str, last_event_id: str | None = None) -> Any:
@@ -146,7 +128,7 @@ async def test_redis_restart_mid_stream_loses_no_event(settings: Any, deps: Any,
         assert seen == all_ids  # every event, in order, none twice
     finally:
         await redis.aclose()
-        _stop(process)
+        stop_web(process)
 
 
 async def _publish_until_connected(deps: Any, redis: Any, church: Any) -> list[Any]:
@@ -198,4 +180,4 @@ async def test_long_redis_outage_closes_sockets_so_clients_resume(
         assert (await read_frame(ws, 15))["id"] == after[0]["id"]
     finally:
         await redis.aclose()
-        _stop(process)
+        stop_web(process)

@@ -4,6 +4,7 @@ Redis or PostgreSQL processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -12,7 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from typing import Any
+from typing import Any, Iterator
 
 import redis
 
@@ -129,6 +130,34 @@ def web_env(settings: Any, metrics_dir: Any = None, **extra: str) -> dict[str, s
 def start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "server", "web", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def stop_web(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the web process drains), SIGKILL if it is stuck; never outlives a test."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+@contextlib.contextmanager
+def running_webs(settings: Any, count: int = 1, **extra: str) -> Iterator[list[int]]:
+    """`count` `ywm web` processes on the test's database and Redis, each on its own port,
+    answering before this yields; stopped afterwards."""
+    ports = [free_port() for _ in range(count)]
+    processes = [start_web(web_env(settings, **extra), port) for port in ports]
+    try:
+        for port, process in zip(ports, processes):
+            assert wait_until(lambda: answers(port) or process.poll() is not None, 30)
+            assert process.poll() is None, process.stdout.read().decode()  # type: ignore
+        yield ports
+    finally:
+        for process in processes:
+            stop_web(process)
 
 
 def get(port: int, path: str, timeout: float = 30.0, headers: dict[str, str] | None = None
