@@ -48,9 +48,9 @@ browser: install
 # Debian's nginx, redis-sentinel and promtool for tests/deploy/ (the tests also install
 # them when missing).
 deploy-tools:
-	@deploy/nginx/ensure-nginx.sh
+	@deploy/nginx/ensure-nginx.sh >/dev/null
 	@deploy/redis/ensure-sentinel.sh >/dev/null
-	@deploy/prometheus/ensure-promtool.sh
+	@deploy/prometheus/ensure-promtool.sh >/dev/null
 
 migrate: install services
 	@$(BIN)/ywm migrate
