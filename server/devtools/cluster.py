@@ -44,7 +44,6 @@ import json
 import os
 import pathlib
 import pwd
-import re
 import shutil
 import signal
 import socket
@@ -55,10 +54,11 @@ import time
 import urllib.error
 import urllib.request
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from server.devtools import dev
+from server.devtools import dev, netns, processes
+from server.devtools.processes import ClusterError
 from server.devtools.redis_group import RedisGroup
 from server.platform.metrics import reset_directory
 from server.platform.settings import Settings, environment_for_children
@@ -71,110 +71,15 @@ DEFAULT_DB = "ywm_cluster"
 BOX_NET = "127.0.1."  # loopback mode: box K listens on 127.0.1.K
 NETNS_NET = "10.213."  # namespace mode: the cluster's /24 is 10.213.S.0/24
 NETNS_SWITCH = "YWM_CLUSTER_NETNS"  # "0": loopback addresses even where namespaces work
-IP_SECONDS = 15.0
 BOX_START_SECONDS = 90.0  # imports, pools and the first /health of every web process
 BOX_STOP_SECONDS = 60.0  # above the web drain (20 s) and the worker grace (30 s)
 READY_SECONDS = 60.0
-PROCESS_STOP_SECONDS = 15.0
 # Server connections PgBouncer opens to PostgreSQL for the cluster's database: the boxes'
 # pools multiplex onto these (transaction mode), as on a real deployment.
 PGBOUNCER_POOL = 40
 # What `app_env` decides for every box, over the caller's environment.
 CLUSTER_KEYS = ("DATABASE_URL", "YWM_MIGRATE_DATABASE_URL", "REDIS_URL", "YWM_REDIS_SENTINELS",
                 "YWM_REDIS_SERVICE", "YWM_PUBLIC_URL", "YWM_TRUST_PROXY_HEADERS")
-
-
-class ClusterError(RuntimeError):
-    """A step did not complete; the message says which and where its log is."""
-
-
-# ---- process records: pid + start time, so a reused pid is never signalled ------------
-def _stat_field(pid: int, index: int) -> int | None:
-    """Field `index` after the command name of /proc/<pid>/stat; None once it is gone."""
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[index])
-
-
-def _start_time(pid: int) -> int | None:
-    return _stat_field(pid, 19)
-
-
-def _session_of(pid: int) -> int | None:
-    return _stat_field(pid, 3)
-
-
-def _alive(record: dict[str, Any] | None) -> bool:
-    if not record:
-        return False
-    started = _start_time(int(record["pid"]))
-    if started is None or started != record["start"]:
-        return False
-    try:  # a zombie (exited, not yet reaped) is not running
-        state = pathlib.Path(f"/proc/{record['pid']}/stat").read_text().rsplit(")", 1)[1]
-    except OSError:
-        return False
-    return state.split()[0] != "Z"
-
-
-def _session_members(record: dict[str, Any]) -> list[int]:
-    """Every process still in the session the recorded leader opened (its children too)."""
-    sid, found = int(record["pid"]), []
-    for entry in pathlib.Path("/proc").iterdir():
-        if entry.name.isdigit() and _session_of(int(entry.name)) == sid:
-            started = _start_time(int(entry.name))
-            if started is not None and started >= record["start"]:
-                found.append(int(entry.name))
-    return found
-
-
-def _wait(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise ClusterError(f"timed out after {seconds:.0f}s waiting for {what}")
-        time.sleep(0.2)
-
-
-def _spawn(command: list[str], log: pathlib.Path, env: dict[str, str] | None = None
-           ) -> dict[str, Any]:
-    """Start `command` detached (its own session, output to `log`); returns its record."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=env, cwd=ROOT,
-                                   start_new_session=True)
-    started = _wait(lambda: _start_time(process.pid), 5, f"{command[0]} to start")
-    return {"pid": process.pid, "start": started, "log": str(log)}
-
-
-def _signal_session(record: dict[str, Any] | None, signum: int) -> None:
-    if not record:
-        return
-    for pid in _session_members(record):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-
-def _stop(record: dict[str, Any] | None, signum: int = signal.SIGTERM,
-          seconds: float = PROCESS_STOP_SECONDS) -> None:
-    """Signal the recorded process; SIGKILL its whole session if it outlives `seconds`."""
-    if record is None:
-        return
-    if _alive(record):
-        os.kill(int(record["pid"]), signum)
-        try:
-            _wait(lambda: not _alive(record), seconds, f"pid {record['pid']} to stop")
-        except ClusterError:
-            pass
-    _signal_session(record, signal.SIGKILL)
-    _wait(lambda: not _session_members(record), seconds, "a killed session to end")
 
 
 # ---- small helpers --------------------------------------------------------------------
@@ -225,58 +130,6 @@ def _with_db(url: str, name: str, host: str | None = None, port: int | None = No
     return urlunsplit(parts._replace(netloc=netloc, path=f"/{name}"))
 
 
-# ---- network namespaces ---------------------------------------------------------------
-def _ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=IP_SECONDS)
-
-
-def _ip_ok(*args: str) -> None:
-    result = _ip(*args)
-    if result.returncode != 0:
-        raise ClusterError(f"ip {' '.join(args)}: {result.stderr.strip()}")
-
-
-def _link_exists(name: str) -> bool:
-    return _ip("link", "show", "dev", name).returncode == 0
-
-
-def _netns_exists(name: str) -> bool:
-    listed = _ip("netns", "list")
-    return listed.returncode == 0 and name in [line.split()[0] for line in
-                                               listed.stdout.splitlines() if line.strip()]
-
-
-def _netns_possible(cluster_id: str) -> bool:
-    """Whether this user may create a namespace and a veth into it: by trying."""
-    if shutil.which("ip") is None:
-        return False
-    probe, link = f"ywm-{cluster_id}-probe", f"ywm{cluster_id}p"
-    try:
-        if _ip("netns", "add", probe).returncode != 0:
-            return False
-        try:
-            return _ip("link", "add", link, "type", "veth", "peer", "name", f"{link}q",
-                       "netns", probe).returncode == 0
-        finally:
-            _ip("link", "del", link)
-            _ip("netns", "del", probe)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def _free_slot(cluster_id: str) -> int:
-    """A third octet S with no 10.213.S.x address or route on this host yet."""
-    seen = _ip("-4", "-o", "addr", "show").stdout + _ip("-4", "route", "show").stdout
-    used = {int(octet) for octet in
-            re.findall(r"\b10\.213\.(\d+)\.", seen)}
-    first = int(cluster_id, 16) % 250 + 1
-    for step in range(250):
-        slot = (first + step - 1) % 250 + 1
-        if slot not in used:
-            return slot
-    raise ClusterError("no free 10.213.S.0/24 for the cluster's namespaces")
-
-
 # ---- the cluster ----------------------------------------------------------------------
 class Cluster:
     def __init__(self, state_dir: pathlib.Path) -> None:
@@ -316,9 +169,9 @@ class Cluster:
             "0", "false", "no", "off")
         net: dict[str, Any] = {"mode": "loopback"}
         # A cluster already running from before modes were recorded keeps its addresses.
-        running = any(_alive(record) for record in self.records.values())
-        if wanted and not running and _netns_possible(cluster_id):
-            net = {"mode": "netns", "id": cluster_id, "slot": _free_slot(cluster_id),
+        running = any(processes.alive(record) for record in self.records.values())
+        if wanted and not running and netns.possible(cluster_id):
+            net = {"mode": "netns", "id": cluster_id, "slot": netns.free_slot(cluster_id),
                    "namespaces": [], "links": []}
         self.state["net"] = net
         # Sentinel keeps the addresses it learnt in its file: another address starts afresh.
@@ -346,43 +199,44 @@ class Cluster:
             return
         net, prefix = self.state["net"], f"ywm{self.state['net']['id']}"
         hub = f"{prefix}hub"
-        if not _link_exists(hub):  # a veth pair kept on the host: it only holds the address
-            _ip_ok("link", "add", hub, "type", "veth", "peer", "name", f"{prefix}hup")
+        if not netns.link_exists(hub):  # a veth pair kept on the host: it only holds the address
+            netns.ip_ok("link", "add", hub, "type", "veth", "peer", "name", f"{prefix}hup")
             net["links"] = sorted(set(net["links"]) | {hub})
             self.save()
-            _ip_ok("addr", "add", f"{self.shared_host()}/32", "dev", hub)
-            _ip_ok("link", "set", f"{prefix}hup", "up")
-            _ip_ok("link", "set", hub, "up")
+            netns.ip_ok("addr", "add", f"{self.shared_host()}/32", "dev", hub)
+            netns.ip_ok("link", "set", f"{prefix}hup", "up")
+            netns.ip_ok("link", "set", hub, "up")
         for box in boxes:
             namespace, outside = self.namespace(box), f"{prefix}h{box}"
-            if _netns_exists(namespace) and _link_exists(outside):
+            if netns.exists(namespace) and netns.link_exists(outside):
                 continue
-            if not _netns_exists(namespace):
-                _ip_ok("netns", "add", namespace)
+            if not netns.exists(namespace):
+                netns.ip_ok("netns", "add", namespace)
             net["namespaces"] = sorted(set(net["namespaces"]) | {namespace})
             self.save()
-            if _link_exists(outside):
-                _ip_ok("link", "del", outside)
+            if netns.link_exists(outside):
+                netns.ip_ok("link", "del", outside)
             inside = f"{prefix}n{box}"
-            _ip_ok("link", "add", outside, "type", "veth", "peer", "name", inside,
-                   "netns", namespace)
-            _ip_ok("addr", "add", f"{self._net_address(4 * box + 1)}/30", "dev", outside)
-            _ip_ok("link", "set", outside, "up")
-            _ip_ok("-n", namespace, "addr", "add", f"{self.box_address(box)}/30", "dev", inside)
-            _ip_ok("-n", namespace, "link", "set", inside, "up")
-            _ip_ok("-n", namespace, "link", "set", "lo", "up")
-            _ip_ok("-n", namespace, "route", "add", "default", "via",
-                   self._net_address(4 * box + 1))
+            netns.ip_ok("link", "add", outside, "type", "veth", "peer", "name", inside,
+                        "netns", namespace)
+            netns.ip_ok("addr", "add", f"{self._net_address(4 * box + 1)}/30", "dev", outside)
+            netns.ip_ok("link", "set", outside, "up")
+            netns.ip_ok("-n", namespace, "addr", "add", f"{self.box_address(box)}/30",
+                        "dev", inside)
+            netns.ip_ok("-n", namespace, "link", "set", inside, "up")
+            netns.ip_ok("-n", namespace, "link", "set", "lo", "up")
+            netns.ip_ok("-n", namespace, "route", "add", "default", "via",
+                        self._net_address(4 * box + 1))
 
     def _remove_network(self) -> None:
         """Delete exactly the namespaces and links `up` recorded creating."""
         net = self.state.get("net", {})
         for namespace in net.get("namespaces", []):  # takes its veth pair along
-            if _netns_exists(namespace):
-                _ip_ok("netns", "del", namespace)
+            if netns.exists(namespace):
+                netns.ip_ok("netns", "del", namespace)
         for link in net.get("links", []):
-            if _link_exists(link):
-                _ip_ok("link", "del", link)
+            if netns.link_exists(link):
+                netns.ip_ok("link", "del", link)
         self.state.pop("net", None)
 
     @property
@@ -477,8 +331,8 @@ class Cluster:
             if box > boxes:  # fewer boxes than the last `up`
                 self.stop_box(box)
         self._start_nginx()
-        _wait(lambda: _get(self.url() + "/ready", self.certificate()) == 200, READY_SECONDS,
-              f"/ready through NGINX at {self.url()}")
+        processes.wait_for(lambda: _get(self.url() + "/ready", self.certificate()) == 200,
+                           READY_SECONDS, f"/ready through NGINX at {self.url()}")
         print(f"URL={self.url()}")
         print(f"ADMIN_TOKEN={settings.admin_token}")
         print(f"BOXES={boxes}")
@@ -486,7 +340,7 @@ class Cluster:
         print(f"CA_CERT={self.certificate()}", flush=True)
 
     def _start_pgbouncer(self) -> None:
-        if _alive(self.records.get("pgbouncer")):
+        if processes.alive(self.records.get("pgbouncer")):
             return
         found = subprocess.run([str(PGBOUNCER_INSTALL)], capture_output=True, text=True,
                                timeout=600)
@@ -508,16 +362,17 @@ class Cluster:
             owner = pwd.getpwnam("postgres")
             os.chown(directory, owner.pw_uid, owner.pw_gid)
             command += ["-u", owner.pw_name]
-        self.records["pgbouncer"] = _spawn(command + [str(ini)], directory / "pgbouncer.log")
+        self.records["pgbouncer"] = processes.spawn(command + [str(ini)],
+                                                    directory / "pgbouncer.log")
         self.state["pgbouncer"] = True
         port = self.state["ports"]["pgbouncer"]
-        _wait(lambda: not _bindable("127.0.0.1", port) or not _alive(
+        processes.wait_for(lambda: not _bindable("127.0.0.1", port) or not processes.alive(
             self.records["pgbouncer"]), 15, "PgBouncer to listen")
-        if not _alive(self.records["pgbouncer"]):
+        if not processes.alive(self.records["pgbouncer"]):
             raise ClusterError(f"PgBouncer did not start; see {directory / 'pgbouncer.log'}")
 
     def _start_sim(self) -> None:
-        if _alive(self.records.get("sim")):
+        if processes.alive(self.records.get("sim")):
             return
         env = self.app_env()
         env.setdefault("YWM_LOG_LEVEL", "WARNING")
@@ -528,24 +383,24 @@ class Cluster:
         command = [sys.executable, "-m", "server", "carrier-sim",
                    "--port", str(self.state["ports"]["sim"]), "--callback-url", self.url(),
                    "--address", self.shared_host()]
-        self.records["sim"] = _spawn(command, self.dir / "carrier-sim.log", env)
+        self.records["sim"] = processes.spawn(command, self.dir / "carrier-sim.log", env)
         self.save()
-        _wait(lambda: _get(f"{self.sim_url()}/control/received?limit=1") == 200, 30,
-              "the carrier simulator")
+        processes.wait_for(lambda: _get(f"{self.sim_url()}/control/received?limit=1") == 200,
+                           30, "the carrier simulator")
 
     # ---- boxes ----------------------------------------------------------------------
     def start_box(self, box: int, wait: bool = True) -> None:
         key = f"box-{box}"
-        if not _alive(self.records.get(key)):
+        if not processes.alive(self.records.get(key)):
             env = self.box_env(box)
-            _signal_session(self.records.get(key), signal.SIGKILL)  # leftovers of a kill
+            processes.signal_session(self.records.get(key), signal.SIGKILL)  # leftovers of a kill
             reset_directory(env["YWM_METRICS_DIR"])
             command = [sys.executable, "-m", "supervisor.supervisord",
                        "-c", str(SUPERVISORD_CONF)]
             if self.netns:  # `ip netns exec` execs in place: the record is supervisord's
                 self._ensure_network([box])
                 command = ["ip", "netns", "exec", self.namespace(box)] + command
-            self.records[key] = _spawn(command, self.dir / f"box-{box}" / "box.log", env)
+            self.records[key] = processes.spawn(command, self.dir / f"box-{box}" / "box.log", env)
             self.save()
         if wait:
             self._wait_box(box)
@@ -553,12 +408,12 @@ class Cluster:
     def _wait_box(self, box: int) -> None:
         record = self.records[f"box-{box}"]
         health = f"http://{self.box_address(box)}:{self.state['ports']['web']}/health"
-        _wait(lambda: _get(health) == 200 or not _alive(record), BOX_START_SECONDS,
-              f"box {box} to answer {health}")
-        if not _alive(record):
+        processes.wait_for(lambda: _get(health) == 200 or not processes.alive(record),
+                           BOX_START_SECONDS, f"box {box} to answer {health}")
+        if not processes.alive(record):
             raise ClusterError(f"box {box} exited; see {record['log']}")
-        _wait(lambda: self._programs_running(box), BOX_START_SECONDS,
-              f"every program of box {box} to run")
+        processes.wait_for(lambda: self._programs_running(box), BOX_START_SECONDS,
+                           f"every program of box {box} to run")
 
     def _programs_running(self, box: int) -> bool:
         result = subprocess.run(
@@ -570,13 +425,13 @@ class Cluster:
         record = self.records.get(f"box-{box}")
         if record is None:
             raise ClusterError(f"no box {box} in this cluster")
-        _signal_session(record, signal.SIGKILL)
-        _wait(lambda: not _session_members(record), PROCESS_STOP_SECONDS,
-              f"box {box}'s processes to die")
+        processes.signal_session(record, signal.SIGKILL)
+        processes.wait_for(lambda: not processes.session_members(record),
+                           processes.STOP_SECONDS, f"box {box}'s processes to die")
 
     def stop_box(self, box: int) -> None:
         """supervisord's own stop: web drains and closes sockets 1001, workers finish."""
-        _stop(self.records.pop(f"box-{box}", None), signal.SIGTERM, BOX_STOP_SECONDS)
+        processes.stop(self.records.pop(f"box-{box}", None), signal.SIGTERM, BOX_STOP_SECONDS)
         self.save()
 
     def restart_box(self, box: int) -> None:
@@ -606,7 +461,7 @@ class Cluster:
             # The machine's own clients (a load test on loopback) are not rate limited.
             unlimited_clients=["127.0.0.1"])
         record = self.records.get("nginx")
-        if _alive(record):
+        if processes.alive(record):
             check = subprocess.run(render.nginx_command(prefix)[:-2] + ["-t"],
                                    capture_output=True, text=True, timeout=30)
             if check.returncode != 0:
@@ -618,12 +473,12 @@ class Cluster:
         subprocess.run([str(ROOT / "deploy" / "nginx" / "ensure-nginx.sh")], check=True,
                        timeout=900)
         command = [nginx if part == "nginx" else part for part in render.nginx_command(prefix)]
-        self.records["nginx"] = _spawn(command, self.dir / "nginx.log")
+        self.records["nginx"] = processes.spawn(command, self.dir / "nginx.log")
         self.save()
         port = self.state["ports"]["https"]
-        _wait(lambda: not _bindable("127.0.0.1", port) or not _alive(self.records["nginx"]),
-              15, "NGINX to listen")
-        if not _alive(self.records["nginx"]):
+        processes.wait_for(lambda: not _bindable("127.0.0.1", port)
+                           or not processes.alive(self.records["nginx"]), 15, "NGINX to listen")
+        if not processes.alive(self.records["nginx"]):
             raise ClusterError(f"NGINX did not start; see {prefix / 'error.log'}")
 
     # ---- redis, status, down --------------------------------------------------------
@@ -637,27 +492,27 @@ class Cluster:
         for box in range(1, self.state.get("boxes", 0) + 1):
             record = self.records.get(f"box-{box}")
             address = f"{self.box_address(box)}:{ports.get('web')}"
-            boxes.append({"box": box, "address": address, "running": _alive(record),
+            boxes.append({"box": box, "address": address, "running": processes.alive(record),
                           "namespace": self.namespace(box) if self.netns else None,
                           "health": _get(f"http://{address}/health", timeout=1) == 200
-                          if _alive(record) else False})
+                          if processes.alive(record) else False})
         ready = _get(self.url() + "/ready", self.certificate(), 2) == 200 if ports else False
         redis: Any = self.redis_group().status() if ports else None
         return {"url": self.url() if ports else None, "ready": ready,
                 "network": self.state.get("net", {}).get("mode"), "boxes": boxes,
-                "nginx": _alive(self.records.get("nginx")),
-                "pgbouncer": _alive(self.records.get("pgbouncer")),
-                "carrier_sim": _alive(self.records.get("sim")), "redis": redis,
+                "nginx": processes.alive(self.records.get("nginx")),
+                "pgbouncer": processes.alive(self.records.get("pgbouncer")),
+                "carrier_sim": processes.alive(self.records.get("sim")), "redis": redis,
                 "db": self.state.get("db")}
 
     def down(self) -> None:
-        _stop(self.records.pop("nginx", None), signal.SIGQUIT)  # graceful: finish requests
+        processes.stop(self.records.pop("nginx", None), signal.SIGQUIT)  # graceful: finish requests
         for key in [k for k in list(self.records) if k.startswith("box-")]:
-            _stop(self.records.pop(key), signal.SIGTERM, BOX_STOP_SECONDS)
-        _stop(self.records.pop("sim", None), signal.SIGINT)
+            processes.stop(self.records.pop(key), signal.SIGTERM, BOX_STOP_SECONDS)
+        processes.stop(self.records.pop("sim", None), signal.SIGINT)
         if self.state.get("ports"):
             self.redis_group().stop()
-        _stop(self.records.pop("pgbouncer", None), signal.SIGINT)
+        processes.stop(self.records.pop("pgbouncer", None), signal.SIGINT)
         self.save()
         self._remove_network()
         self.save()
