@@ -22,8 +22,9 @@ from server.auth.authenticate import authenticate
 from server.auth.sessions import Actor, session_alive
 from server.deps import Deps
 from server.platform.errors import AppError, ValidationFailed
-from server.realtime.hub import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_SESSION_ENDED,
-                                 StreamClient, hub_for)
+from server.realtime.client import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_SESSION_ENDED,
+                                    StreamClient)
+from server.realtime.hub import hub_for
 from server.services import reads
 
 log = logging.getLogger("ywm.stream")

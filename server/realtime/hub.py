@@ -44,7 +44,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable
 from uuid import UUID
 
 import redis.exceptions
@@ -55,15 +55,11 @@ from db.queries import events as q
 from server.events.log import encode_event, event_frame
 from server.platform.redis import current_master, events_channel
 from server.platform.settings import Settings
+from server.realtime.client import (CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_SESSION_ENDED,
+                                    REPLAY_BATCH, StreamClient)
 
 log = logging.getLogger("ywm.realtime")
 
-# A socket this many frames behind (written but not flushed to the kernel) is a slow
-# consumer: at ~300 B a frame that is a few hundred kB per socket at most.
-MAX_PENDING_FRAMES = 1000
-# Live events held while a socket replays from the database; more means it cannot keep up.
-MAX_HELD_EVENTS = 5000
-REPLAY_BATCH = 500
 FANOUT_YIELD_EVERY = 100  # LIBRARIES.md §18: ~50 µs a socket, yield every ~5 ms
 SUBSCRIBE_TIMEOUT = 10.0
 REDIS_DOWN_GRACE = 5.0  # seconds without Redis before sockets are closed to resume
@@ -74,139 +70,7 @@ MASTER_CHECK_SECONDS = 1.0
 # from PostgreSQL each second for well over that.
 AFTER_MOVE_FILL_SECONDS = 30.0
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_INTERNAL = 1011
-# Private-use range (RFC 6455 §7.4.2): the session ended, sign in again; unlike 1008/1011
-# the client must not resume with the same credentials (docs/decisions.md).
-CLOSE_SESSION_ENDED = 4001
 SESSION_REVOKED = "session.revoked"
-
-
-class Transport(Protocol):
-    """What a StreamClient writes to: Tornado's WebSocketHandler satisfies it."""
-
-    def write_message(self, message: str) -> Any: ...
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None: ...
-
-
-class StreamClient:
-    """One socket's stream state: last id sent, held live events while catching up."""
-
-    def __init__(self, church_id: str, transport: Transport, user_id: str | None = None,
-                 session_id: str | None = None) -> None:
-        self.church_id = church_id
-        self.transport = transport
-        # Who this socket belongs to, so a `session.revoked` message can find it; an API
-        # key's socket has neither.
-        self.user_id = user_id
-        self.session_id = session_id
-        self.max_pending = MAX_PENDING_FRAMES
-        self.max_held = MAX_HELD_EVENTS
-        self.last_sent = 0
-        self.catching_up = True
-        self.closed = False
-        self.pending = 0
-        self.held: list[tuple[int, str]] = []
-        self.hub: Hub | None = None  # set by Hub.join
-
-    def deliver(self, event_id: int, text: str) -> None:
-        """Called by the hub for each live event of this church, in id order."""
-        if self.closed:
-            return
-        if self.catching_up:
-            if len(self.held) >= self.max_held:
-                self.close(CLOSE_POLICY, "slow consumer")
-                return
-            self.held.append((event_id, text))
-            return
-        self._send_event(event_id, text)
-
-    def _send_event(self, event_id: int, text: str) -> Any:
-        if event_id <= self.last_sent:
-            return None  # already replayed
-        self.last_sent = event_id
-        return self.send(text)
-
-    def send(self, text: str) -> Any:
-        """Write one frame; close the socket as a slow consumer past the bound."""
-        if self.closed:
-            return None
-        if self.pending >= self.max_pending:
-            self.close(CLOSE_POLICY, "slow consumer")
-            return None
-        try:
-            future = self.transport.write_message(text)
-        except Exception:  # noqa: BLE001 - WebSocketClosedError: the close path cleans up
-            self.closed = True
-            return None
-        self.pending += 1
-        future.add_done_callback(self._written)
-        return future
-
-    def send_control(self, frame: dict[str, Any]) -> Any:
-        return self.send(encode_event(frame))
-
-    def _written(self, future: Any) -> None:
-        self.pending -= 1
-        if not future.cancelled():
-            future.exception()  # retrieved: a closed stream is handled by on_close
-
-    def close(self, code: int, reason: str) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.held.clear()
-        if self.hub is not None:
-            self.hub.leave(self)  # now, not after the closing handshake
-        try:
-            self.transport.close(code, reason)
-        except Exception:  # noqa: BLE001 - already closing
-            log.debug("close failed", exc_info=True)
-
-    async def catch_up(self, db: Database, after: int | None, settings: Settings) -> None:
-        """hello, then resync_required or the replay after `after`, then live.
-
-        Call after `Hub.join()` returned: the subscription is ready, so every event
-        committed after our database reads also reaches `held`.
-        """
-        async with db.acquire() as conn:
-            head = await q.last_event_id(conn, self.church_id)
-            rows = await q.events_after(conn, self.church_id, after, REPLAY_BATCH) \
-                if after is not None and after < head else []
-        if self.hub is not None and db is not self.hub.db and head < self.hub.head(
-                self.church_id):
-            # A replica behind what this socket's subscription already passed: the events
-            # in between would be neither replayed nor held. Replay from the primary.
-            await self.catch_up(self.hub.db, after, settings)
-            return
-        resync = after is not None and (after > head or (
-            after < head and (not rows or rows[0]["id"] != after + 1)))
-        start = head if after is None or resync else after
-        self.send_control({"type": "hello", "last_event_id": str(start)})
-        if resync:
-            self.send_control({"type": "resync_required"})
-        self.last_sent = start
-        while rows and not self.closed:
-            last_future = None
-            for row in rows:
-                last_future = self._send_event(int(row["id"]),
-                                               encode_event(event_frame(row, settings)))
-            if last_future is not None:
-                await last_future  # backpressure: a large replay waits for the socket
-            if len(rows) < REPLAY_BATCH:
-                break
-            async with db.acquire() as conn:
-                rows = await q.events_after(conn, self.church_id, self.last_sent,
-                                            REPLAY_BATCH)
-        self._go_live()
-
-    def _go_live(self) -> None:
-        held, self.held = self.held, []
-        self.catching_up = False
-        for event_id, text in held:
-            self._send_event(event_id, text)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import tornado.websocket
 
 from server.auth.sessions import decode_access_token
 from server.platform import redis as keys
-from server.realtime.hub import CLOSE_SESSION_ENDED
+from server.realtime.client import CLOSE_SESSION_ENDED
 from tests.conftest import Api
 from tests.factories import add_user, create_church
 from tests.server.ops_support import running_webs

@@ -9,6 +9,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from db.queries import events as q
+from server.realtime import client as socket_state
 from server.realtime import hub as realtime
 from server.events.log import publish_events
 from server.platform.redis import events_channel, stream_ticket_key
@@ -223,7 +224,7 @@ async def test_binary_frame_closes_with_policy_violation(api: Any, base_url: str
 @pytest.mark.gen_test(timeout=60)
 async def test_slow_consumer_is_closed_and_can_resume(api: Any, base_url: str, deps: Any,
                                                       monkeypatch: Any) -> None:
-    monkeypatch.setattr(realtime, "MAX_PENDING_FRAMES", 20)
+    monkeypatch.setattr(socket_state, "MAX_PENDING_FRAMES", 20)
     owner = await register(api)
     church = owner["church_id"]
     ws = await open_stream(api, base_url, owner["access_token"])
@@ -245,7 +246,7 @@ async def test_slow_consumer_is_closed_and_can_resume(api: Any, base_url: str, d
         frames.append(frame)
     assert (ws.close_code, ws.close_reason) == (1008, "slow consumer"), len(frames)
     last = frames[-1]["id"]
-    monkeypatch.setattr(realtime, "MAX_PENDING_FRAMES", 1000)
+    monkeypatch.setattr(socket_state, "MAX_PENDING_FRAMES", 1000)
     ws = await open_stream(api, base_url, owner["access_token"], last_event_id=last)
     await read_frame(ws)
     rest = await read_frames(ws, 60 - int(last), timeout=10)
@@ -304,7 +305,7 @@ async def test_unexpected_failure_is_logged_and_closes_1011(api: Any, base_url: 
 
     async def broken(self: Any, db: Any, after: Any) -> None:
         raise RuntimeError("boom")
-    monkeypatch.setattr(realtime.StreamClient, "catch_up", broken)
+    monkeypatch.setattr(socket_state.StreamClient, "catch_up", broken)
     ws = await open_stream(api, base_url, owner["access_token"])
     assert await read_frame(ws) is None
     assert ws.close_code == 1011

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import ujson
 
+from server.realtime import client as socket_state
 from server.realtime import hub as realtime
 from tests.services.test_events import new_church
 from tests.stream_client import commit_events
@@ -42,12 +43,12 @@ async def _wait_for(check: Any, seconds: float = 5.0) -> None:
 async def test_rejoin_right_after_the_last_leave_keeps_the_subscription(deps: Any) -> None:
     church = str(await new_church(deps))
     hub = realtime.hub_for(deps)
-    first = realtime.StreamClient(church, Memory())
+    first = socket_state.StreamClient(church, Memory())
     await hub.join(first)
     first.close(1000, "bye")  # last socket: an unsubscribe is now on its way
     await asyncio.sleep(0)
     transport = Memory()
-    second = realtime.StreamClient(church, transport)
+    second = socket_state.StreamClient(church, transport)
     await hub.join(second)
     await second.catch_up(deps.db, None, deps.settings)
     assert hub.subscribed_churches() == [church]
@@ -62,7 +63,7 @@ async def test_many_concurrent_first_joins_all_go_live(deps: Any) -> None:
     churches = [str(await new_church(deps, f"C{n}")) for n in range(20)]
     hub = realtime.hub_for(deps)
     transports = [Memory() for _ in churches]
-    clients = [realtime.StreamClient(c, t) for c, t in zip(churches, transports)]
+    clients = [socket_state.StreamClient(c, t) for c, t in zip(churches, transports)]
     await asyncio.gather(*(hub.join(c) for c in clients))
     for client in clients:
         await client.catch_up(deps.db, None, deps.settings)
