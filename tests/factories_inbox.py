@@ -10,6 +10,8 @@ import secrets
 from typing import Any
 from uuid import UUID
 
+from db.queries import events as events_q
+from server.events.log import unseal
 from server.services import inbound, numbers
 
 
@@ -43,3 +45,16 @@ async def conversation_with(deps: Any, church_id: Any, body: str = "Hello",
     result = await text_in(deps, number, from_phone or random_phone(), body)
     received = [e for e in result.events if e["type"] == "message.received"]
     return received[0]["data"] | {"number": number}
+
+
+async def church_events(deps: Any, church_id: Any, after: int = 0) -> list[dict[str, Any]]:
+    """Event rows as the stream replays them (phones unsealed)."""
+    async with deps.db.acquire() as conn:
+        rows = await events_q.events_after(conn, church_id, after, 1000)
+    return [{**row, "data": unseal(deps.settings, row["data"], church_id)} for row in rows]
+
+
+async def event_head(deps: Any, church_id: Any) -> int:
+    async with deps.db.acquire() as conn:
+        return await events_q.last_event_id(conn, church_id)
+

@@ -5,11 +5,10 @@ from typing import Any
 
 import pytest
 
-from db.queries import events as events_q
-from server.events.log import unseal
 from server.platform import queue
 from tests.factories import add_user, register
-from tests.factories_inbox import add_number, conversation_with, random_phone, text_in
+from tests.factories_inbox import (add_number, church_events, conversation_with, event_head,
+                                   random_phone, text_in)
 from tests.stream_client import close_sockets, open_stream, read_frame
 
 __all__ = ["close_sockets"]
@@ -22,18 +21,6 @@ def no_queue(settings: Any, clean: None) -> Any:
     queue.configure(settings)
     yield queue.huey
     queue.huey.flush()
-
-
-async def _events(deps: Any, church_id: Any, after: int = 0) -> list[dict[str, Any]]:
-    """Event rows as the stream replays them (phones unsealed)."""
-    async with deps.db.acquire() as conn:
-        rows = await events_q.events_after(conn, church_id, after, 1000)
-    return [{**row, "data": unseal(deps.settings, row["data"], church_id)} for row in rows]
-
-
-async def _head(deps: Any, church_id: Any) -> int:
-    async with deps.db.acquire() as conn:
-        return await events_q.last_event_id(conn, church_id)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -74,14 +61,14 @@ async def test_filters_and_patch_with_events(api: Any, deps: Any) -> None:
     a = await conversation_with(deps, owner["church_id"])
     b = await conversation_with(deps, owner["church_id"], number=a["number"])
     a_id, b_id = a["conversation"]["id"], b["conversation"]["id"]
-    head = await _head(deps, owner["church_id"])
+    head = await event_head(deps, owner["church_id"])
 
     status, body, _ = await api.patch(f"{API}/conversations/{a_id}",
                                       json={"status": "closed", "assigned_to": staff["user_id"]})
     assert status == 200
     assert body["data"]["status"] == "closed"
     assert body["data"]["assigned_to"] == staff["user_id"]
-    (event,) = await _events(deps, owner["church_id"], head)
+    (event,) = await church_events(deps, owner["church_id"], head)
     assert event["type"] == "conversation.updated" and event["data"] == body["data"]
 
     async def ids(**params: Any) -> list[str]:
@@ -228,10 +215,10 @@ async def test_idempotency_key_on_reply(api: Any, deps: Any, no_queue: Any) -> N
     path = f"{API}/conversations/{conv['conversation']['id']}/messages"
     key = {"Idempotency-Key": "reply-1"}
     first = await api.post(path, json={"body": "On my way"}, headers=key)
-    head = await _head(deps, owner["church_id"])
+    head = await event_head(deps, owner["church_id"])
     again = await api.post(path, json={"body": "On my way"}, headers=key)
     assert first[0] == again[0] == 202 and first[1] == again[1]
-    assert await _head(deps, owner["church_id"]) == head  # no second event
+    assert await event_head(deps, owner["church_id"]) == head  # no second event
     assert len(no_queue.pending()) == 1  # and no second send
     status, body, _ = await api.post(path, json={"body": "Something else"}, headers=key)
     assert status == 409 and body["error"]["code"] == "conflict"
@@ -254,12 +241,12 @@ async def test_mark_read(api: Any, deps: Any) -> None:
     result = await text_in(deps, number, phone, "two")
     conv_id = result.events[0]["data"]["conversation"]["id"]
     assert result.events[0]["data"]["conversation"]["unread_count"] == 2
-    head = await _head(deps, owner["church_id"])
+    head = await event_head(deps, owner["church_id"])
     status, body, _ = await api.post(f"{API}/conversations/{conv_id}/read")
     assert status == 200 and body["data"]["unread_count"] == 0
-    (event,) = await _events(deps, owner["church_id"], head)
+    (event,) = await church_events(deps, owner["church_id"], head)
     assert event["type"] == "conversation.updated" and event["data"]["unread_count"] == 0
     status, body, _ = await api.post(f"{API}/conversations/{conv_id}/read")
-    assert status == 200 and await _head(deps, owner["church_id"]) == head + 1  # quiet
+    assert status == 200 and await event_head(deps, owner["church_id"]) == head + 1  # quiet
     status, page, _ = await api.get(f"{API}/conversations", params={"unread": "true"})
     assert page["data"] == []

@@ -7,11 +7,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from db.queries import events as events_q
-from server.events.log import unseal
 from server.platform import queue
 from tests.factories import add_user, register
-from tests.factories_inbox import add_number, conversation_with, random_phone, text_in
+from tests.factories_inbox import (add_number, church_events, conversation_with, event_head,
+                                   random_phone, text_in)
 from tests.stream_client import close_sockets, open_stream, read_frame
 
 __all__ = ["close_sockets"]
@@ -24,17 +23,6 @@ def no_queue(settings: Any, clean: None) -> Any:
     queue.configure(settings)
     yield queue.huey
     queue.huey.flush()
-
-
-async def _events(deps: Any, church_id: Any, after: int = 0) -> list[dict[str, Any]]:
-    async with deps.db.acquire() as conn:
-        rows = await events_q.events_after(conn, church_id, after, 1000)
-    return [{**row, "data": unseal(deps.settings, row["data"], church_id)} for row in rows]
-
-
-async def _head(deps: Any, church_id: Any) -> int:
-    async with deps.db.acquire() as conn:
-        return await events_q.last_event_id(conn, church_id)
 
 
 async def _member(api: Any, phone: str | None = None, first: str = "Ada",
@@ -61,7 +49,7 @@ async def test_start_a_text_creates_then_reuses_the_conversation(api: Any, deps:
     await add_number(deps, owner["church_id"])
     member = await _member(api)
     staff = await add_user(api, owner["access_token"], "staff")
-    head = await _head(deps, owner["church_id"])
+    head = await event_head(deps, owner["church_id"])
     status, body, _ = await api.post(f"{API}/conversations", json={
         "member_id": member["id"], "body": "Choir tonight at 7?"}, token=staff["access_token"])
     assert status == 202, body
@@ -73,7 +61,7 @@ async def test_start_a_text_creates_then_reuses_the_conversation(api: Any, deps:
     assert msg["kind"] == "text" and msg["conversation_id"] == conv["id"]
     (task,) = no_queue.pending()  # sent by the reply task, like any reply
     assert task.name == "sends.send_reply" and task.args == (owner["church_id"], msg["id"])
-    (event,) = await _events(deps, owner["church_id"], head)
+    (event,) = await church_events(deps, owner["church_id"], head)
     assert event["type"] == "message.received"
     assert event["data"] == {"message": msg, "conversation": conv}
 
@@ -115,10 +103,10 @@ async def test_start_honours_the_idempotency_key(api: Any, deps: Any, no_queue: 
     key = {"Idempotency-Key": "start-1"}
     payload = {"member_id": member["id"], "body": "Welcome!"}
     first = await api.post(f"{API}/conversations", json=payload, headers=key)
-    head = await _head(deps, owner["church_id"])
+    head = await event_head(deps, owner["church_id"])
     again = await api.post(f"{API}/conversations", json=payload, headers=key)
     assert first[0] == again[0] == 202 and first[1] == again[1]
-    assert await _head(deps, owner["church_id"]) == head  # no second event
+    assert await event_head(deps, owner["church_id"]) == head  # no second event
     assert len(no_queue.pending()) == 1  # and no second send
     status, body, _ = await api.post(f"{API}/conversations",
                                      json={**payload, "body": "Other"}, headers=key)
@@ -263,13 +251,13 @@ async def test_contact_names_an_unknown_sender_and_shows_consent(api: Any, deps:
     assert contact["assigned_to"] is None
     assert sorted(a["name"] for a in contact["assignees"]) == ["Kim Staff", "Sam Lee"]
 
-    head = await _head(deps, owner["church_id"])
+    head = await event_head(deps, owner["church_id"])
     status, body, _ = await api.patch(f"{API}/conversations/{conv_id}/contact",
                                       json={"first_name": " Dana ", "last_name": "Ng"})
     assert status == 200, body
     assert (body["data"]["member"]["first_name"], body["data"]["member"]["last_name"]) == \
         ("Dana", "Ng")
-    (event,) = await _events(deps, owner["church_id"], head)
+    (event,) = await church_events(deps, owner["church_id"], head)
     assert event["type"] == "conversation.updated"
     assert event["data"]["member"]["first_name"] == "Dana" and event["data"]["id"] == conv_id
     status, member, _ = await api.get(f"{API}/members/{body['data']['member']['id']}")
