@@ -138,3 +138,31 @@ async def update_message_status(conn: Connection, church_id: UUID, provider_mess
 async def get_conversation_member(conn: Connection, church_id: UUID, conversation_id: UUID
                                   ) -> Row | None:
     return await conn.fetch_one(_MEMBER_OF, {"church_id": church_id, "id": conversation_id})
+
+
+# _MESSAGE_STATUS for many receipts, one per provider id (db/queries/inbound.py's
+# _RECIPIENT_STATUSES explains `allowed` and the rounds).
+_MESSAGE_STATUSES = sa.text("""
+UPDATE conversation_messages m
+   SET status = v.status, error = COALESCE(v.error, m.error), updated_at = now()
+  FROM unnest(CAST(:idx AS int[]), CAST(:church_ids AS uuid[]), CAST(:pmids AS text[]),
+              CAST(:statuses AS text[]), CAST(:errors AS text[]))
+       AS v(idx, church_id, pmid, status, error)
+ WHERE m.church_id = v.church_id AND m.provider_message_id = v.pmid
+   AND m.direction = 'outbound'
+   AND jsonb_exists(CAST(:allowed AS jsonb) -> v.status, m.status)
+RETURNING v.idx, m.id, m.conversation_id, m.status, m.error, m.created_at
+""")
+
+
+async def update_message_statuses(conn: Connection,
+                                  receipts: list[tuple[int, UUID, str, str, str | None]],
+                                  allowed: dict[str, tuple[str, ...]]) -> list[Row]:
+    """`update_message_status` for many: `receipts` are (idx, church id, provider id,
+    status, error), one per provider id; the moved rows come back with their receipt's idx."""
+    if not receipts:
+        return []
+    idx, church_ids, pmids, statuses, errors = (list(col) for col in zip(*receipts))
+    return await conn.fetch_all(_MESSAGE_STATUSES, {
+        "idx": idx, "church_ids": church_ids, "pmids": pmids, "statuses": statuses,
+        "errors": errors, "allowed": ujson.dumps(allowed)})

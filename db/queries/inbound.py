@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+import ujson
 
 from db.engine import Connection, Row
 
@@ -153,3 +154,73 @@ async def delete_receipt(conn: Connection, row: Row) -> None:
 async def delete_old_receipts(conn: Connection, older_than_hours: int = 72) -> int:
     """A receipt whose send never got its provider id is dropped with its dedupe row."""
     return await conn.execute(_PRUNE_RECEIPTS, {"hours": older_than_hours})
+
+
+# ----- group commit (server/services/webhook_batch.py) -------------------------------
+
+# _ROUTE for a whole batch in one statement: every event's number → church, and the dedupe
+# rows inserted in one go (sorted, so two batches insert in the same order). `idx` is the
+# event's place in the batch; an event whose number no church owns has no row. The caller
+# sends each (provider, event id) once.
+_ROUTE_BATCH = sa.text("""
+WITH e AS (
+  SELECT * FROM unnest(CAST(:idx AS int[]), CAST(:providers AS text[]),
+                       CAST(:event_ids AS text[]), CAST(:phones AS text[]))
+           AS e(idx, event_provider, event_id, phone)),
+n AS (
+  SELECT e.idx, e.event_provider, e.event_id, nb.id, nb.church_id, nb.phone, nb.provider,
+         nb.provider_handles_opt_out, c.name AS church_name, c.help_text,
+         c.unknown_sender_opt_in
+    FROM e JOIN numbers nb ON nb.phone = e.phone JOIN churches c ON c.id = nb.church_id),
+d AS (
+  INSERT INTO inbound_dedupe (provider, provider_event_id, church_id)
+  SELECT event_provider, event_id, church_id FROM n ORDER BY event_provider, event_id
+  ON CONFLICT (provider, provider_event_id) DO NOTHING
+  RETURNING provider, provider_event_id)
+SELECT n.*, EXISTS (SELECT 1 FROM d WHERE d.provider = n.event_provider
+                                      AND d.provider_event_id = n.event_id) AS fresh
+  FROM n
+""")
+
+# _RECIPIENT_STATUS for many receipts (at most one per provider id: the caller applies a
+# batch's second receipt for the same id in a later round). `allowed` maps each status to
+# the statuses it may move a row from (forward only).
+_RECIPIENT_STATUSES = sa.text("""
+UPDATE message_recipients r
+   SET status = v.status, last_error = COALESCE(v.error, r.last_error),
+       sent_at = CASE WHEN v.status = 'sent' THEN COALESCE(r.sent_at, now())
+                      ELSE r.sent_at END,
+       delivered_at = CASE WHEN v.status = 'delivered' THEN now() ELSE r.delivered_at END,
+       updated_at = now()
+  FROM unnest(CAST(:idx AS int[]), CAST(:church_ids AS uuid[]), CAST(:pmids AS text[]),
+              CAST(:statuses AS text[]), CAST(:errors AS text[]))
+       AS v(idx, church_id, pmid, status, error)
+ WHERE r.church_id = v.church_id AND r.provider_message_id = v.pmid
+   AND jsonb_exists(CAST(:allowed AS jsonb) -> v.status, r.status)
+RETURNING v.idx, r.message_id, r.member_id, r.status
+""")
+
+
+async def route_events(conn: Connection, events: list[tuple[int, str, str, str]]
+                       ) -> list[Row]:
+    """`route_event` for many: `events` are (idx, provider, event id, our number) with
+    distinct (provider, event id). One row per routed event (with `idx` and `fresh`);
+    none for an event whose number no church owns."""
+    if not events:
+        return []
+    idx, providers, event_ids, phones = (list(col) for col in zip(*events))
+    return await conn.fetch_all(_ROUTE_BATCH, {"idx": idx, "providers": providers,
+                                               "event_ids": event_ids, "phones": phones})
+
+
+async def update_recipient_statuses(conn: Connection,
+                                    receipts: list[tuple[int, UUID, str, str, str | None]],
+                                    allowed: dict[str, tuple[str, ...]]) -> list[Row]:
+    """`update_recipient_status` for many: `receipts` are (idx, church id, provider id,
+    status, error), one per provider id. Returns the moved rows with their receipt's idx."""
+    if not receipts:
+        return []
+    idx, church_ids, pmids, statuses, errors = (list(col) for col in zip(*receipts))
+    return await conn.fetch_all(_RECIPIENT_STATUSES, {
+        "idx": idx, "church_ids": church_ids, "pmids": pmids, "statuses": statuses,
+        "errors": errors, "allowed": ujson.dumps(allowed)})

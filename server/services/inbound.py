@@ -19,7 +19,7 @@ from uuid import UUID
 
 import redis.asyncio as aioredis
 
-from db.engine import Connection, Database
+from db.engine import Connection, Database, Row
 from db.queries import conversations as conv_q
 from db.queries import inbound as q
 from db.queries import members as members_q
@@ -85,61 +85,148 @@ def conversation_view(row: dict[str, Any], member: dict[str, Any]) -> dict[str, 
             "last_message_at": iso_time(row["last_message_at"])}
 
 
-async def _route(conn: Connection, provider: str, our_number: str, event_id: str
-                 ) -> tuple[dict[str, Any] | None, str | None]:
-    """(number row, None) for a new event to store; (None, outcome) otherwise."""
-    number = await q.route_event(conn, provider, event_id, our_number)
-    if number is None:
-        log.warning("inbound for a number no church owns", extra={"provider": provider})
-        return None, "unknown_number"
-    if not number["fresh"]:
-        return None, "duplicate"
-    return number, None
-
-
 def _church(number: dict[str, Any]) -> dict[str, Any]:
     return {"id": number["church_id"], "name": number["church_name"],
             "help_text": number["help_text"],
             "unknown_sender_opt_in": number["unknown_sender_opt_in"]}
 
 
+@dataclass
+class BatchResult:
+    """A batch of carrier events applied in one transaction (server/services/webhook_batch.py):
+    each event's outcome and church, in the batch's order, and the combined after-commit
+    work in `result`."""
+    outcomes: list[str]
+    churches: list[UUID | None]
+    result: InboundResult = field(default_factory=lambda: InboundResult(outcome="stored"))
+
+
 async def record_carrier_event(db: Database, redis: aioredis.Redis, settings: Settings,
                                event: CarrierEvent | None) -> InboundResult:
-    """One carrier webhook's fact: a text, a delivery receipt, or nothing we track."""
-    if isinstance(event, InboundText):
-        return await record_inbound(db, redis, settings, event)
-    if isinstance(event, StatusReceipt):
-        return await record_status(db, redis, settings, event)
-    return InboundResult(outcome="ignored")
+    """One carrier webhook's fact on its own: a text, a delivery receipt, or nothing we
+    track (the web process batches webhooks through server/services/webhook_batch.py)."""
+    async with db.transaction() as conn:
+        batch = await apply_carrier_events(conn, settings, [event])
+    followups = await after_batch(db, redis, batch)
+    result = batch.result
+    result.outcome, result.church_id = batch.outcomes[0], batch.churches[0]
+    result.followups = followups
+    await link_receipt_trace(redis, event, result.outcome, result.church_id)
+    return result
+
+
+async def link_receipt_trace(redis: aioredis.Redis, event: CarrierEvent | None, outcome: str,
+                             church_id: UUID | None) -> None:
+    """Link the current span (a receipt webhook's) to the trace of the send it is about;
+    call it in the request's own context, after the commit."""
+    if (tracing.enabled() and isinstance(event, StatusReceipt) and church_id is not None
+            and outcome in ("stored", "held", "unmatched")):
+        await tracing.link_receipt(redis, church_id, event.provider, event.message_id)
 
 
 async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings,
                          text: InboundText) -> InboundResult:
     """Store one inbound text; returns the queued confirmation replies to enqueue."""
-    async with db.transaction() as conn:
-        number, skipped = await _route(conn, text.provider, text.to_number, text.event_id)
-        if number is None:
-            return InboundResult(outcome=skipped or "duplicate")
-        result = InboundResult(outcome="stored", church_id=number["church_id"])
-        church = _church(number)
-        member = await _sender(conn, settings, church, text.from_number)
-        member_id = UUID(str(member["id"]))
-        conversation, message = await conv_q.record_inbound_message(
-            conn, church["id"], member_id, number["id"], text.body, list(text.media_urls),
-            text.provider, text.message_id, max(1, segment_info(text.body).segments))
-        received = event_types.message_received(conversation_message_view(message),
-                                                conversation_view(conversation, member))
-        result.events.append(await record_event(conn, church["id"], received, settings))
-        keyword = await consent.apply_keyword(conn, church, number, member_id, text.body,
-                                              carrier_replied=text.carrier_replied)
-        result.events.extend(keyword.events)
-        result.stale_groups.update((church["id"], g) for g in keyword.group_ids)
-        if keyword.reply:
-            result.followups.append(await _queue_reply(
-                conn, settings, church["id"], conversation, number, member, keyword.reply,
-                result))
+    return await record_carrier_event(db, redis, settings, text)
+
+
+async def record_status(db: Database, redis: aioredis.Redis, settings: Settings,
+                        receipt: StatusReceipt) -> InboundResult:
+    """Move the conversation message / broadcast recipient forward; never backwards."""
+    return await record_carrier_event(db, redis, settings, receipt)
+
+
+Fresh = tuple[int, dict[str, Any], Any]  # (place in the batch, number row, event)
+
+
+async def apply_carrier_events(conn: Connection, settings: Settings,
+                               events: list[CarrierEvent | None]) -> BatchResult:
+    """Apply a batch of carrier events inside the caller's transaction (ARCHITECTURE.md §5:
+    nothing is answered before it commits). Route and dedupe the whole batch in one
+    statement, move receipts' rows with multi-row statements, then write texts and events
+    church by church in id order, so two processes' batches lock churches in one order.
+    A repeat of an event id inside the batch is a `duplicate` of its first copy."""
+    batch = BatchResult(outcomes=["ignored"] * len(events), churches=[None] * len(events))
+    firsts: dict[tuple[str, str], int] = {}
+    repeats: dict[int, int] = {}
+    keys: list[tuple[int, str, str, str]] = []
+    for idx, event in enumerate(events):
+        if not isinstance(event, (InboundText, StatusReceipt)):
+            continue
+        key = (event.provider, event.event_id)
+        if key in firsts:
+            repeats[idx] = firsts[key]
+            continue
+        firsts[key] = idx
+        ours = event.to_number if isinstance(event, InboundText) else event.our_number
+        keys.append((idx, event.provider, event.event_id, ours))
+        batch.outcomes[idx] = "unknown_number"
+    texts: list[Fresh] = []
+    receipts: list[Fresh] = []
+    for number in await q.route_events(conn, keys):
+        idx = number["idx"]
+        batch.churches[idx] = number["church_id"]
+        if not number["fresh"]:
+            batch.outcomes[idx] = "duplicate"
+            continue
+        batch.outcomes[idx] = "stored"
+        event = events[idx]
+        (texts if isinstance(event, InboundText) else receipts).append((idx, number, event))
+    for idx in range(len(events)):
+        if batch.outcomes[idx] == "unknown_number":
+            log.warning("inbound for a number no church owns",
+                        extra={"provider": events[idx].provider})  # type: ignore[union-attr]
+    applied, unmoved = await _apply_receipts(conn, receipts, batch.result)
+    for idx, outcome in unmoved.items():
+        batch.outcomes[idx] = outcome
+    by_church: dict[UUID, list[Any]] = {}
+    for fresh in texts:
+        by_church.setdefault(fresh[1]["church_id"], []).append(fresh)
+    for one in applied:
+        by_church.setdefault(one[0][1]["church_id"], []).append(one)
+    for church_id in sorted(by_church):
+        for item in by_church[church_id]:  # texts first, then receipts in applied order
+            if len(item) == 3 and isinstance(item[2], InboundText):
+                await _apply_inbound(conn, settings, item[1], item[2], batch.result)
+            else:
+                await _status_effects(conn, item, batch.result)
+    for idx, first in repeats.items():
+        outcome = batch.outcomes[first]
+        batch.outcomes[idx] = "duplicate" if outcome in ("stored", "held", "unmatched") \
+            else outcome
+        batch.churches[idx] = batch.churches[first]
+    return batch
+
+
+async def _apply_inbound(conn: Connection, settings: Settings, number: dict[str, Any],
+                         text: InboundText, result: InboundResult) -> None:
+    """One fresh inbound text: member, conversation, message, keyword, their events."""
+    church = _church(number)
+    member = await _sender(conn, settings, church, text.from_number)
+    member_id = UUID(str(member["id"]))
+    conversation, message = await conv_q.record_inbound_message(
+        conn, church["id"], member_id, number["id"], text.body, list(text.media_urls),
+        text.provider, text.message_id, max(1, segment_info(text.body).segments))
+    received = event_types.message_received(conversation_message_view(message),
+                                            conversation_view(conversation, member))
+    result.events.append(await record_event(conn, church["id"], received, settings))
+    keyword = await consent.apply_keyword(conn, church, number, member_id, text.body,
+                                          carrier_replied=text.carrier_replied)
+    result.events.extend(keyword.events)
+    result.stale_groups.update((church["id"], g) for g in keyword.group_ids)
+    if keyword.reply:
+        result.followups.append(await _queue_reply(
+            conn, settings, church["id"], conversation, number, member, keyword.reply,
+            result))
+
+
+async def after_batch(db: Database, redis: aioredis.Redis, batch: BatchResult
+                      ) -> list[FollowUp]:
+    """After the commit: publish the batch's events, drop stale cached pages, announce
+    each moved broadcast's progress once; returns everything to enqueue."""
+    result = batch.result
     await _after_commit(redis, result)
-    return result
+    return result.followups + await _announce_progress(db, redis, result.broadcasts)
 
 
 async def _after_commit(redis: aioredis.Redis, result: InboundResult) -> None:
@@ -184,32 +271,6 @@ async def _queue_reply(conn: Connection, settings: Settings, church_id: UUID,
     return SendReply(str(church_id), str(row["id"]))
 
 
-async def record_status(db: Database, redis: aioredis.Redis, settings: Settings,
-                        receipt: StatusReceipt) -> InboundResult:
-    """Move the conversation message / broadcast recipient forward; never backwards."""
-    async with db.transaction() as conn:
-        number, skipped = await _route(conn, receipt.provider, receipt.our_number,
-                                       receipt.event_id)
-        if number is None:
-            return InboundResult(outcome=skipped or "duplicate")
-        church_id = number["church_id"]
-        result = InboundResult(outcome="stored", church_id=church_id)
-        if not await _apply_status(conn, number, receipt, result):
-            # The send worker may not have committed this provider id yet (the carrier
-            # can answer the send and post `message.sent` first): hold the receipt for
-            # apply_early_receipts. The dedupe row stays, so the answer stays 2xx.
-            held = await q.hold_receipt(
-                conn, church_id, number["id"], receipt.provider, receipt.message_id,
-                receipt.status, receipt.error_code, receipt.error,
-                CONVERSATION_FROM[receipt.status], RECIPIENT_FROM[receipt.status])
-            result.outcome = "held" if held else "unmatched"
-    await _after_commit(redis, result)
-    if tracing.enabled():  # the send's trace, from this receipt's span
-        await tracing.link_receipt(redis, church_id, receipt.provider, receipt.message_id)
-    result.followups.extend(await _announce_progress(db, redis, result.broadcasts))
-    return result
-
-
 async def _announce_progress(db: Database, redis: aioredis.Redis,
                              broadcasts: set[tuple[str, str]]) -> list[FollowUp]:
     """The receipt moved these broadcasts' counts: publish broadcast.progress (throttled),
@@ -227,27 +288,75 @@ async def _announce_progress(db: Database, redis: aioredis.Redis,
     return trailing
 
 
-async def _apply_status(conn: Connection, number: dict[str, Any], receipt: StatusReceipt,
-                        result: InboundResult) -> bool:
-    """Move the rows carrying the receipt's provider id forward (events into `result`);
-    False when none moved."""
+Applied = tuple[Fresh, list[Row], list[Row]]  # a receipt, its moved messages, recipients
+
+
+def _rounds(receipts: list[Fresh]) -> list[list[Fresh]]:
+    """Split receipts so no round holds two for one provider id: the k-th receipt for an
+    id goes to round k, so `sent` then `delivered` in one batch apply in that order, as
+    two webhooks one after the other would."""
+    rounds: list[list[Fresh]] = []
+    seen: dict[tuple[UUID, str], int] = {}
+    for fresh in receipts:
+        key = (fresh[1]["church_id"], fresh[2].message_id)
+        k = seen[key] = seen.get(key, -1) + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(fresh)
+    return rounds
+
+
+async def _apply_receipts(conn: Connection, receipts: list[Fresh], result: InboundResult,
+                          hold: bool = True) -> tuple[list[Applied], dict[int, str]]:
+    """Move the rows carrying the receipts' provider ids forward, two multi-row statements
+    per round; a receipt that moved nothing is adopted by the recipient it names, or held
+    for `apply_early_receipts` (when `hold`). Returns the applied receipts in order and the
+    outcome of those that moved nothing (`held` / `unmatched`)."""
+    applied: list[Applied] = []
+    outcomes: dict[int, str] = {}
+    for round_ in _rounds(receipts):
+        rows = [(idx, number["church_id"], r.message_id, r.status, _error_text(r))
+                for idx, number, r in round_]
+        moved = _by_idx(await conv_q.update_message_statuses(conn, rows, CONVERSATION_FROM))
+        recipients = _by_idx(await q.update_recipient_statuses(conn, rows, RECIPIENT_FROM))
+        for fresh in round_:
+            idx, number, receipt = fresh
+            church_id = number["church_id"]
+            mine, theirs = moved.get(idx, []), recipients.get(idx, [])
+            if not (mine or theirs) and receipt.recipient:
+                theirs = await dispatch.adopt_receipt(conn, church_id, receipt,
+                                                      _error_text(receipt))
+            if not (mine or theirs) and hold:
+                # The send worker may not have committed this provider id yet (the carrier
+                # can answer the send and post `message.sent` first): hold the receipt.
+                # The dedupe row stays, so the answer stays 2xx.
+                held = await q.hold_receipt(
+                    conn, church_id, number["id"], receipt.provider, receipt.message_id,
+                    receipt.status, receipt.error_code, receipt.error,
+                    CONVERSATION_FROM[receipt.status], RECIPIENT_FROM[receipt.status])
+                outcomes[idx] = "held" if held else "unmatched"
+            result.broadcasts.update((str(church_id), str(r["message_id"])) for r in theirs)
+            applied.append((fresh, mine, theirs))
+    return applied, outcomes
+
+
+def _by_idx(rows: list[Row]) -> dict[int, list[Row]]:
+    grouped: dict[int, list[Row]] = {}
+    for row in rows:
+        grouped.setdefault(row["idx"], []).append(row)
+    return grouped
+
+
+async def _status_effects(conn: Connection, applied: Applied, result: InboundResult
+                          ) -> None:
+    """A moved receipt's events, and the carrier opt-out its error code may mean."""
+    (_, number, receipt), moved, recipients = applied
     church_id = number["church_id"]
-    error = _error_text(receipt)
-    moved = await conv_q.update_message_status(
-        conn, church_id, receipt.message_id, receipt.status, error,
-        CONVERSATION_FROM[receipt.status])
     for row in moved:
         result.events.append(await record_event(conn, church_id, event_types.message_status(
             row["id"], row["conversation_id"], row["status"], row["error"])))
-    recipients = await q.update_recipient_status(
-        conn, church_id, receipt.message_id, receipt.status, error,
-        RECIPIENT_FROM[receipt.status])
-    if not (moved or recipients) and receipt.recipient:
-        recipients = await dispatch.adopt_receipt(conn, church_id, receipt, error)
-    result.broadcasts.update((str(church_id), str(r["message_id"])) for r in recipients)
     if receipt.opted_out:
         await _carrier_opt_out(conn, church_id, number, moved, recipients, receipt, result)
-    return bool(moved or recipients)
 
 
 async def apply_early_receipts(db: Database, redis: aioredis.Redis, settings: Settings,
@@ -258,16 +367,20 @@ async def apply_early_receipts(db: Database, redis: aioredis.Redis, settings: Se
     result = InboundResult(outcome="stored")
     async with db.transaction() as conn:
         rows = await q.lock_ready_receipts(conn, limit)
-        for row in rows:
+        receipts: list[Fresh] = []
+        for idx, row in enumerate(rows):
             number = {"id": row["number_id"], "church_id": row["church_id"],
                       "church_name": row["church_name"], "help_text": row["help_text"],
                       "unknown_sender_opt_in": row["unknown_sender_opt_in"]}
-            receipt = StatusReceipt(
+            receipts.append((idx, number, StatusReceipt(
                 provider=row["provider"], event_id="", message_id=row["provider_message_id"],
                 our_number="", status=row["status"], error_code=row["error_code"],
                 error=row["error"],
-                opted_out=opted_out_error(row["provider"], row["error_code"]))
-            await _apply_status(conn, number, receipt, result)
+                opted_out=opted_out_error(row["provider"], row["error_code"]))))
+        applied, _ = await _apply_receipts(conn, receipts, result, hold=False)
+        for one in sorted(applied, key=lambda a: str(a[0][1]["church_id"])):
+            await _status_effects(conn, one, result)
+        for row in rows:
             await q.delete_receipt(conn, row)
         await q.delete_old_receipts(conn, DEDUPE_HOURS)
     await _after_commit(redis, result)
