@@ -8,11 +8,20 @@ The connection keeps no session state, so it works behind PgBouncer in transacti
 are set with `SET LOCAL` in every transaction, never at connect time (PgBouncer refuses
 libpq `options`, and a session `SET` would stay on a server connection that other clients
 then share).
+
+Deferred writes. A transaction may buffer work with `deferred(key, flush)` (the event log
+does: server/events/log.py); every buffer is written by its `flush(conn, items)` just
+before COMMIT, or earlier by `await conn.flush()`. What it locks (the church row that
+numbers events) is then held only for that write and the COMMIT. A transaction that
+raises, or whose flush raises, rolls back and drops every buffer; none outlives its
+transaction, so a pooled connection never carries one to the next user. Nesting is
+savepoint-free: an inner `transaction()` block shares the outer one, so work an inner
+block buffered stays buffered (like its statements) until the outer block ends.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import aiopg
 import psycopg2.extras
@@ -33,13 +42,42 @@ LOCAL_SETTINGS = (f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}; "
                   "SET LOCAL timezone = 'UTC'")
 BEGIN = f"BEGIN; {LOCAL_SETTINGS}"
 
+Flush = Callable[["Connection", list[Any]], Awaitable[None]]
+
 
 class Connection:
-    """One checked-out connection; `transaction()` nests as a savepoint-free block."""
+    """One checked-out connection; `transaction()` nests as a savepoint-free block and
+    runs the deferred writes before its COMMIT."""
 
     def __init__(self, raw: aiopg.Connection) -> None:
         self.raw = raw
         self._in_transaction = False
+        # key -> (its flush, the items buffered under it), in first-use order.
+        self._deferred: dict[str, tuple[Flush, list[Any]]] = {}
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_transaction
+
+    def deferred(self, key: str, flush: Flush) -> list[Any]:
+        """The transaction's buffer for `key`: append to it; `flush(conn, items)` writes
+        the items just before COMMIT (see the module docstring)."""
+        if not self._in_transaction:
+            raise RuntimeError("deferred writes need a transaction")
+        entry = self._deferred.get(key)
+        if entry is None:
+            entry = self._deferred[key] = (flush, [])
+        return entry[1]
+
+    async def flush(self) -> None:
+        """Write every buffer now (a caller that needs, say, an event id before COMMIT).
+        A buffer is taken off before its flush runs: if the flush raises, the transaction
+        must roll back, and nothing is written twice."""
+        while self._deferred:
+            key = next(iter(self._deferred))
+            flush, items = self._deferred.pop(key)
+            if items:
+                await flush(self, items)
 
     async def _run(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None
                    ) -> Any:
@@ -94,6 +132,7 @@ class Connection:
             await cur.execute(BEGIN)
             try:
                 yield self
+                await self.flush()  # last, so its locks last only until the COMMIT
             except BaseException:
                 if not cur.closed:  # as aiopg's own Transaction: a cancelled query closes it
                     await cur.execute("ROLLBACK")
@@ -101,6 +140,7 @@ class Connection:
             await cur.execute("COMMIT")
         finally:
             self._in_transaction = False
+            self._deferred.clear()
             cur.close()
 
 

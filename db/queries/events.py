@@ -3,10 +3,17 @@
 Ids come from `churches.last_event_id`: the UPDATE takes the church row lock, so ids are
 handed out in commit order per church and a replay by `id > last` never skips a row that
 commits later with a smaller id.
+
+`append_events` is how the app writes: a transaction's events are buffered and written
+just before its COMMIT (server/events/log.py), every church's ids in one UPDATE and every
+row in one INSERT, so the row lock is held for that statement and the COMMIT only, not for
+the rest of the transaction. `next_event_id` + `insert_event` (one event, lock held from
+the first event to COMMIT) stay for fixtures and for `bench/event_append.py`'s baseline.
 """
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Sequence
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -39,6 +46,30 @@ _OLDEST = (
     .where(events.c.church_id == sa.bindparam("church_id")))
 
 _LAST_ID = sa.select(churches.c.last_event_id).where(churches.c.id == sa.bindparam("church_id"))
+
+# Several churches' rows are locked in id order first, so two transactions naming the same
+# churches queue instead of deadlocking (the order UPDATE ... FROM visits rows in is the
+# plan's). One church needs no ordering: its UPDATE takes the one lock.
+_LOCK_IN_ORDER = ("SELECT 1 FROM churches WHERE id = ANY(%(churches)s::uuid[]) "
+                  "ORDER BY id FOR NO KEY UPDATE; ")
+# One message, one round trip: every church's ids (its last id + the count of its events
+# in this batch), then every row numbered `base + seq`, seq being the event's rank within
+# its church in record order. psycopg2 returns the last statement's rows.
+_APPEND = """
+WITH counts AS (
+    SELECT * FROM unnest(%(churches)s::uuid[], %(counts)s::int[]) AS v(id, n)
+), bumped AS (
+    UPDATE churches c SET last_event_id = c.last_event_id + counts.n
+      FROM counts WHERE c.id = counts.id
+    RETURNING c.id, c.last_event_id - counts.n AS base
+)
+INSERT INTO events (church_id, id, type, data)
+SELECT e.church_id, b.base + e.seq, e.type, e.data::jsonb
+  FROM unnest(%(event_churches)s::uuid[], %(seqs)s::int[], %(types)s::text[],
+              %(datas)s::text[]) AS e(church_id, seq, type, data)
+  JOIN bumped b ON b.id = e.church_id
+RETURNING church_id, id, created_at
+"""
 
 # Customer webhooks read the log through a cursor per active endpoint: rows after the
 # oldest of them are kept until it has passed them (server/services/webhook_delivery.py).
@@ -74,6 +105,43 @@ async def insert_event(conn: Connection, church_id: UUID | str, event_id: int, t
                                          "type": type_, "data": data})
     assert row is not None
     return row
+
+
+async def append_events(conn: Connection,
+                        batch: Sequence[tuple[UUID | str, str, dict[str, Any]]]
+                        ) -> list[tuple[int, Any]]:
+    """Write `(church_id, type, data)` rows, numbering each church's consecutively from
+    its last id in the order given; `(id, created_at)` of each, in that order.
+
+    Inside a transaction: the church rows stay locked until it ends. A church that does
+    not exist raises LookupError (and the caller's transaction must roll back).
+    """
+    churches_seen: dict[str, int] = {}
+    event_churches, seqs, types, datas = [], [], [], []
+    for church_id, type_, data in batch:
+        key = str(UUID(str(church_id)))
+        churches_seen[key] = churches_seen.get(key, 0) + 1
+        event_churches.append(key)
+        seqs.append(churches_seen[key])
+        types.append(type_)
+        datas.append(json.dumps(data))
+    ordered = sorted(churches_seen)
+    sql = _APPEND if len(ordered) == 1 else _LOCK_IN_ORDER + _APPEND
+    rows = await conn.fetch_all(sql, {
+        "churches": ordered, "counts": [churches_seen[c] for c in ordered],
+        "event_churches": event_churches, "seqs": seqs, "types": types, "datas": datas})
+    written: dict[tuple[str, int], Any] = {}
+    first: dict[str, int] = {}  # each church's smallest new id: its base + 1
+    for row in rows:
+        church, event_id = str(row["church_id"]), int(row["id"])
+        written[(church, event_id)] = row["created_at"]
+        first[church] = min(first.get(church, event_id), event_id)
+    if len(written) != len(batch):
+        missing = sorted(set(ordered) - set(first))
+        raise LookupError(f"church {', '.join(missing)} does not exist")
+    ids = [first[church] - 1 + seq for church, seq in zip(event_churches, seqs)]
+    return [(event_id, written[(church, event_id)])
+            for church, event_id in zip(event_churches, ids)]
 
 
 async def events_after(conn: Connection, church_id: UUID | str, after_id: int,

@@ -6,6 +6,17 @@ the returned dicts, and after the commit calls
 `publish_events(redis, events)` (Zulip's send_event_on_commit): a subscriber never sees an
 event whose row is not committed, and a lost PUBLISH is recovered by replay from the log
 because sockets resume by id.
+
+Ids are allocated at commit. `record_event` checks and seals the event at once but only
+buffers it on the transaction (`Connection.deferred`); just before COMMIT one statement
+numbers every buffered event of every church and writes the rows (`q.append_events`),
+then fills in each returned dict's "id" and "created_at". So the church row lock that
+keeps ids gap-free and committed in id order (server/realtime/hub.py relies on both) is
+held for that statement and the COMMIT only, and webhooks of one church no longer queue
+behind each other's whole transaction. A church's events are numbered in record order.
+Until then the dict has no "id"/"created_at": read them after the transaction, or call
+`flush_events(conn)` first (which takes the lock from then on). A rolled-back transaction
+writes nothing and consumes no id.
 """
 from __future__ import annotations
 
@@ -127,10 +138,31 @@ async def append_event(conn: Connection, church_id: UUID | str, type: str,
         raise ValueError("an event naming a phone or email must be sealed: pass settings")
     else:
         stored = data
-    event_id = await q.next_event_id(conn, church_id)
-    row = await q.insert_event(conn, church_id, event_id, type, stored)
-    return {"id": str(event_id), "type": type, "created_at": iso_time(row["created_at"]),
-            "data": data, "church_id": str(church_id)}
+    event = {"type": type, "data": data, "church_id": str(church_id)}
+    if not conn.in_transaction:  # autocommit: a transaction of its own, written at once
+        async with conn.transaction():
+            conn.deferred(PENDING_EVENTS, _write_events).append((event, stored))
+        return event
+    conn.deferred(PENDING_EVENTS, _write_events).append((event, stored))
+    return event
+
+
+PENDING_EVENTS = "events"  # the key of the event buffer on a transaction's Connection
+
+
+async def _write_events(conn: Connection,
+                        pending: list[tuple[dict[str, Any], Any]]) -> None:
+    written = await q.append_events(conn, [(event["church_id"], event["type"], stored)
+                                           for event, stored in pending])
+    for (event, _), (event_id, created_at) in zip(pending, written):
+        event["id"] = str(event_id)
+        event["created_at"] = iso_time(created_at)
+
+
+async def flush_events(conn: Connection) -> None:
+    """Number and write the transaction's buffered events now, for a caller that needs
+    an id before COMMIT; the church rows stay locked until the transaction ends."""
+    await conn.flush()
 
 
 def encode_event(event: dict[str, Any]) -> str:
@@ -138,15 +170,22 @@ def encode_event(event: dict[str, Any]) -> str:
 
 
 async def publish_events(redis: Any, events: list[dict[str, Any]]) -> None:
-    """PUBLISH committed events as their stream frames on the church's channel.
+    """PUBLISH committed events as their stream frames on their churches' channels, in
+    one pipeline (one Redis round trip), in the order given.
 
     A failure is logged, not raised: the commit already happened, and the hub refills a
     missed id from the log (server/realtime/hub.py).
     """
-    for event in events:
-        try:
-            await redis.publish(events_channel(event["church_id"]),
-                                encode_event(event_frame(event)))
-        except Exception:  # noqa: BLE001 - the commit already happened; sockets resume
-            log.warning("event publish failed", exc_info=True,
-                        extra={"church_id": event["church_id"], "event_id": event["id"]})
+    if not events:
+        return
+    try:
+        # One round trip for the lot; not MULTI: each PUBLISH stands alone.
+        async with redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.publish(events_channel(event["church_id"]),
+                             encode_event(event_frame(event)))
+            await pipe.execute()
+    except Exception:  # noqa: BLE001 - the commit already happened; sockets resume
+        log.warning("event publish failed", exc_info=True,
+                    extra={"church_id": events[0]["church_id"],
+                           "event_id": events[0]["id"], "events": len(events)})

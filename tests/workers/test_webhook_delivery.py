@@ -79,13 +79,15 @@ async def test_every_event_is_delivered_once_mapped_and_retried(deps: Any, setti
         await endpoint(deps, church_id, steady, everything)
         ids = await emit(deps, church_id, 5) + await emit(deps, church_id, 3, "opt_in")
         broadcast, conversation = uuid.uuid4(), uuid.uuid4()
+        recorded: list[dict[str, Any]] = []  # ids are given at commit: read them after
         async with deps.db.transaction() as conn:
             for status in ("sending", "completed", "completed"):  # a late receipt: 2nd one
-                ids.append((await record_event(conn, church_id, t.broadcast_progress(
+                recorded.append(await record_event(conn, church_id, t.broadcast_progress(
                     broadcast, COUNTS, status, "completed" if status == "completed" else None
-                )))["id"])
-            ids.append((await record_event(conn, church_id, t.message_status(
-                uuid.uuid4(), conversation, "delivered", None)))["id"])
+                )))
+            recorded.append(await record_event(conn, church_id, t.message_status(
+                uuid.uuid4(), conversation, "delivered", None)))
+        ids += [event["id"] for event in recorded]
         expected_steady = set(ids) | {f"{ids[9]}.completed"}
         assert await wait_for(lambda: set(steady.ids) >= expected_steady
                               and set(flaky.ids) >= set(ids[:5]), 60), (steady.ids, flaky.ids)
