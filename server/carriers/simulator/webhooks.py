@@ -3,7 +3,9 @@
 Telnyx (CARRIERS.md §2): JSON envelope, `meta.attempt` increments and every attempt is
 re-signed with a fresh `telnyx-timestamp`; 3 attempts per URL with a 2 s timeout, then the
 failover URL. Twilio (§3): form posts signed with the auth token over the public URL.
-Optional faults: duplicate delivery and final-before-sent ordering.
+Optional faults: duplicate delivery and final-before-sent ordering. Posts go through
+`poster.Poster` (keep-alive connections, at most WEBHOOK_CONNECTIONS in flight): a
+receipt costs the simulator one signature and one small write, not a client stack.
 """
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 import ujson
 
+from server.carriers.simulator.poster import Poster, PostFailed
 from server.carriers.simulator.state import SimState, now
-from server.carriers import http, telnyx, twilio
+from server.carriers import telnyx, twilio
 
 log = logging.getLogger("ywm.carrier_sim")
 
@@ -43,7 +45,9 @@ class WebhookSender:
         self._key = telnyx_private_key
         self._sid = twilio_sid
         self._token = twilio_token
-        self._http: aiohttp.ClientSession | None = None  # its own pool, opened on first post
+        # Its own pool, opened on first post; untraced, as a real carrier's webhooks carry
+        # no trace context of ours.
+        self._poster: Poster | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Any) -> None:
@@ -63,9 +67,9 @@ class WebhookSender:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        if self._poster is not None:
+            self._poster.close()
+            self._poster = None
 
     # ----- Telnyx -------------------------------------------------------------------
 
@@ -141,14 +145,11 @@ class WebhookSender:
         return result
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-        timeout = self.state.config.webhook_timeout
-        if self._http is None:
-            # Untraced: a real carrier's webhooks carry no trace context of ours.
-            self._http = http.new_session(WEBHOOK_CONNECTIONS, traced=False)
+        if self._poster is None:
+            self._poster = Poster(WEBHOOK_CONNECTIONS)
         try:
-            response = await http.request("POST", url, body=body, headers=headers,
-                                          connect_timeout=timeout, request_timeout=timeout,
-                                          client=self._http)
-        except http.NoAnswer as exc:
+            status, answer = await self._poster.post(url, body, headers,
+                                                     self.state.config.webhook_timeout)
+        except PostFailed as exc:
             return 599, exc.detail
-        return response.status, response.body[:2000].decode("utf-8", "replace")
+        return status, answer[:2000].decode("utf-8", "replace")
