@@ -29,67 +29,146 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Any
 
 import redis
 import ujson
 
-from bench.carriers_inbound import (OUT, REDIS_BASE, ROOT, _create_db, _drop_db,
-                                    _start_web, _take_redis_db)
 from bench.procs import exit_on_sigterm, stop_processes
+from bench.resources import (cpu_seconds, drop_database, fresh_database, release_redis_db,
+                             reserve_redis_db, url_for_database)
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "var" / "bench"
 
 CONNECT_CONCURRENCY = 200
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # ---- the load client (its own process) ------------------------------------------------
-async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path) -> None:
+# A socket the server sheds or restarts (1013 try again later, 1001 going away, 1011
+# interrupted) reconnects with `last_event_id`, as the web app does; anything else ends it.
+RESUME_CODES = (1001, 1011, 1013)
+RECONNECT_DELAY_S = 0.05
+
+
+class _Socket:
+    """One client socket: checks every event id follows the last (per church ids are
+    gapless), so a lost frame, a duplicate and a resume that skipped are all counted."""
+
+    __slots__ = ("index", "church", "start", "last", "frames", "dup", "gaps", "resumes",
+                 "resyncs", "closed", "code", "stats")
+
+    def __init__(self, index: int, church: int, stats: dict[str, Any]) -> None:
+        self.index, self.church, self.stats = index, church, stats
+        self.start: int | None = None  # the first hello's id
+        self.last: int | None = None  # the last event id seen (the resume point)
+        self.frames = self.dup = self.gaps = self.resumes = self.resyncs = 0
+        self.closed: asyncio.Future | None = None
+        self.code: int | None = None
+
+    def on_message(self, raw: str | bytes | None) -> None:
+        if raw is None:
+            if self.closed is not None and not self.closed.done():
+                self.closed.set_result(None)
+            return
+        assert isinstance(raw, str)
+        if raw.startswith('{"id":"'):  # an event: parse only what we count (cheap client)
+            event_id = int(raw[7:raw.index('"', 7)])
+            last = self.last if self.last is not None else event_id - 1
+            if event_id <= last:
+                self.dup += 1
+                return
+            self.gaps += event_id - last - 1
+            self.last = event_id
+            self.frames += 1
+            mark = raw.rfind("bench t=")
+            if mark >= 0:
+                stop = mark + 8
+                while raw[stop].isdigit():
+                    stop += 1
+                self.stats["latencies"].append(time.monotonic_ns() - int(raw[mark + 8:stop]))
+            return
+        frame = ujson.loads(raw)
+        if frame.get("type") == "hello":
+            hello = int(frame["last_event_id"])
+            if self.start is None:
+                self.start = self.last = hello
+            elif hello != self.last:  # a resume must start exactly where we stopped
+                self.gaps += max(0, hello - (self.last or 0))
+                self.last = hello
+        elif frame.get("type") == "resync_required":
+            self.resyncs += 1
+
+
+async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path,
+                  concurrency: int) -> None:
     import tornado.httpclient
     import tornado.websocket
-    latencies: list[int] = []
-    per_church = [0] * len(tokens)  # frames received, by church (token) index
-    closes: dict[str, int] = {}
-    conns: list[Any] = []
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    stats: dict[str, Any] = {"latencies": [], "closes": {}, "open_failed": 0,
+                             "open_errors": {}}
+    socks = [_Socket(i, i % len(tokens), stats) for i in range(sockets)]
+    stopping = False
+    gate = asyncio.Semaphore(concurrency) if concurrency > 0 else None
 
-    async def one(index: int) -> None:
+    async def connect(sock: _Socket) -> Any:
+        query = f"?last_event_id={sock.last}" if sock.last is not None else ""
         request = tornado.httpclient.HTTPRequest(
-            f"ws://127.0.0.1:{port}/api/v1/stream",
-            headers={"Authorization": f"Bearer {tokens[index % len(tokens)]}"},
-            connect_timeout=60, request_timeout=60)
-        async with gate:
-            ws = await tornado.websocket.websocket_connect(request)
-            await ws.read_message()  # hello
-        conns.append(ws)
-        while (raw := await ws.read_message()) is not None:
-            now = time.monotonic_ns()
-            body = ujson.loads(raw)["data"]["message"]["body"]
-            latencies.append(now - int(body.split("t=", 1)[1]))
-            per_church[index % len(tokens)] += 1
-        key = str(ws.close_code)
-        closes[key] = closes.get(key, 0) + 1
+            f"ws://127.0.0.1:{port}/api/v1/stream{query}",
+            headers={"Authorization": f"Bearer {tokens[sock.church]}"},
+            connect_timeout=120, request_timeout=120)
+        return await tornado.websocket.websocket_connect(request,
+                                                         on_message_callback=sock.on_message)
 
-    tasks = [asyncio.ensure_future(one(i)) for i in range(sockets)]
-    while len(conns) < sockets:
-        failed = [t for t in tasks if t.done() and t.exception()]
-        if failed:
-            raise failed[0].exception()  # type: ignore[misc]
+    async def run(sock: _Socket) -> None:
+        while not stopping:
+            sock.closed = asyncio.get_running_loop().create_future()
+            try:
+                if gate is not None:
+                    async with gate:
+                        ws = await connect(sock)
+                else:
+                    ws = await connect(sock)
+            except Exception as exc:  # noqa: BLE001 - an open that failed: counted, retried
+                stats["open_failed"] += 1
+                key = type(exc).__name__ + (f" {exc.code}" if hasattr(exc, "code") else "")
+                stats["open_errors"][key] = stats["open_errors"].get(key, 0) + 1
+                await asyncio.sleep(RECONNECT_DELAY_S)
+                continue
+            await sock.closed
+            code = str(ws.close_code)
+            stats["closes"][code] = stats["closes"].get(code, 0) + 1
+            if stopping or ws.close_code not in RESUME_CODES:
+                return
+            sock.resumes += 1
+            await asyncio.sleep(RECONNECT_DELAY_S)
+        return
+
+    tasks = [asyncio.ensure_future(run(s)) for s in socks]
+    started = time.monotonic()
+    while any(s.start is None for s in socks):  # every socket has had its hello
         await asyncio.sleep(0.1)
-    print("READY", flush=True)
+    print(f"READY {time.monotonic() - started:.2f}", flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGUSR1, stop.set)
     progress = out.with_suffix(".progress")
     while not stop.is_set():
-        progress.write_text(str(len(latencies)))
+        progress.write_text(str(sum(s.frames for s in socks)))
         try:
             await asyncio.wait_for(stop.wait(), 0.5)
         except asyncio.TimeoutError:
             pass
-    out.write_text(json.dumps({"frames": len(latencies), "latencies_ns": latencies,
-                               "closed_early": closes, "per_church": per_church}))
-    for ws in conns:
-        ws.close()
+    stopping = True
+    out.write_text(json.dumps({
+        "frames": sum(s.frames for s in socks), "latencies_ns": stats["latencies"],
+        "closed_early": stats["closes"], "open_failed": stats["open_failed"],
+        "open_errors": stats["open_errors"],
+        "sockets": [[s.church, s.start, s.last, s.frames, s.dup, s.gaps, s.resumes,
+                     s.resyncs] for s in socks]}))
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     print("DONE", flush=True)
 
 
@@ -225,24 +304,49 @@ def _rss_kb(pids: list[int]) -> int:
     return total
 
 
-def _cpu_s(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / CLK_TCK
+def _start_web(env: dict[str, str], port: int, processes: int, log: pathlib.Path
+               ) -> list[subprocess.Popen]:
+    """`processes` web processes on one port; their stderr goes to `log` (a pipe nobody
+    reads would block a process that logs much, e.g. one failing many opens)."""
+    ywm = str(ROOT / ".venv" / "bin" / "ywm")
+    with log.open("ab") as err:
+        procs = [subprocess.Popen([ywm, "web", "--port", str(port)], env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=err)
+                 for _ in range(processes)]
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
+            return procs
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("web processes did not come up")
 
 
-def _short_churches(per_church: list[int], sent: int, sockets: int) -> dict[int, int]:
-    """Church index → frames missing (events go round robin over the churches)."""
-    churches = len(per_church)
-    short = {}
-    for index, got in enumerate(per_church):
-        events = sent // churches + (1 if index < sent % churches else 0)
-        listeners = sockets // churches + (1 if index < sockets % churches else 0)
-        if got < events * listeners:
-            short[index] = events * listeners - got
-    return short
+async def _heads(database_url: str, church_ids: list[str]) -> list[int]:
+    """Each church's last committed event id, in `church_ids` order."""
+    from db.engine import Database
+    from db.queries import events as q
+    db = await Database.connect(database_url, maxsize=2)
+    try:
+        async with db.acquire() as conn:
+            return [await q.last_event_id(conn, church) for church in church_ids]
+    finally:
+        await db.close()
+
+
+def _socket_counts(sockets: list[list[Any]], heads: list[int]) -> dict[str, int]:
+    """Per socket: ids are gapless per church, so every id after its first hello up to the
+    church's head must have arrived exactly once."""
+    lost = dup = resumes = resyncs = 0
+    for church, start, last, frames, dups, gaps, sock_resumes, sock_resyncs in sockets:
+        if start is None:
+            continue
+        lost += gaps + max(0, heads[church] - (last if last is not None else start))
+        dup += dups
+        resumes += sock_resumes
+        resyncs += sock_resyncs
+    return {"lost": lost, "duplicated": dup, "resumes": resumes, "resyncs": resyncs}
 
 
 def _wait_for_frames(progress: pathlib.Path, expected: int, stall_s: float = 5.0) -> None:
@@ -272,19 +376,21 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
     rss_before = _rss_kb(pids)
     client = subprocess.Popen(
         [sys.executable, "-m", "bench.stream_fanout", "--client", "--port", str(args.port),
-         "--tokens", str(tokens_file), "--sockets", str(sockets), "--out", str(out)],
+         "--tokens", str(tokens_file), "--sockets", str(sockets), "--out", str(out),
+         "--connect-concurrency", str(args.connect_concurrency)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         connect_started = time.monotonic()
         assert client.stdout is not None
         line = client.stdout.readline().strip()
-        if line != "READY":
+        if not line.startswith("READY"):
             raise RuntimeError(f"load client failed: {line!r}")
         connect_s = time.monotonic() - connect_started
+        client_connect_cpu = cpu_seconds([client.pid])
         time.sleep(1.0)  # let the server settle its buffers
         rss_after = _rss_kb(pids)
-        cpu_before = _cpu_s(pids)
-        client_cpu_before = _cpu_s([client.pid])
+        cpu_before = cpu_seconds(pids)
+        client_cpu_before = cpu_seconds([client.pid])
         inject_started = time.monotonic()
         if args.source == "webhook":
             sent, answered = asyncio.run(_inject(args.port, phones, args.rate, args.duration))
@@ -294,9 +400,10 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
         inject_s = time.monotonic() - inject_started
         expected = int(sum(1 for a in answered if a >= 0) * sockets / len(phones))
         _wait_for_frames(out.with_suffix(".progress"), expected, args.stall)
-        cpu_used = _cpu_s(pids) - cpu_before
-        client_cpu = _cpu_s([client.pid]) - client_cpu_before
+        cpu_used = cpu_seconds(pids) - cpu_before
+        client_cpu = cpu_seconds([client.pid]) - client_cpu_before
         wall = time.monotonic() - inject_started
+        heads = asyncio.run(_heads(args.database_url, church_ids))
         client.send_signal(signal.SIGUSR1)
         client.stdout.readline()
         client.wait(timeout=120)
@@ -312,7 +419,8 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
             "duration_s": args.duration, "webhooks": sent,
             "frames_expected": int(sum(1 for a in answered if a >= 0) * per_church),
             "frames_delivered": frames, "sockets_closed_early": result["closed_early"],
-            "short_churches": _short_churches(result["per_church"], sent, sockets),
+            "open_failed": result["open_failed"], "open_errors": result["open_errors"],
+            **_socket_counts(result["sockets"], heads),
             "p50_ms": round(_pct(latencies, 0.50), 2), "p99_ms": round(_pct(latencies, 0.99), 2),
             "max_ms": round(latencies[-1] / 1e6, 2) if latencies else None,
             "inject_failed": sum(1 for a in answered if a < 0),
@@ -320,7 +428,8 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
             "inject_p50_ms": round(_pct(sorted(a for a in answered if a >= 0), 0.50), 2),
             "inject_p99_ms": round(_pct(sorted(a for a in answered if a >= 0), 0.99), 2),
             "load_avg_1m": os.getloadavg()[0],
-            "connect_s": round(connect_s, 1),
+            "connect_s": round(connect_s, 1), "connect_concurrency": args.connect_concurrency,
+            "client_connect_cpu_s": round(client_connect_cpu, 2),
             "rss_per_socket_kb": round((rss_after - rss_before) / sockets, 1),
             "web_cpu_s": round(cpu_used, 2), "wall_s": round(wall, 1),
             "client_cpu_s": round(client_cpu, 2),
@@ -339,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--port", type=int, default=8890)
+    parser.add_argument("--connect-concurrency", type=int, default=CONNECT_CONCURRENCY,
+                        help="sockets the client opens at a time; 0: all at once (a storm)")
     parser.add_argument("--stall", type=float, default=30.0,
                         help="stop waiting for frames after this long without one")
     parser.add_argument("--source", choices=("webhook", "direct"), default="webhook",
@@ -347,11 +458,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.client:
         tokens = ujson.loads(pathlib.Path(args.tokens).read_text())
-        asyncio.run(_client(args.port, tokens, int(args.sockets), pathlib.Path(args.out)))
+        asyncio.run(_client(args.port, tokens, int(args.sockets), pathlib.Path(args.out),
+                            args.connect_concurrency))
         return 0
     OUT.mkdir(parents=True, exist_ok=True)
-    database_url = _create_db()
-    redis_url, redis_lock = _take_redis_db()
+    database_url = fresh_database(url_for_database(f"ywm_bench_stream_{os.getpid()}"))
+    redis_url, redis_lock = reserve_redis_db()
     procs: list[subprocess.Popen] = []
     try:
         tokens, phones, church_ids = asyncio.run(_seed(database_url, redis_url,
@@ -362,7 +474,10 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url,
                    YWM_ENV="test", YWM_LOG_LEVEL="WARNING",
                    YWM_USER_RATE_BURST="1000000", YWM_AUTH_RATE_BURST="1000000")
-        procs = _start_web(env, args.port, args.processes)
+        web_log = OUT / "stream_fanout_web.log"
+        web_log.write_text("")
+        procs = _start_web(env, args.port, args.processes, web_log)
+        print(f"web pids {[p.pid for p in procs]}; log {web_log}", flush=True)
         pids = [p.pid for p in procs]
         reports = []
         for sockets in (int(s) for s in args.sockets.split(",")):
@@ -373,9 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         stop_processes(procs)
-        _drop_db(database_url)
-        redis.Redis.from_url(redis_url).flushdb()
-        redis.Redis.from_url(f"{REDIS_BASE}/0").delete(redis_lock)
+        drop_database(database_url)
+        release_redis_db(redis_url, redis_lock)
 
 
 if __name__ == "__main__":

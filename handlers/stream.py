@@ -3,7 +3,9 @@
 Credentials are checked in `get()` before the upgrade, so a bad ticket, token or cookie
 is a plain `401` with the error body and never a socket. After the upgrade the socket
 registers with the process hub (`server.realtime.hub`), which subscribes first; the client
-then replays from the durable log and goes live (`StreamClient.catch_up`). When the
+then replays (from the hub's recent frames, else the durable log) and goes live
+(`StreamClient.catch_up_from_hub`, `StreamClient.catch_up`). A process with too many
+sockets still opening closes a new one with 1013 (try again later). When the
 socket's session ends (logout, removal, role or password change) the hub closes it with
 4001 on whichever process holds it.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import tornado.iostream
 import tornado.websocket
 import ujson
 
@@ -23,8 +26,8 @@ from server.auth.sessions import Actor, session_alive
 from server.deps import Deps
 from server.platform.errors import AppError, ValidationFailed
 from server.realtime.client import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_SESSION_ENDED,
-                                    StreamClient)
-from server.realtime.hub import hub_for
+                                    CLOSE_TRY_AGAIN, Frame, StreamClient)
+from server.realtime.hub import Overloaded, hub_for
 from server.services import reads
 
 log = logging.getLogger("ywm.stream")
@@ -61,6 +64,21 @@ class StreamSocketHandler(tornado.websocket.WebSocketHandler):
             return _StreamProtocol(self, False, protocol.params)
         return protocol
 
+    def write_frame(self, frame: Frame) -> Any:
+        """Write a frame's prebuilt wire bytes (shared by every socket of the church) to
+        this socket: what `write_message` does per socket (encode, frame, wrap a task),
+        done once. Compression is never negotiated here (no `get_compression_options`):
+        it would cost ~70 µs a socket per frame (LIBRARIES.md §7)."""
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            raise tornado.websocket.WebSocketClosedError()
+        if getattr(connection, "_compressor", None) is not None:
+            return self.write_message(frame.text)
+        try:
+            return connection.stream.write(frame.wire())  # type: ignore[attr-defined]
+        except tornado.iostream.StreamClosedError:
+            raise tornado.websocket.WebSocketClosedError() from None
+
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
             credentials = read_credentials(self, self.get_query_argument("ticket", None))
@@ -88,13 +106,18 @@ class StreamSocketHandler(tornado.websocket.WebSocketHandler):
                     self.deps.redis, actor.church_id, actor.session_id):
                 self.client.close(CLOSE_SESSION_ENDED, "session ended")
                 return
-            await self.client.catch_up(await reads.reader(self.deps, actor), self.last_event_id,
-                                       self.deps.settings)
+            if not self.client.catch_up_from_hub(self.last_event_id):
+                await self.client.catch_up(await reads.reader(self.deps, actor),
+                                           self.last_event_id, self.deps.settings)
+        except Overloaded:
+            self.client.close(CLOSE_TRY_AGAIN, "busy, resume shortly")
         except tornado.websocket.WebSocketClosedError:
             pass
         except Exception:  # noqa: BLE001 - Starlette's rule: log it, close 1011
             log.exception("stream open failed", extra={"church_id": self.client.church_id})
             self.client.close(CLOSE_INTERNAL, "stream unavailable")
+        finally:
+            hub.join_done(self.client)  # live, shed or gone: no longer opening
 
     def on_message(self, message: str | bytes) -> None:
         if isinstance(message, bytes):

@@ -1,8 +1,15 @@
 """One socket's live stream: what it was sent, the events it holds while it replays from
-the database, and the WebSocket close codes (the hub, server/realtime/hub.py, feeds it)."""
+the database, and the WebSocket close codes (the hub, server/realtime/hub.py, feeds it).
+
+A live event is one `Frame` shared by every socket of its church: its text is decoded
+from Redis once, and its WebSocket wire bytes (RFC 6455 header + UTF-8 payload) are built
+once, on first use, then written as they are to each socket (`Transport.write_frame`),
+instead of Tornado encoding, framing and wrapping a task per socket.
+"""
 from __future__ import annotations
 
 import logging
+import struct
 from typing import TYPE_CHECKING, Any, Protocol
 
 from db.engine import Database
@@ -25,13 +32,41 @@ REPLAY_BATCH = 500
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
+# The process has too many sockets opening at once: reconnect shortly, resuming with
+# `last_event_id` (RFC 6455 1013 "try again later"; the web app and the bench do).
+CLOSE_TRY_AGAIN = 1013
 # Private-use range (RFC 6455 §7.4.2): the session ended, sign in again; unlike 1008/1011
 # the client must not resume with the same credentials (docs/decisions.md).
 CLOSE_SESSION_ENDED = 4001
 
 
+class Frame:
+    """One server frame's text, and its wire bytes built once for every socket."""
+
+    __slots__ = ("text", "_wire")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._wire: bytes | None = None
+
+    def wire(self) -> bytes:
+        """The unmasked, unfragmented, uncompressed text frame a server sends."""
+        if self._wire is None:
+            payload = self.text.encode()
+            size = len(payload)
+            if size < 126:
+                header = struct.pack("!BB", 0x81, size)  # FIN | opcode text
+            elif size <= 0xFFFF:
+                header = struct.pack("!BBH", 0x81, 126, size)
+            else:
+                header = struct.pack("!BBQ", 0x81, 127, size)
+            self._wire = header + payload
+        return self._wire
+
+
 class Transport(Protocol):
-    """What a StreamClient writes to: Tornado's WebSocketHandler satisfies it."""
+    """What a StreamClient writes to: handlers/stream.py's socket satisfies it; a
+    transport without `write_frame` gets `write_message(frame.text)`."""
 
     def write_message(self, message: str) -> Any: ...
 
@@ -55,10 +90,14 @@ class StreamClient:
         self.catching_up = True
         self.closed = False
         self.pending = 0
-        self.held: list[tuple[int, str]] = []
+        self.held: list[tuple[int, Frame]] = []
         self.hub: Hub | None = None  # set by Hub.join
+        self.joining = False  # counted in the hub's pending joins until live or gone
+        write_frame = getattr(transport, "write_frame", None)
+        self._write: Any = write_frame if write_frame is not None else (
+            lambda frame: transport.write_message(frame.text))
 
-    def deliver(self, event_id: int, text: str) -> None:
+    def deliver(self, event_id: int, frame: Frame) -> None:
         """Called by the hub for each live event of this church, in id order."""
         if self.closed:
             return
@@ -66,17 +105,17 @@ class StreamClient:
             if len(self.held) >= self.max_held:
                 self.close(CLOSE_POLICY, "slow consumer")
                 return
-            self.held.append((event_id, text))
+            self.held.append((event_id, frame))
             return
-        self._send_event(event_id, text)
+        self._send_event(event_id, frame)
 
-    def _send_event(self, event_id: int, text: str) -> Any:
+    def _send_event(self, event_id: int, frame: Frame) -> Any:
         if event_id <= self.last_sent:
             return None  # already replayed
         self.last_sent = event_id
-        return self.send(text)
+        return self.send(frame)
 
-    def send(self, text: str) -> Any:
+    def send(self, frame: Frame) -> Any:
         """Write one frame; close the socket as a slow consumer past the bound."""
         if self.closed:
             return None
@@ -84,7 +123,7 @@ class StreamClient:
             self.close(CLOSE_POLICY, "slow consumer")
             return None
         try:
-            future = self.transport.write_message(text)
+            future = self._write(frame)
         except Exception:  # noqa: BLE001 - WebSocketClosedError: the close path cleans up
             self.closed = True
             return None
@@ -93,7 +132,7 @@ class StreamClient:
         return future
 
     def send_control(self, frame: dict[str, Any]) -> Any:
-        return self.send(encode_event(frame))
+        return self.send(Frame(encode_event(frame)))
 
     def _written(self, future: Any) -> None:
         self.pending -= 1
@@ -111,6 +150,26 @@ class StreamClient:
             self.transport.close(code, reason)
         except Exception:  # noqa: BLE001 - already closing
             log.debug("close failed", exc_info=True)
+
+    def catch_up_from_hub(self, after: int | None) -> bool:
+        """hello, the replay after `after` from the hub's recent frames, then live, with no
+        database read; False (nothing sent) when the hub cannot cover it: use `catch_up`.
+
+        Call after `Hub.join()` returned. Synchronous on purpose: no event can be fanned
+        out between reading the hub's head and going live."""
+        if self.hub is None or self.closed:
+            return False
+        replay = self.hub.recent(self.church_id, after)
+        if replay is None:
+            return False
+        head, frames = replay
+        start = head if after is None else after
+        self.send_control({"type": "hello", "last_event_id": str(start)})
+        self.last_sent = start
+        for event_id, frame in frames:
+            self._send_event(event_id, frame)
+        self._go_live()
+        return True
 
     async def catch_up(self, db: Database, after: int | None, settings: Settings) -> None:
         """hello, then resync_required or the replay after `after`, then live.
@@ -138,8 +197,8 @@ class StreamClient:
         while rows and not self.closed:
             last_future = None
             for row in rows:
-                last_future = self._send_event(int(row["id"]),
-                                               encode_event(event_frame(row, settings)))
+                last_future = self._send_event(
+                    int(row["id"]), Frame(encode_event(event_frame(row, settings))))
             if last_future is not None:
                 await last_future  # backpressure: a large replay waits for the socket
             if len(rows) < REPLAY_BATCH:
@@ -152,5 +211,7 @@ class StreamClient:
     def _go_live(self) -> None:
         held, self.held = self.held, []
         self.catching_up = False
-        for event_id, text in held:
-            self._send_event(event_id, text)
+        if self.hub is not None:
+            self.hub.join_done(self)
+        for event_id, frame in held:
+            self._send_event(event_id, frame)

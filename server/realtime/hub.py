@@ -17,6 +17,16 @@ No gap, no duplicate. Event ids are gapless per church and committed in id order
 - a socket joins after the subscription is ready, replays from the database, then flushes
   the live events it held meanwhile, dropping ids it already sent.
 
+Opening many sockets at once (a connection storm, every client reconnecting after a
+deploy). A join never races a timer: it waits for its church's subscription, which
+`_subscriber` sends for every church that needs one in ONE SUBSCRIBE command, and the
+reader confirms by reading the church's head id once. A socket without `last_event_id`
+then needs no database read at all (the hub's head is its start), and one resuming within
+the hub's last `RECENT_FRAMES` frames of its church is replayed from memory
+(`StreamClient.catch_up_from_hub`); only an older resume reads PostgreSQL. The process
+bounds the sockets still opening (`max_pending_joins`): past it a socket is closed with
+1013 at once, and the client resumes shortly after with `last_event_id`, losing nothing.
+
 Redis gone for longer than `down_grace` seconds: every socket is closed with 1011, so
 clients resume with `last_event_id` rather than sit silently on a dead stream.
 
@@ -41,6 +51,7 @@ revocation falls between the credential check and the subscription.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -56,12 +67,18 @@ from server.events.log import encode_event, event_frame
 from server.platform.redis import current_master, events_channel
 from server.platform.settings import Settings
 from server.realtime.client import (CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_SESSION_ENDED,
-                                    REPLAY_BATCH, StreamClient)
+                                    REPLAY_BATCH, Frame, StreamClient)
 
 log = logging.getLogger("ywm.realtime")
 
 FANOUT_YIELD_EVERY = 100  # LIBRARIES.md §18: ~50 µs a socket, yield every ~5 ms
-SUBSCRIBE_TIMEOUT = 10.0
+# Sockets of one process between upgrade and live (waiting for their subscription or
+# replaying); more are shed with 1013. Far above what a 10,000-socket storm on two
+# processes keeps pending, so only a process that cannot keep up sheds.
+MAX_PENDING_JOINS = 4000
+# Frames of each church kept for resumes from memory: a client shed with 1013 or moved by
+# a restart resumes within a few seconds, well inside this at Sunday-morning rates.
+RECENT_FRAMES = 1000
 REDIS_DOWN_GRACE = 5.0  # seconds without Redis before sockets are closed to resume
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 # Behind Sentinel: how often the reader checks that its subscription is on the master.
@@ -73,11 +90,18 @@ AFTER_MOVE_FILL_SECONDS = 30.0
 SESSION_REVOKED = "session.revoked"
 
 
+class Overloaded(Exception):
+    """Too many sockets of this process are still opening: close 1013, the client resumes."""
+
+
 @dataclass
 class _Church:
     ready: asyncio.Future
     clients: set[StreamClient] = field(default_factory=set)
     last_id: int | None = None  # None until the subscription is confirmed
+    # The last frames fanned out, contiguous up to `last_id`: (id, frame).
+    recent: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=RECENT_FRAMES))
 
 
 class Hub:
@@ -98,6 +122,12 @@ class Hub:
         self._sub_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
+        # Churches whose SUBSCRIBE is not sent yet: `_subscriber` sends them together.
+        self._to_subscribe: set[str] = set()
+        self._subscribe_wake = asyncio.Event()
+        self._subscriber_task: asyncio.Task | None = None
+        self.max_pending_joins = MAX_PENDING_JOINS
+        self.pending_joins = 0
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -105,6 +135,8 @@ class Hub:
             self._stopping = False
             self._pubsub = self.redis.pubsub()
             self._reader = asyncio.get_running_loop().create_task(self._run())
+        if self._subscriber_task is None or self._subscriber_task.done():
+            self._subscriber_task = asyncio.get_running_loop().create_task(self._subscriber())
 
     async def drain(self) -> None:
         """Shutdown: close every socket with 1001 (going away); clients resume elsewhere."""
@@ -114,10 +146,11 @@ class Hub:
     async def stop(self) -> None:
         self._stopping = True
         await self.drain()
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-            self._reader = None
+        for task in (self._reader, self._subscriber_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._reader = self._subscriber_task = None
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._close_pubsub()
 
@@ -132,35 +165,61 @@ class Hub:
         state = self._churches.get(church_id)
         return state.last_id if state is not None and state.last_id is not None else 0
 
+    def recent(self, church_id: str, after: int | None
+               ) -> tuple[int, list[tuple[int, Frame]]] | None:
+        """(head, the frames after `after`) from memory, or None when this hub cannot
+        cover `after` (not confirmed yet, older than its recent frames, or ahead of it)."""
+        state = self._churches.get(church_id)
+        if state is None or state.last_id is None:
+            return None
+        head = state.last_id
+        if after is None or after == head:
+            return head, []
+        floor = state.recent[0][0] - 1 if state.recent else head
+        if not floor <= after < head:
+            return None  # older than memory, or ahead of this hub: the log decides
+        return head, [item for item in state.recent if item[0] > after]
+
     def clear_for_tests(self) -> None:
         self._churches.clear()
 
     # ---- sockets ---------------------------------------------------------------------
     async def join(self, client: StreamClient) -> None:
-        """Register a socket; returns once its church's subscription is live."""
+        """Register a socket; returns once its church's subscription is live.
+
+        Raises `Overloaded` when too many sockets are opening here already. Waits as long
+        as the subscription takes: a Redis outage fails it (`_subscriber`) or closes the
+        church after `down_grace` (`_recover`), a closed socket leaves."""
+        if self.pending_joins >= self.max_pending_joins:
+            raise Overloaded()
         await self.start()
         client.hub = self
+        client.joining = True
+        self.pending_joins += 1
         state = self._churches.get(client.church_id)
         if state is None:
             state = _Church(ready=asyncio.get_running_loop().create_future())
             self._churches[client.church_id] = state
-            state.clients.add(client)
-            try:
-                async with self._sub_lock:
-                    await self._pubsub.subscribe(events_channel(client.church_id))
-            except REDIS_ERRORS:
-                self.leave(client)
-                raise
-            self._wake.set()
-        else:
-            state.clients.add(client)
+            self._to_subscribe.add(client.church_id)
+            self._subscribe_wake.set()
+        state.clients.add(client)
+        if state.ready.done() and not state.ready.cancelled() and \
+                state.ready.exception() is None:
+            return
         try:
-            await asyncio.wait_for(asyncio.shield(state.ready), SUBSCRIBE_TIMEOUT)
+            await asyncio.shield(state.ready)
         except BaseException:
             self.leave(client)
             raise
 
+    def join_done(self, client: StreamClient) -> None:
+        """The socket is live (or gone): it no longer counts as opening."""
+        if client.joining:
+            client.joining = False
+            self.pending_joins -= 1
+
     def leave(self, client: StreamClient) -> None:
+        self.join_done(client)
         state = self._churches.get(client.church_id)
         if state is None or client not in state.clients:
             return
@@ -181,6 +240,32 @@ class Hub:
                 await self._pubsub.unsubscribe(events_channel(church_id))
         except REDIS_ERRORS:
             pass  # the connection is being rebuilt without this channel
+
+    async def _subscriber(self) -> None:
+        """Send the SUBSCRIBE of every church that needs one, many in one command: a storm
+        of first sockets costs a few round trips, not one per church behind a lock."""
+        while not self._stopping:
+            await self._subscribe_wake.wait()
+            self._subscribe_wake.clear()
+            churches = [c for c in self._to_subscribe if c in self._churches]
+            self._to_subscribe.clear()
+            if not churches:
+                continue
+            try:
+                async with self._sub_lock:
+                    await self._pubsub.subscribe(*(events_channel(c) for c in churches))
+            except REDIS_ERRORS as exc:
+                # Redis is away: these joins fail now (1011, the client resumes) rather
+                # than wait on a connection the reader does not have.
+                log.warning("stream subscribe failed", exc_info=True)
+                for church_id in churches:
+                    state = self._churches.get(church_id)
+                    if state is not None and not state.ready.done():
+                        state.ready.set_exception(exc)
+                        state.ready.exception()  # retrieved: a join may have left already
+                        self._close_church(state, CLOSE_INTERNAL, "stream unavailable")
+                continue
+            self._wake.set()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -262,8 +347,7 @@ class Hub:
                     log.warning("stream gap fill failed", exc_info=True)
                     self._close_church(state, CLOSE_INTERNAL, "stream interrupted")
                 return
-            state.last_id = event_id
-            await self._fanout(state, event_id, data)
+            await self._fanout(state, event_id, Frame(data))
 
     def _control(self, state: _Church, payload: dict[str, Any]) -> None:
         """A control message on the church's channel; unknown kinds are ignored so an
@@ -299,9 +383,8 @@ class Hub:
             async with self.db.acquire() as conn:
                 rows = await q.events_after(conn, church_id, state.last_id, REPLAY_BATCH)
             for row in rows:
-                state.last_id = int(row["id"])
-                await self._fanout(state, state.last_id,
-                                   encode_event(event_frame(row, self.settings)))
+                await self._fanout(state, int(row["id"]),
+                                   Frame(encode_event(event_frame(row, self.settings))))
             if len(rows) < REPLAY_BATCH:
                 return
 
@@ -316,9 +399,13 @@ class Hub:
                 log.warning("stream fill after a master move failed", exc_info=True)
                 return
 
-    async def _fanout(self, state: _Church, event_id: int, text: str) -> None:
+    async def _fanout(self, state: _Church, event_id: int, frame: Frame) -> None:
+        """Event `event_id` (the next one after `state.last_id`) to every socket of the
+        church: the same Frame, so its wire bytes are built once."""
+        state.recent.append((event_id, frame))  # before the yields: a join sees it as sent
+        state.last_id = event_id
         for index, client in enumerate(list(state.clients)):
-            client.deliver(event_id, text)
+            client.deliver(event_id, frame)
             if index % FANOUT_YIELD_EVERY == FANOUT_YIELD_EVERY - 1:
                 await asyncio.sleep(0)
 

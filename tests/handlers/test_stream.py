@@ -303,9 +303,9 @@ async def test_unexpected_failure_is_logged_and_closes_1011(api: Any, base_url: 
                                                             caplog: Any) -> None:
     owner = await register(api)
 
-    async def broken(self: Any, db: Any, after: Any) -> None:
+    def broken(self: Any, after: Any) -> bool:
         raise RuntimeError("boom")
-    monkeypatch.setattr(socket_state.StreamClient, "catch_up", broken)
+    monkeypatch.setattr(socket_state.StreamClient, "catch_up_from_hub", broken)
     ws = await open_stream(api, base_url, owner["access_token"])
     assert await read_frame(ws) is None
     assert ws.close_code == 1011
