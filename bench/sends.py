@@ -12,6 +12,10 @@ and `--workers` `ywm worker` processes (`--threads` each). Steps:
    recipient `delivered` (status webhooks flow back into the web processes);
 4. CPU seconds (user + system, from /proc) of the web and worker processes over the run,
    per 1,000 texts; and per-second / sliding one-second maxima at the simulator.
+With `--delivered` the report adds the simulator's side of the receipts (its CPU per
+text, i.e. one accept and two signed receipt posts; webhook attempts, failures and
+duplicates from its counters) and the receipts/s our web processes took in; the load
+average before and after says how busy the box was (timings are wall clock).
 Output: Markdown on stdout and var/bench/sends-<mode>.json.
 """
 from __future__ import annotations
@@ -105,6 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
                                   "YWM_QUEUE_NAME": "ywm-bench-sends", "YWM_ENV": "test"})
     mps = args.mps or UNLIMITED_MPS
+    load_before = os.getloadavg()
     started = time.monotonic()
     church = seed_church(settings, members=args.recipients, mps=mps)
     seeded = time.monotonic() - started
@@ -162,7 +167,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            signal.SIGINT if group == "worker" else signal.SIGTERM)
         log.close()
         release_redis_db(redis_url, redis_lock)
+    load_after = os.getloadavg()
     stamps = [m["at"] for m in full["messages"]]
+    counters = full.get("counters", {})
     span = max(stamps) - min(stamps) if len(stamps) > 1 else 0.0
     result = {
         "recipients": args.recipients, "mps": args.mps, "workers": args.workers,
@@ -180,7 +187,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sim_cpu_seconds": round(sim_cpu, 2),
         "max_per_fixed_second": max(full["max_per_second"].values()),
         "max_per_sliding_second": _sliding_max(stamps),
+        "load_before": " ".join(f"{x:.2f}" for x in load_before),
+        "load_after": " ".join(f"{x:.2f}" for x in load_after),
     }
+    if args.delivered:
+        result.update({
+            "receipts_per_s": round(2 * args.recipients / delivered_seconds, 1)
+            if delivered_seconds else None,
+            "sim_cpu_ms_per_text": round(sim_cpu / args.recipients * 1000, 3),
+            "sim_webhooks_delivered": counters.get("webhooks_delivered", 0),
+            "sim_webhook_failures": counters.get("webhook_failures", 0),
+            "sim_webhook_duplicates": counters.get("webhook_duplicates", 0)})
     mode = f"mps{args.mps}" if args.mps else "unlimited"
     (VAR / f"sends-{mode}.json").write_text(json.dumps(result, indent=2))
     return result
