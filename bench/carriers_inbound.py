@@ -409,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         _wrk(args.port, warmup, 2, args.connections, 3)
         web_pids = [p.pid for p in procs]
         pg_pids = _backend_pids(database_url)
+        load_before = os.getloadavg()
         dedupe_before = _count(database_url)["inbound_dedupe"]
         web_before, pg_before = cpu_seconds(web_pids), cpu_seconds(pg_pids)
         result = _wrk(args.port, webhooks, 2, args.connections, args.duration)
@@ -432,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                   "pg_cpu_ms_per_webhook": round(pg_cpu * per, 2),
                   "total_cpu_ms_per_webhook": round((web_cpu + pg_cpu) * per, 2),
                   "rows": counts, "check": check, "otel": args.otel,
+                  "load_before": " ".join(f"{x:.2f}" for x in load_before),
+                  "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
                   "spans_exported": _OtlpSink.spans if sink else None}
         print(json.dumps(report))
         name = f"carriers_inbound-{args.mix}" + ("" if args.carrier == "telnyx"
