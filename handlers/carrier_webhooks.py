@@ -1,7 +1,8 @@
 """POST /webhooks/<carrier>: one flow for every carrier's webhooks (CARRIERS.md §2, §3).
 
-Verify the signature → parse into a neutral event → one service call (one transaction)
-→ enqueue its after-commit follow-ups → answer 2xx. The carrier module handed to the
+Verify the signature → parse into a neutral event → join the process's batch of webhooks
+(server/services/webhook_batch.py: one transaction for the batch, its after-commit
+follow-ups enqueued) → answer 2xx once the batch committed, 503 if it could not. The carrier module handed to the
 route (server/carriers/<carrier>.py) owns everything carrier-specific: signature, payload
 format, status map and the body the carrier wants back; sample payloads are in its
 docstring. The answer comes only after the commit, so a carrier that got a 2xx never
@@ -14,8 +15,7 @@ from server.carriers import Carrier, WebhookRequest
 from server.deps import Deps
 from server.platform.errors import Unauthorized
 from server.platform.metrics import describe
-from server.services import inbound
-from server.services.followups import enqueue
+from server.services.webhook_batch import batcher_for
 
 WEBHOOKS_METRIC = "ywm_carrier_webhooks_total"
 describe(WEBHOOKS_METRIC, "counter",
@@ -43,12 +43,11 @@ class CarrierWebhookHandler(ApiHandler):
             self.count("unauthorized")
             raise Unauthorized(carrier.UNAUTHORIZED)
         event = carrier.parse(request)
-        result = await inbound.record_carrier_event(deps.db, deps.redis, deps.settings, event)
-        await enqueue(result.followups)  # STOP/START/HELP confirmations, progress publishes
-        self.count(result.outcome)
+        outcome = await batcher_for(deps).submit(event)
+        self.count(outcome)
         reply = carrier.WEBHOOK_REPLY
         if reply is None:
-            self.write_data({"outcome": result.outcome})
+            self.write_data({"outcome": outcome})
         else:
             self.set_header("Content-Type", reply.content_type)
             self.finish(reply.body)

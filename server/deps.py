@@ -30,6 +30,7 @@ from server.platform.settings import Settings
 if TYPE_CHECKING:
     from server.realtime.hub import Hub
     from server.services.dispatch import Dispatcher
+    from server.services.webhook_batch import WebhookBatcher
 
 log = logging.getLogger("ywm.deps")
 
@@ -61,6 +62,9 @@ class Deps:
     # A web process's read replicas (YWM_DATABASE_REPLICA_URLS); None: every read is the
     # primary's. Reads choose through server.services.reads.reader.
     replicas: ReadPools | None = None
+    # A web process's carrier-webhook group commit, made by the first webhook
+    # (server.services.webhook_batch.batcher_for).
+    webhook_batcher: WebhookBatcher | None = None
 
 
 async def open_deps(settings: Settings, role: Role = "web") -> Deps:

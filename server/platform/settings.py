@@ -179,6 +179,12 @@ class Settings:
     # Carrier simulator only: the key it signs Telnyx webhooks with.
     sim_telnyx_private_key: str = setting("YWM_SIM_TELNYX_PRIVATE_KEY",
                                           DEV_TELNYX_PRIVATE_KEY, secret=True)
+    # Carrier webhook group commit (server/services/webhook_batch.py): a batch closes this
+    # many ms after its first webhook or at this many webhooks, whichever comes first; at
+    # most this many batches of one web process commit at once (the next one collects).
+    carrier_batch_ms: float = setting("YWM_CARRIER_BATCH_MS", 3.0)
+    carrier_batch_size: int = setting("YWM_CARRIER_BATCH_SIZE", 128)
+    carrier_batch_commits: int = setting("YWM_CARRIER_BATCH_COMMITS", 2)
     webhook_allow_private: bool = setting("YWM_WEBHOOK_ALLOW_PRIVATE", False)
     # Customer webhooks (server/services/webhook_delivery.py, docs/webhooks.md): the
     # whole request's bound; a failed attempt waits base * 2**(n-1) s (equal jitter, at

@@ -172,6 +172,8 @@ async def apply_carrier_events(conn: Connection, settings: Settings,
         batch.outcomes[idx] = "stored"
         event = events[idx]
         (texts if isinstance(event, InboundText) else receipts).append((idx, number, event))
+    texts.sort(key=lambda fresh: fresh[0])  # batch (arrival) order, not the query's
+    receipts.sort(key=lambda fresh: fresh[0])
     for idx in range(len(events)):
         if batch.outcomes[idx] == "unknown_number":
             log.warning("inbound for a number no church owns",
