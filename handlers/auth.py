@@ -10,6 +10,7 @@ from uuid import UUID
 
 from handlers.base import ApiHandler
 from server.auth import sessions as auth
+from server.auth import snapshot
 from server.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, TokenPair
 from server.platform.errors import Unauthorized
 from server.services import accounts
@@ -107,8 +108,19 @@ class LogoutHandler(AuthHandler):
 
 
 class MeHandler(ApiHandler):
+    """Answered from the user and church snapshot the sign-in call read (no PostgreSQL
+    query); a missing snapshot is rebuilt from PostgreSQL (server/auth/snapshot.py)."""
+
+    wants_snapshot = True
+
     async def get(self) -> None:
-        self.write_data(await accounts.me(self.deps.db, self.require_role("staff")))
+        actor = self.require_role("staff")
+        if self.seen is None or actor.user_id is None:  # an API key: nothing cached
+            self.write_data(await accounts.me(self.deps.db, actor))
+            return
+        self.write_json_text(await snapshot.me_body(
+            self.deps.redis, actor.church_id, actor.user_id, self.seen,
+            lambda: accounts.me(self.deps.db, actor)))
 
 
 class StreamTicketHandler(ApiHandler):

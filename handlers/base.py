@@ -25,9 +25,9 @@ import ujson
 
 import schema
 from db import paging
-from server.auth import limits
+from server.auth import snapshot
 from server.auth.api_keys import check_scope
-from server.auth.authenticate import Credentials, authenticate
+from server.auth.authenticate import Credentials, admit, authenticate
 from server.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, Actor, bearer_token
 from server.deps import Deps
 from server.platform import ratelimit
@@ -152,9 +152,13 @@ class BaseHandler(JsonErrors):
         self.set_header("X-Request-ID", self.request_id)
 
     def write_json(self, body: Any, status: int = 200) -> None:
+        self.write_json_text(to_json(body), status)
+
+    def write_json_text(self, text: str, status: int = 200) -> None:
+        """A body already serialised (a cached answer such as the /auth/me snapshot)."""
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(to_json(body))
+        self.finish(text)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, AppError):
@@ -192,24 +196,31 @@ class ApiHandler(BaseHandler):
 
     auth = "user"
     rate_limit: str | None = "user"
+    # True on the route that answers from the user and church snapshot (GET /auth/me): the
+    # sign-in call reads it too, so the answer needs no second round trip.
+    wants_snapshot = False
+    seen: snapshot.Seen | None = None
 
     async def prepare(self) -> None:
         if self.rate_limit in PER_IP_LIMITS:
             await self.apply_rate_limit()
         if self.auth == "user":
-            self.actor = await self.authenticate()
+            # Sign-in and the "user" rate limit in one Redis call (server/auth/gate.py).
+            admission = await admit(self.deps.db, self.deps.redis, self.deps.settings,
+                                    read_credentials(self), limit=self.rate_limit == "user",
+                                    want_snapshot=self.wants_snapshot)
+            self.actor, self.seen = admission.actor, admission.seen
         elif self.auth == "admin":
             self.require_admin_token()
-        if self.rate_limit == "user":
-            await self.apply_rate_limit()
-        if self.actor is not None:  # an API key needs the operation's scope (API.md §8)
-            check_scope(self.actor, schema.api_key_scope(self.request.method or "GET",
-                                                         self.request.path))
+        method = self.request.method or "GET"
+        if self.actor is not None and self.actor.api_key_id is not None:
+            # An API key needs the operation's scope (API.md §8).
+            check_scope(self.actor, schema.api_key_scope(method, self.request.path))
         # The query string must match the operation's declared parameters (schema/).
-        schema.validate_query(self.request.method or "GET", self.request.path,
-                              self.request.query_arguments)
+        schema.validate_query(method, self.request.path, self.request.query_arguments)
 
     async def authenticate(self) -> Actor:
+        """Sign-in without spending the rate limit (a route that signs in on its own)."""
         return await authenticate(self.deps.db, self.deps.redis, self.deps.settings,
                                   read_credentials(self))
 
@@ -219,16 +230,11 @@ class ApiHandler(BaseHandler):
             raise Unauthorized("This route needs the operator token.")
 
     async def apply_rate_limit(self) -> None:
-        """Token bucket in Redis: "auth" and "admin" per client IP (at the auth routes'
-        rate), "user" per user or API key."""
-        settings = self.deps.settings
-        if self.rate_limit in PER_IP_LIMITS:
-            await ratelimit.enforce(self.deps.redis, self.rate_limit,
-                                    self.request.remote_ip or "-", ratelimit.auth_limit(settings))
-        elif self.rate_limit == "user" and self.actor is not None:
-            await ratelimit.enforce(self.deps.redis, "user",
-                                    limits.actor_subject(self.actor),
-                                    limits.actor_limit(settings, self.actor))
+        """Token bucket in Redis for "auth" and "admin", per client IP (at the auth routes'
+        rate); "user" is spent by the sign-in call itself (`prepare`)."""
+        await ratelimit.enforce(self.deps.redis, self.rate_limit or "auth",
+                                self.request.remote_ip or "-",
+                                ratelimit.auth_limit(self.deps.settings))
 
     def json_body(self, schema_name: str | None = None, default: Any = None) -> Any:
         """Parse the body as JSON and validate it against `schema/` when named."""

@@ -12,4 +12,5 @@ class ChurchHandler(ApiHandler):
     async def patch(self) -> None:
         actor = self.require_role("owner")
         body = self.json_body("UpdateChurchRequest")
-        self.write_data(await accounts.update_church(self.deps.db, actor, body))
+        self.write_data(await accounts.update_church(self.deps.db, self.deps.redis, actor,
+                                                     body))

@@ -10,7 +10,8 @@ one database read per process and half-second, and a revoked or rotated-away sec
 refused on every process within that (API.md asks for 1 s). A secret that does not match
 the cached row is checked once more against the database, so a freshly rotated secret
 works on every process at once. `last_used_at` is written at
-most once a minute per key, gated by a Redis SET NX EX.
+most once a minute per key, gated by a Redis SET NX EX that shares one Lua call with the
+key's rate limit, so a key whose row this process holds costs one Redis round trip.
 
 A key acts with the `admin` role inside its church, limited by its scopes: the operation
 table (`x-api-key-scope` in schema/api/*.yaml, read by `schema.api_key_scope`) says which
@@ -33,9 +34,11 @@ import redis.asyncio as aioredis
 
 from db.engine import Database
 from db.queries import api_keys as q
+from server.auth.limits import actor_limit, actor_subject
 from server.auth.sessions import Actor
 from server.platform import redis as keys
-from server.platform.errors import Forbidden, InsufficientScope, Unauthorized
+from server.platform.errors import Forbidden, InsufficientScope, RateLimited, Unauthorized
+from server.platform.ratelimit import BUCKET_FUNCTION, Script, church_bucket_key
 from server.platform.settings import Settings
 
 SCOPES = ("messages:read", "messages:write", "conversations:read", "conversations:write",
@@ -111,9 +114,10 @@ def clear_cache_for_tests() -> None:
 
 
 async def actor_from_api_key(db: Database, redis: aioredis.Redis, settings: Settings,
-                             presented: str) -> Actor:
+                             presented: str, spend: bool = False) -> Actor:
     """The key's `Actor`, or `Unauthorized` for a malformed, unknown, revoked or
-    rotated-away key (one message for all, so nothing is learnt from which)."""
+    rotated-away key (one message for all, so nothing is learnt from which). With `spend`,
+    one token of the key's bucket too (`RateLimited` when empty), in the same Redis call."""
     match = _KEY.fullmatch(presented.strip())
     if match is None:
         raise Unauthorized(INVALID)
@@ -125,18 +129,33 @@ async def actor_from_api_key(db: Database, redis: aioredis.Redis, settings: Sett
         row = await _lookup(db, match.group(1), fresh=True)
     if row is None or row["revoked_at"] is not None or not _matches(settings, row, key):
         raise Unauthorized(INVALID)
-    await _note_use(db, redis, row)
-    return Actor(church_id=row["church_id"], role=KEY_ROLE, api_key_id=row["id"],
-                 scopes=tuple(row["scopes"]),
-                 rate_limit_per_minute=row["rate_limit_per_minute"]
-                 or settings.api_key_rate_per_minute)
-
-
-async def _note_use(db: Database, redis: aioredis.Redis, row: dict[str, Any]) -> None:
-    gate = keys.api_key_used_key(row["church_id"], row["id"])
-    if await redis.set(gate, "1", nx=True, ex=LAST_USED_EVERY_SECONDS):
+    actor = Actor(church_id=row["church_id"], role=KEY_ROLE, api_key_id=row["id"],
+                  scopes=tuple(row["scopes"]),
+                  rate_limit_per_minute=row["rate_limit_per_minute"]
+                  or settings.api_key_rate_per_minute)
+    limit = actor_limit(settings, actor)
+    allowed, retry_after, first_use = await _KEY_GATE.run(redis, (
+        church_bucket_key(row["church_id"], actor_subject(actor)),
+        keys.api_key_used_key(row["church_id"], row["id"]),
+    ), ("1" if spend else "0", limit.rate, limit.burst, LAST_USED_EVERY_SECONDS))
+    if int(first_use):  # the first use this minute writes last_used_at
         async with db.acquire() as conn:
             await q.touch_api_key(conn, row["church_id"], row["id"])
+    if not int(allowed):
+        raise RateLimited(float(retry_after))
+    return actor
+
+
+# KEYS[1] the key's bucket, KEYS[2] its last-used gate; ARGV[1] '1' to spend a token,
+# ARGV[2] rate, ARGV[3] burst, ARGV[4] the gate's TTL. Returns {allowed, retry_after,
+# 1 when the gate was just set (so last_used_at is due)}. Both keys carry the church's
+# hash tag, so this is one call to one node on Redis Cluster too.
+_KEY_GATE = Script(BUCKET_FUNCTION + """
+local first_use = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) and 1 or 0
+if ARGV[1] ~= '1' then return {1, '0', first_use} end
+local spent = bucket(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), 1)
+return {spent[1], spent[3], first_use}
+""")
 
 
 def check_scope(actor: Actor, scope: str | None) -> None:

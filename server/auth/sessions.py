@@ -11,7 +11,9 @@ rotated away is a theft signal (the thief and the owner both hold it, one of the
 first), so the whole session ends, for both. Ending sessions also publishes
 `session.revoked` (server/realtime/hub.py) so their open streams close on every process.
 Every refresh slides the per-user session index with the session, so a session kept alive
-only by refreshes is still found when its user is removed or demoted.
+only by refreshes is still found when its user is removed or demoted. A request's own
+session check (with that slide, its rate limit and the /auth/me snapshot) is one Lua call
+in server/auth/gate.py.
 """
 from __future__ import annotations
 
@@ -104,42 +106,28 @@ def decode_access_token(settings: Settings, token: str) -> dict[str, Any]:
         raise Unauthorized("The access token is invalid or has expired.") from None
 
 
-async def actor_from_access_token(redis: aioredis.Redis, settings: Settings, token: str,
-                                  via_cookie: bool = False) -> Actor:
+# Access tokens this process has verified, so a client's next requests with the same
+# token skip the HMAC and the JSON parse (a token is immutable; its expiry is still checked
+# each time, and the session behind it is always asked in Redis, server/auth/gate.py).
+_verified: dict[str, tuple[UUID, UUID, str, int]] = {}
+VERIFIED_MAX = 10_000  # then it starts over: a bound, not an eviction policy
+
+
+def session_of_access_token(settings: Settings, token: str) -> tuple[UUID, UUID, str]:
+    """(church_id, user_id, sid) named by a valid, unexpired access token."""
+    known = _verified.get(token)
+    if known is not None and known[3] > time.time():
+        return known[0], known[1], known[2]
     claims = decode_access_token(settings, token)
     try:
-        church_id = UUID(claims["church_id"])
-        user_id = UUID(claims["sub"])
+        church_id, user_id = UUID(claims["church_id"]), UUID(claims["sub"])
+        sid, expires = str(claims["sid"]), int(claims["exp"])
     except (ValueError, TypeError):
         raise Unauthorized("The access token is invalid or has expired.") from None
-    key = keys.session_key(church_id, claims["sid"])
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hget(key, "role")
-        pipe.expire(key, settings.session_ttl)  # sliding 24 h window
-        # The user's session index slides too, so end_user_sessions still finds this one.
-        pipe.expire(keys.user_sessions_key(church_id, user_id), settings.session_ttl)
-        role, alive, _ = await pipe.execute()
-    if not alive or role is None:
-        raise Unauthorized("The session has ended; sign in again.")
-    return Actor(church_id=church_id, role=role, user_id=user_id, session_id=claims["sid"],
-                 via_cookie=via_cookie)
-
-
-async def actor_from_session(redis: aioredis.Redis, settings: Settings, church_id: UUID,
-                             sid: str) -> tuple[Actor, str]:
-    """The actor of a cookie session and the session's CSRF token; slides the 24 h TTL."""
-    key = keys.session_key(church_id, sid)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(key)
-        pipe.expire(key, settings.session_ttl)
-        session, _ = await pipe.execute()
-    if not session or "user_id" not in session:
-        raise Unauthorized("The session has ended; sign in again.")
-    actor = Actor(church_id=church_id, role=session["role"], user_id=UUID(session["user_id"]),
-                  session_id=sid, via_cookie=True)
-    await redis.expire(keys.user_sessions_key(church_id, actor.user_id or ""),
-                       settings.session_ttl)
-    return actor, session.get("csrf", "")
+    if len(_verified) >= VERIFIED_MAX:
+        _verified.clear()
+    _verified[token] = (church_id, user_id, sid, expires)
+    return church_id, user_id, sid
 
 
 def session_cookie_value(church_id: UUID, sid: str) -> str:

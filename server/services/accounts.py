@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from db.engine import Connection, Database, Row
 from db.queries import churches as church_q
 from db.queries import users as user_q
-from server.auth import login_backoff, passwords
+from server.auth import login_backoff, passwords, snapshot
 from server.auth import sessions as auth
 from server.auth.sessions import Actor, TokenPair
 from server.platform.errors import Conflict, NotFound, Unauthorized, ValidationFailed
@@ -152,12 +152,13 @@ async def get_church(db: Database, actor: Actor) -> dict[str, Any]:
     return church_view(church)
 
 
-async def update_church(db: Database, actor: Actor, changes: dict[str, Any]
-                        ) -> dict[str, Any]:
+async def update_church(db: Database, redis: aioredis.Redis, actor: Actor,
+                        changes: dict[str, Any]) -> dict[str, Any]:
     if "timezone" in changes:
         check_timezone(changes["timezone"])
     async with db.transaction() as conn:
         church = await church_q.update_church(conn, actor.church_id, changes)
+    await snapshot.forget_church(redis, actor.church_id)  # committed: /auth/me reloads
     if church is None:
         raise NotFound("The church no longer exists.")
     return church_view(church)
@@ -201,6 +202,7 @@ async def update_user(db: Database, redis: aioredis.Redis, settings: Settings, a
         updated = await user_q.update_user(conn, actor.church_id, user_id, fields) or user
         if new_hash is not None:
             await _set_password_hash(conn, user, new_hash)
+    await snapshot.forget_user(redis, actor.church_id, user_id)  # committed: /auth/me reloads
     if role_changes or new_hash is not None:
         await auth.end_user_sessions(redis, actor.church_id, user_id)
     return user_view(updated)
@@ -226,4 +228,5 @@ async def delete_user(db: Database, redis: aioredis.Redis, actor: Actor, user_id
         if user["role"] == "owner" and owners == [user_id]:
             raise Conflict("The last owner cannot be removed; make another owner first.")
         await user_q.delete_user(conn, actor.church_id, user_id)
+    await snapshot.forget_user(redis, actor.church_id, user_id)
     await auth.end_user_sessions(redis, actor.church_id, user_id)
