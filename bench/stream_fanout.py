@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import pathlib
+import random
 import secrets
 import signal
 import subprocess
@@ -50,6 +51,9 @@ CONNECT_CONCURRENCY = 200
 # interrupted) reconnects with `last_event_id`, as the web app does; anything else ends it.
 RESUME_CODES = (1001, 1011, 1013)
 RECONNECT_DELAY_S = 0.05
+# After 1013 the server is busy: come back after a random 0.5–2 s, so the shed sockets
+# return spread out rather than as a second storm.
+SHED_DELAY_S = (0.5, 2.0)
 
 
 class _Socket:
@@ -141,7 +145,8 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path,
             if stopping or ws.close_code not in RESUME_CODES:
                 return
             sock.resumes += 1
-            await asyncio.sleep(RECONNECT_DELAY_S)
+            await asyncio.sleep(random.uniform(*SHED_DELAY_S) if ws.close_code == 1013
+                                else RECONNECT_DELAY_S)
         return
 
     tasks = [asyncio.ensure_future(run(s)) for s in socks]
@@ -311,7 +316,7 @@ def _start_web(env: dict[str, str], port: int, processes: int, log: pathlib.Path
     ywm = str(ROOT / ".venv" / "bin" / "ywm")
     with log.open("ab") as err:
         procs = [subprocess.Popen([ywm, "web", "--port", str(port)], env=env, cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=err)
+                                  stdout=err, stderr=err)
                  for _ in range(processes)]
     deadline = time.time() + 30
     while time.time() < deadline:

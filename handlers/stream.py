@@ -22,12 +22,12 @@ import schema
 from handlers.base import read_credentials, render_error
 from server.auth.api_keys import check_scope
 from server.auth.authenticate import authenticate
-from server.auth.sessions import Actor, session_alive
+from server.auth.sessions import Actor
 from server.deps import Deps
 from server.platform.errors import AppError, ValidationFailed
 from server.realtime.client import (CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_SESSION_ENDED,
                                     CLOSE_TRY_AGAIN, Frame, StreamClient)
-from server.realtime.hub import Overloaded, hub_for
+from server.realtime.hub import hub_for
 from server.services import reads
 
 log = logging.getLogger("ywm.stream")
@@ -53,6 +53,7 @@ class StreamSocketHandler(tornado.websocket.WebSocketHandler):
         self.actor: Actor | None = None
         self.client: StreamClient | None = None
         self.bad_frames = 0
+        self.admitted = False  # counted in the hub's sockets opening (released once)
 
     @property
     def max_message_size(self) -> int:  # type: ignore[override]
@@ -80,19 +81,34 @@ class StreamSocketHandler(tornado.websocket.WebSocketHandler):
             raise tornado.websocket.WebSocketClosedError() from None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        try:
-            credentials = read_credentials(self, self.get_query_argument("ticket", None))
-            self.actor = await authenticate(self.deps.db, self.deps.redis, self.deps.settings,
-                                            credentials)
-            check_scope(self.actor, schema.api_key_scope("GET", self.request.path))
-            self.last_event_id = _parse_last_event_id(self.get_query_argument(
-                "last_event_id", None))
-        except AppError as error:
-            render_error(self, error)
+        hub = hub_for(self.deps)
+        if not hub.admit():
+            # Shed before any work: upgrade, then close 1013 in open(); the client
+            # resumes with its last_event_id shortly (nothing to authenticate for that).
+            await super().get(*args, **kwargs)
             return
-        await super().get(*args, **kwargs)
+        self.admitted = True
+        try:
+            try:
+                async with hub.auth_gate:
+                    credentials = read_credentials(self, self.get_query_argument("ticket",
+                                                                                 None))
+                    self.actor = await authenticate(self.deps.db, self.deps.redis,
+                                                    self.deps.settings, credentials)
+                check_scope(self.actor, schema.api_key_scope("GET", self.request.path))
+                self.last_event_id = _parse_last_event_id(self.get_query_argument(
+                    "last_event_id", None))
+            except AppError as error:
+                render_error(self, error)
+                return
+            await super().get(*args, **kwargs)  # returns when the socket has closed
+        finally:
+            self._opened()
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
+        if not self.admitted:
+            self.close(CLOSE_TRY_AGAIN, "busy, resume shortly")
+            return
         assert self.actor is not None
         hub = hub_for(self.deps)
         actor = self.actor
@@ -102,22 +118,25 @@ class StreamSocketHandler(tornado.websocket.WebSocketHandler):
         try:
             await hub.join(self.client)
             # Subscribed now, so a later revocation reaches us; one before it is seen here.
-            if actor.session_id is not None and not await session_alive(
-                    self.deps.redis, actor.church_id, actor.session_id):
+            if actor.session_id is not None and not await hub.session_alive(
+                    str(actor.church_id), actor.session_id):
                 self.client.close(CLOSE_SESSION_ENDED, "session ended")
                 return
             if not self.client.catch_up_from_hub(self.last_event_id):
                 await self.client.catch_up(await reads.reader(self.deps, actor),
                                            self.last_event_id, self.deps.settings)
-        except Overloaded:
-            self.client.close(CLOSE_TRY_AGAIN, "busy, resume shortly")
         except tornado.websocket.WebSocketClosedError:
             pass
         except Exception:  # noqa: BLE001 - Starlette's rule: log it, close 1011
             log.exception("stream open failed", extra={"church_id": self.client.church_id})
             self.client.close(CLOSE_INTERNAL, "stream unavailable")
         finally:
-            hub.join_done(self.client)  # live, shed or gone: no longer opening
+            self._opened()  # live, refused or gone: no longer opening
+
+    def _opened(self) -> None:
+        if self.admitted:
+            self.admitted = False
+            hub_for(self.deps).opened()
 
     def on_message(self, message: str | bytes) -> None:
         if isinstance(message, bytes):

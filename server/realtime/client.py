@@ -92,7 +92,6 @@ class StreamClient:
         self.pending = 0
         self.held: list[tuple[int, Frame]] = []
         self.hub: Hub | None = None  # set by Hub.join
-        self.joining = False  # counted in the hub's pending joins until live or gone
         write_frame = getattr(transport, "write_frame", None)
         self._write: Any = write_frame if write_frame is not None else (
             lambda frame: transport.write_message(frame.text))
@@ -211,7 +210,5 @@ class StreamClient:
     def _go_live(self) -> None:
         held, self.held = self.held, []
         self.catching_up = False
-        if self.hub is not None:
-            self.hub.join_done(self)
         for event_id, frame in held:
             self._send_event(event_id, frame)

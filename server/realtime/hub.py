@@ -23,9 +23,11 @@ deploy). A join never races a timer: it waits for its church's subscription, whi
 reader confirms by reading the church's head id once. A socket without `last_event_id`
 then needs no database read at all (the hub's head is its start), and one resuming within
 the hub's last `RECENT_FRAMES` frames of its church is replayed from memory
-(`StreamClient.catch_up_from_hub`); only an older resume reads PostgreSQL. The process
-bounds the sockets still opening (`max_pending_joins`): past it a socket is closed with
-1013 at once, and the client resumes shortly after with `last_event_id`, losing nothing.
+(`StreamClient.catch_up_from_hub`); only an older resume reads PostgreSQL. The session
+re-check after subscribing is batched too (`session_alive`: one pipeline for the sockets
+of a loop turn). The process bounds the sockets still opening (`admit`, `max_opening`):
+past it a socket is closed with 1013 at once, and the client resumes shortly after with
+`last_event_id`, losing nothing.
 
 Redis gone for longer than `down_grace` seconds: every socket is closed with 1011, so
 clients resume with `last_event_id` rather than sit silently on a dead stream.
@@ -64,7 +66,7 @@ import ujson
 from db.engine import Database
 from db.queries import events as q
 from server.events.log import encode_event, event_frame
-from server.platform.redis import current_master, events_channel
+from server.platform.redis import current_master, events_channel, session_key
 from server.platform.settings import Settings
 from server.realtime.client import (CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_SESSION_ENDED,
                                     REPLAY_BATCH, Frame, StreamClient)
@@ -72,10 +74,15 @@ from server.realtime.client import (CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_SESS
 log = logging.getLogger("ywm.realtime")
 
 FANOUT_YIELD_EVERY = 100  # LIBRARIES.md §18: ~50 µs a socket, yield every ~5 ms
-# Sockets of one process between upgrade and live (waiting for their subscription or
-# replaying); more are shed with 1013. Far above what a 10,000-socket storm on two
-# processes keeps pending, so only a process that cannot keep up sheds.
-MAX_PENDING_JOINS = 4000
+# Sockets of one process between their request and live (authenticating, waiting for
+# their subscription, replaying); more are shed with 1013. Only a process that cannot keep
+# up reaches it: a socket there has waited seconds already.
+MAX_OPENING = 4000
+# Stream credential checks in flight at once: well under the Redis pool (200, 10 s wait),
+# so a storm of opens queues here, without a deadline, instead of failing with 500 there.
+AUTH_CONCURRENCY = 64
+# Session re-checks batched into one pipeline (one round trip for a storm's sockets).
+SESSION_CHECK_BATCH = 500
 # Frames of each church kept for resumes from memory: a client shed with 1013 or moved by
 # a restart resumes within a few seconds, well inside this at Sunday-morning rates.
 RECENT_FRAMES = 1000
@@ -88,10 +95,6 @@ MASTER_CHECK_SECONDS = 1.0
 AFTER_MOVE_FILL_SECONDS = 30.0
 
 SESSION_REVOKED = "session.revoked"
-
-
-class Overloaded(Exception):
-    """Too many sockets of this process are still opening: close 1013, the client resumes."""
 
 
 @dataclass
@@ -126,8 +129,10 @@ class Hub:
         self._to_subscribe: set[str] = set()
         self._subscribe_wake = asyncio.Event()
         self._subscriber_task: asyncio.Task | None = None
-        self.max_pending_joins = MAX_PENDING_JOINS
-        self.pending_joins = 0
+        self.max_opening = MAX_OPENING
+        self.opening = 0
+        self.auth_gate = asyncio.Semaphore(AUTH_CONCURRENCY)
+        self._session_checks: list[tuple[str, asyncio.Future]] = []
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -184,18 +189,26 @@ class Hub:
         self._churches.clear()
 
     # ---- sockets ---------------------------------------------------------------------
+    def admit(self) -> bool:
+        """Count one more socket opening here; False (not counted) past the bound: the
+        caller sheds it with 1013 and the client resumes shortly."""
+        if self.opening >= self.max_opening:
+            return False
+        self.opening += 1
+        return True
+
+    def opened(self) -> None:
+        """One admitted socket is live, shed or gone."""
+        self.opening -= 1
+
     async def join(self, client: StreamClient) -> None:
         """Register a socket; returns once its church's subscription is live.
 
-        Raises `Overloaded` when too many sockets are opening here already. Waits as long
-        as the subscription takes: a Redis outage fails it (`_subscriber`) or closes the
-        church after `down_grace` (`_recover`), a closed socket leaves."""
-        if self.pending_joins >= self.max_pending_joins:
-            raise Overloaded()
+        Waits as long as the subscription takes, with no timer to race: a Redis outage
+        fails it (`_subscriber`) or closes the church after `down_grace` (`_recover`), and
+        a socket closed meanwhile leaves."""
         await self.start()
         client.hub = self
-        client.joining = True
-        self.pending_joins += 1
         state = self._churches.get(client.church_id)
         if state is None:
             state = _Church(ready=asyncio.get_running_loop().create_future())
@@ -212,14 +225,39 @@ class Hub:
             self.leave(client)
             raise
 
-    def join_done(self, client: StreamClient) -> None:
-        """The socket is live (or gone): it no longer counts as opening."""
-        if client.joining:
-            client.joining = False
-            self.pending_joins -= 1
+    async def session_alive(self, church_id: str, session_id: str) -> bool:
+        """Whether the session still exists (server.auth.sessions.session_alive), asked
+        together with every other socket opening now: one pipeline, one round trip."""
+        future = asyncio.get_running_loop().create_future()
+        self._session_checks.append((session_key(church_id, session_id), future))
+        if len(self._session_checks) == 1:
+            self._spawn(self._check_sessions())
+        return bool(await future)
+
+    async def _check_sessions(self) -> None:
+        await asyncio.sleep(0)  # let the sockets of this loop turn join the batch
+        batch, self._session_checks = self._session_checks[:SESSION_CHECK_BATCH], \
+            self._session_checks[SESSION_CHECK_BATCH:]
+        if self._session_checks:
+            self._spawn(self._check_sessions())
+        for attempt in range(2):  # a pooled connection from before a Redis restart fails once
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key, _ in batch:
+                        pipe.exists(key)
+                    found = await pipe.execute()
+                break
+            except REDIS_ERRORS as exc:
+                if attempt:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    return
+        for (_, future), exists in zip(batch, found):
+            if not future.done():
+                future.set_result(bool(exists))
 
     def leave(self, client: StreamClient) -> None:
-        self.join_done(client)
         state = self._churches.get(client.church_id)
         if state is None or client not in state.clients:
             return
