@@ -12,6 +12,7 @@ the first event to COMMIT) stay for fixtures and for `bench/event_append.py`'s b
 """
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Sequence
 from uuid import UUID
@@ -47,9 +48,31 @@ _OLDEST = (
 
 _LAST_ID = sa.select(churches.c.last_event_id).where(churches.c.id == sa.bindparam("church_id"))
 
+# One church (the common case: a request, or a batch of one church's webhooks): a plain
+# VALUES list numbered from the UPDATE's base. On this box it plans and runs in about the
+# time of the old one-event UPDATE + INSERT pair; the generic unnest join below costs
+# about twice that for one event. A missing church leaves `bumped` empty: no rows.
+_APPEND_ONE_CHURCH = """
+WITH bumped AS (
+    UPDATE churches SET last_event_id = last_event_id + %(count)s WHERE id = %(church)s
+    RETURNING id, last_event_id - %(count)s AS base
+)
+INSERT INTO events (church_id, id, type, data)
+SELECT b.id, b.base + e.seq, e.type, e.data FROM bumped b, (VALUES {rows}) AS e(seq, type, data)
+RETURNING church_id, id, created_at
+"""
+
+
+@functools.lru_cache(maxsize=256)
+def _append_one_church(count: int) -> str:
+    rows = ", ".join(f"({seq}, %(t{seq})s, %(d{seq})s::jsonb)"
+                     for seq in range(1, count + 1))
+    return _APPEND_ONE_CHURCH.format(rows=rows)
+
+
 # Several churches' rows are locked in id order first, so two transactions naming the same
 # churches queue instead of deadlocking (the order UPDATE ... FROM visits rows in is the
-# plan's). One church needs no ordering: its UPDATE takes the one lock.
+# plan's).
 _LOCK_IN_ORDER = ("SELECT 1 FROM churches WHERE id = ANY(%(churches)s::uuid[]) "
                   "ORDER BY id FOR NO KEY UPDATE; ")
 # One message, one round trip: every church's ids (its last id + the count of its events
@@ -126,10 +149,15 @@ async def append_events(conn: Connection,
         types.append(type_)
         datas.append(json.dumps(data))
     ordered = sorted(churches_seen)
-    sql = _APPEND if len(ordered) == 1 else _LOCK_IN_ORDER + _APPEND
-    rows = await conn.fetch_all(sql, {
-        "churches": ordered, "counts": [churches_seen[c] for c in ordered],
-        "event_churches": event_churches, "seqs": seqs, "types": types, "datas": datas})
+    if len(ordered) == 1:
+        params: dict[str, Any] = {"church": ordered[0], "count": len(batch)}
+        for seq, type_, data in zip(seqs, types, datas):
+            params[f"t{seq}"], params[f"d{seq}"] = type_, data
+        rows = await conn.fetch_all(_append_one_church(len(batch)), params)
+    else:
+        rows = await conn.fetch_all(_LOCK_IN_ORDER + _APPEND, {
+            "churches": ordered, "counts": [churches_seen[c] for c in ordered],
+            "event_churches": event_churches, "seqs": seqs, "types": types, "datas": datas})
     written: dict[tuple[str, int], Any] = {}
     first: dict[str, int] = {}  # each church's smallest new id: its base + 1
     for row in rows:

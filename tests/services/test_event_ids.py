@@ -173,6 +173,19 @@ async def test_a_failed_flush_rolls_back_and_leaves_nothing_buffered(deps: Any) 
 
 
 @pytest.mark.gen_test
+async def test_events_of_a_missing_church_fail_the_transaction(deps: Any) -> None:
+    church = await new_church(deps)
+    with pytest.raises(LookupError):
+        async with deps.db.transaction() as conn:
+            await conn.execute("UPDATE churches SET name = 'Renamed' WHERE id = %(c)s",
+                               {"c": church})
+            await append_event(conn, uuid.uuid4(), "conversation.updated", {"n": 1})
+    async with deps.db.acquire() as conn:
+        assert await conn.fetch_val("SELECT name FROM churches WHERE id = %(c)s",
+                                    {"c": church}) == "Grace"  # rolled back
+
+
+@pytest.mark.gen_test
 async def test_several_churches_in_one_transaction_get_consecutive_ids_in_record_order(
         deps: Any) -> None:
     a, b, c = [await new_church(deps, name) for name in "ABC"]
