@@ -67,3 +67,33 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime + stime
     return total / ticks
+
+
+class BackendCpu:
+    """CPU seconds of one database's PostgreSQL backends over a run, from samples:
+    `sample()` as often as the run allows (a backend that exits counts up to its last
+    sample); the first sample is the baseline, backends born later count from zero."""
+
+    def __init__(self, database_url: str) -> None:
+        self._conn = psycopg2.connect(database_url)
+        self._conn.autocommit = True
+        self._base: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._sampled = False
+
+    def sample(self) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()")
+            pids = [row[0] for row in cur.fetchall()]
+        for pid in pids:
+            value = cpu_seconds([pid])
+            self._base.setdefault(pid, value if not self._sampled else 0.0)
+            self._last[pid] = value
+        self._sampled = True
+
+    def seconds(self) -> float:
+        return sum(self._last[pid] - self._base[pid] for pid in self._last)
+
+    def close(self) -> None:
+        self._conn.close()

@@ -35,7 +35,7 @@ from typing import Any
 import psycopg2
 
 from bench.procs import exit_on_sigterm, stop_processes
-from bench.resources import (cpu_seconds, fresh_database, release_redis_db,
+from bench.resources import (BackendCpu, cpu_seconds, fresh_database, release_redis_db,
                              reserve_redis_db, url_for_database)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -138,6 +138,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu_before, sim_cpu_before = cpu_seconds(ours), cpu_seconds(
             [p.pid for p in procs["sim"]])
         web_cpu_before = cpu_seconds(web_pids)
+        pg_cpu = BackendCpu(database_url)
+        pg_cpu.sample()
         t0 = time.monotonic()
         accepted = _http("POST", f"{web_url}/api/v1/messages", {
             "body": "Service moved to 11am tomorrow. See you there!",
@@ -146,6 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         assert accepted["data"]["recipient_count"] == args.recipients, accepted
         while True:
             received = _http("GET", f"{sim_url}/control/received?limit=0")
+            pg_cpu.sample()
             if received["count"] >= args.recipients or time.monotonic() - t0 > args.timeout:
                 break
             time.sleep(0.5)
@@ -153,6 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         delivered_seconds = None
         if args.delivered:
             while _count(database_url, "delivered") < args.recipients:
+                pg_cpu.sample()
                 if time.monotonic() - t0 > args.timeout:
                     break
                 time.sleep(1)
@@ -160,6 +164,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu = cpu_seconds(ours) - cpu_before
         web_cpu = cpu_seconds(web_pids) - web_cpu_before
         sim_cpu = cpu_seconds([p.pid for p in procs["sim"]]) - sim_cpu_before
+        pg_cpu.sample()
+        pg_seconds = pg_cpu.seconds()
+        pg_cpu.close()
         full = _http("GET", f"{sim_url}/control/received?limit={args.recipients * 2}")
     finally:
         for group in ("worker", "web", "sim"):
@@ -184,7 +191,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_seconds_web_workers": round(cpu, 2),
         "cpu_seconds_per_1000": round(cpu / (args.recipients / 1000), 3),
         "web_cpu_seconds": round(web_cpu, 2),
+        "worker_cpu_seconds": round(cpu - web_cpu, 2),
+        "pg_cpu_seconds": round(pg_seconds, 2),
         "sim_cpu_seconds": round(sim_cpu, 2),
+        # Everything the box spent per text: web, workers, PostgreSQL and the simulator.
+        "all_cpu_ms_per_text": round((cpu + pg_seconds + sim_cpu) / args.recipients * 1000,
+                                     3),
         "max_per_fixed_second": max(full["max_per_second"].values()),
         "max_per_sliding_second": _sliding_max(stamps),
         "load_before": " ".join(f"{x:.2f}" for x in load_before),
