@@ -8,7 +8,7 @@ import sys
 import uuid
 from typing import Any
 
-from server.platform import queue
+from server.platform import jsonenc, queue
 from server.platform.logging import configure_logging
 from server.platform.settings import Settings, SettingsError, deprecated_names
 
@@ -16,8 +16,8 @@ log = logging.getLogger("ywm.cli")
 
 
 def _web(args: argparse.Namespace, settings: Settings) -> int:
-    from server.main import serve
-    asyncio.run(serve(settings, args.port or settings.port, args.address or settings.bind))
+    from server.main import run
+    run(settings, args.port or settings.port, args.address or settings.bind)
     return 0
 
 
@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"ywm: {exc}", file=sys.stderr)
         return 2
+    jsonenc.use(settings.json_encoder)  # before anything writes JSON, log lines included
     configure_logging(settings.log_level)
     for warning in deprecated_names():
         log.warning("%s", warning)

@@ -17,14 +17,29 @@ import tornado.netutil
 
 from server.app import make_app
 from server.deps import Deps, close_deps, drain, open_deps, start
-from server.platform import tracing
+from server.platform import jsonenc, tracing
 from server.platform.settings import Settings
 
-__all__ = ["serve", "open_deps", "close_deps"]
+__all__ = ["serve", "run", "new_event_loop", "open_deps", "close_deps"]
 
 log = logging.getLogger("ywm.web")
 
 DRAIN_SECONDS = 20.0  # in-flight requests get this long after SIGTERM
+
+
+def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
+    """A new loop of YWM_EVENT_LOOP's kind: "asyncio" (the default) or "uvloop" (an
+    optional dependency, measured in bench/loop_json.py; imported only when chosen)."""
+    if name == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run(settings: Settings, port: int, address: str = "127.0.0.1") -> None:
+    """`ywm web`: serve on the event loop the settings name until SIGTERM."""
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(settings.event_loop)) as runner:
+        runner.run(serve(settings, port, address))
 
 
 async def serve(settings: Settings, port: int, address: str = "127.0.0.1",
@@ -43,7 +58,10 @@ async def serve(settings: Settings, port: int, address: str = "127.0.0.1",
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("listening on %s:%s", address, port)
+    # the loop's own module ("asyncio" or "uvloop") and the JSON encoder in use, so the
+    # log shows what really runs
+    log.info("listening on %s:%s (%s loop, %s)", address, port,
+             type(loop).__module__.split(".")[0], jsonenc.encoder)
     if started is not None:
         await started(deps)
     await stop.wait()

@@ -46,10 +46,18 @@ async def _close(deps: Deps) -> None:
     await close_deps(deps)
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    # YWM_EVENT_LOOP's kind, as server/main.py's new_event_loop for the web process
+    if queue.settings().event_loop == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 @huey.on_startup()
 def open_runtime() -> None:
     if getattr(_local, "deps", None) is None:
-        loop = asyncio.new_event_loop()
+        loop = _new_loop()
         _local.loop, _local.deps = loop, loop.run_until_complete(_open())
 
 

@@ -112,6 +112,14 @@ def _password_profile(name: str, raw: str) -> str:
     return raw
 
 
+def _one_of(*choices: str) -> Callable[[str, str], str]:
+    def cast(name: str, raw: str) -> str:
+        if raw not in choices:
+            raise SettingsError(f"{name} must be one of {'/'.join(choices)}, got {raw!r}")
+        return raw
+    return cast
+
+
 Cast = Callable[[str, str], Any]
 # The cast for each field type; a field of another type must name its own cast.
 CASTS: dict[Any, Cast] = {str: _text, int: _int, float: _positive, bool: _bool,
@@ -213,6 +221,10 @@ class Settings:
     retention_months: int = setting("YWM_RETENTION_MONTHS", 24)
     web_processes: int = setting("YWM_WEB_PROCESSES", factory=lambda: os.cpu_count() or 1)
     log_level: str = setting("YWM_LOG_LEVEL", "INFO")
+    # Runtime choices measured in bench/loop_json.py (docs/benchmarks.md): the asyncio event
+    # loop of web and worker processes, and the JSON encoder (server/platform/jsonenc.py).
+    event_loop: str = setting("YWM_EVENT_LOOP", "asyncio", cast=_one_of("asyncio", "uvloop"))
+    json_encoder: str = setting("YWM_JSON_ENCODER", "ujson", cast=_one_of("ujson", "orjson"))
     # Tracing (server/platform/tracing.py): the OTLP/HTTP collector's base URL, e.g.
     # http://127.0.0.1:4318; empty turns tracing off. The ratio of new traces kept
     # (a trace that arrives with a sampled `traceparent` is always kept).
