@@ -40,6 +40,8 @@ def _lines(stream: io.StringIO) -> list[dict]:
 
 
 def test_the_direct_line_is_the_logged_line(ours, monkeypatch):
+    # as in a web process: ours is the one handler (pytest adds its own for each phase)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [ywm_logging._handler])
     log = logging.getLogger("ywm.http")
     log.info("request", extra=FIELDS)
 
@@ -57,7 +59,8 @@ def test_the_direct_line_is_the_logged_line(ours, monkeypatch):
         "church_id": "c-9", "remote_ip": "10.1.2.3"}
 
 
-def test_the_level_still_silences_it(ours):
+def test_the_level_still_silences_it(ours, monkeypatch):
+    monkeypatch.setattr(logging.getLogger(), "handlers", [ywm_logging._handler])
     logging.getLogger().setLevel("WARNING")
     log_request(logging.getLogger("ywm.http"), FIELDS)
     assert ours.getvalue() == ""
