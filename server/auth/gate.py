@@ -14,6 +14,7 @@ They share the church's hash tag with the declared keys, so they are in the same
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -64,19 +65,23 @@ class Passed:
     seen: snapshot.Seen | None = None
 
 
+@functools.lru_cache(maxsize=4096)
+def _church_keys(church_id: UUID) -> tuple[tuple[str, str], tuple[str, str, str, str]]:
+    """A church's declared keys and user key templates; built once per church and process
+    (key building showed up in profiles of every request)."""
+    return snapshot.church_keys(church_id), (
+        keys.user_sessions_key(church_id, _USER), church_bucket_key(church_id, "user:" + _USER),
+        *snapshot.user_keys(church_id, _USER))
+
+
 async def check_session(redis: aioredis.Redis, settings: Settings, church_id: UUID, sid: str,
                         limit: Limit | None, want_snapshot: bool) -> Passed:
     """The session's user, spending from their bucket when `limit` is given; one call."""
-    spend = limit is not None
-    result = await GATE.run(redis, (
-        keys.session_key(church_id, sid), *snapshot.church_keys(church_id),
-    ), (
-        settings.session_ttl, "1" if spend else "0",
+    church_keys, templates = _church_keys(church_id)
+    result = await GATE.run(redis, (keys.session_key(church_id, sid), *church_keys), (
+        settings.session_ttl, "0" if limit is None else "1",
         limit.rate if limit else 0, limit.burst if limit else 0,
-        "1" if want_snapshot else "0",
-        keys.user_sessions_key(church_id, _USER), church_bucket_key(church_id, "user:" + _USER),
-        *snapshot.user_keys(church_id, _USER),
-    ))
+        "1" if want_snapshot else "0", *templates))
     if result[0] == 0:
         raise Unauthorized(ENDED)
     user_id, role, csrf = UUID(result[1]), str(result[2]), str(result[3])
