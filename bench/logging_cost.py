@@ -42,16 +42,17 @@ USERS = 16  # tokens rotated per request, so no user meets the per-user rate lim
 LEVELS = {"on": "INFO", "off": "WARNING"}
 
 
-def _start(settings: Settings, mode: str, level: str, port: int, out: str
-           ) -> tuple[subprocess.Popen[bytes], Any]:
+def _start(settings: Settings, mode: str, level: str, port: int, out: str,
+           extra_env: dict[str, str] | None) -> tuple[subprocess.Popen[bytes], Any]:
     env = child_env(settings.replace(web_processes=1), port, 0, VAR)
     env.update({"YWM_LOG_LEVEL": level, "PYTHONUNBUFFERED": "1",
                 "YWM_METRICS_DIR": tempfile.mkdtemp(prefix="ywm-bench-metrics-")})
+    env.update(extra_env or {})
     command = [sys.executable, "-m", "server", "web", "--port", str(port)]
     if mode == "callgrind":
         command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                    f"--callgrind-out-file={out}"] + command
-    log = open(VAR / f"logging_cost_{level.lower()}.log", "ab")
+    log = open(VAR / "logging_cost_web.log", "ab")
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     return proc, log
 
@@ -94,12 +95,13 @@ def _instructions(out: str) -> int:
 
 
 def measure(settings: Settings, mode: str, level: str, path: str, tokens: list[str],
-            count: int) -> float:
-    """Instructions (callgrind) or CPU µs (cpu) per request in one fresh web process."""
+            count: int, extra_env: dict[str, str] | None = None) -> float:
+    """Instructions (callgrind) or CPU µs (cpu) per request in one fresh web process
+    (`extra_env`: more of its environment, e.g. YWM_EVENT_LOOP for bench/loop_json.py)."""
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="ywm-callgrind-")
     out = os.path.join(workdir, "callgrind.out")
-    proc, log = _start(settings, mode, level, port, out)
+    proc, log = _start(settings, mode, level, port, out, extra_env)
     try:
         _wait(f"http://127.0.0.1:{port}{path}", tokens[0], timeout=300)
         _requests(port, path, tokens, WARMUP)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import threading
 import urllib.request
 
 import pytest
@@ -76,3 +77,32 @@ def test_unknown_choices_stop_startup_naming_the_variable():
     for var in ("YWM_EVENT_LOOP", "YWM_JSON_ENCODER"):
         with pytest.raises(SettingsError, match=var):
             Settings.from_env({"YWM_ENV": "test", var: "trio"})
+
+
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_a_worker_thread_runs_tasks_on_the_chosen_loop(settings, clean, event_loop):
+    pytest.importorskip(event_loop)
+    from server.platform import queue
+    from workers import runtime
+    queue.configure(settings.replace(event_loop=event_loop))
+    seen: dict = {}
+
+    async def task(deps) -> None:  # a task's body: PostgreSQL and Redis through its Deps
+        seen["loop"] = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        async with deps.db.acquire() as conn:
+            seen["db"] = await conn.fetch_val("SELECT 41 + 1")
+        seen["redis"] = await deps.redis.ping()
+
+    def worker_thread() -> None:
+        try:
+            runtime.run(task)
+        finally:
+            runtime.close_runtime()
+    try:
+        thread = threading.Thread(target=worker_thread)
+        thread.start()
+        thread.join(60)
+        assert not thread.is_alive(), "the task did not finish"
+    finally:
+        queue.configure(settings)
+    assert seen == {"loop": event_loop, "db": 42, "redis": True}
