@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         procs["sim"].append(_spawn(["carrier-sim", "--port", str(sim_port),
                                     "--callback-url", web_url], env, log))
         _wait_http(f"{sim_url}/control/received?limit=0")
-        _http("POST", f"{sim_url}/control/config", {"status_webhooks": args.delivered})
+        _http("POST", f"{sim_url}/control/config", {
+            "status_webhooks": args.delivered, "webhook_concurrency": args.sim_concurrency})
         procs["web"] = [_spawn(["web", "--port", str(web_port)], env, log)
                         for _ in range(args.web)]
         _wait_http(f"{web_url}/health")
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     span = max(stamps) - min(stamps) if len(stamps) > 1 else 0.0
     result = {
         "recipients": args.recipients, "mps": args.mps, "workers": args.workers,
+        "sim_concurrency": args.sim_concurrency,
         "threads": args.threads, "web": args.web, "seed_seconds": round(seeded, 1),
         "accept_seconds": round(accept_seconds, 3),
         "sent_at_carrier": full["count"], "duplicates": full["duplicates"]["count"],
@@ -236,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web", type=int, default=1)
     parser.add_argument("--delivered", action="store_true",
                         help="status webhooks on; wait for every recipient delivered")
+    parser.add_argument("--sim-concurrency", type=int, default=64,
+                        help="webhooks the simulator keeps in flight to the web processes")
     parser.add_argument("--timeout", type=float, default=1200)
     result = run(parser.parse_args(argv))
     print("| measure | value |\n| --- | --- |")

@@ -174,10 +174,18 @@ class Poster:
     """POSTs with at most `limit` in flight over keep-alive connections per host."""
 
     def __init__(self, limit: int) -> None:
+        self.limit = limit
         self._slots = asyncio.Semaphore(limit)
         self._idle: dict[tuple[str, int], Deque[_Connection]] = collections.defaultdict(
             collections.deque)
         self.connections_opened = 0
+
+    def set_limit(self, limit: int) -> None:
+        """Posts in flight from now on; those already holding a slot of the old bound
+        finish under it (for a moment both bounds count)."""
+        if limit != self.limit:
+            self.limit = limit
+            self._slots = asyncio.Semaphore(limit)
 
     async def post(self, url: str, body: bytes, headers: dict[str, str],
                    timeout: float) -> tuple[int, bytes]:

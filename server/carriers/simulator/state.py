@@ -43,6 +43,9 @@ class SimConfig:
     webhook_attempts: int = 3        # attempts per URL (Telnyx: 3), then the failover URL
     webhook_retry_delay_ms: float = 200.0
     webhook_timeout: float = 2.0     # Telnyx waits 2 s for a 2xx
+    # Webhooks in flight at once (keep-alive connections to our server); more let a
+    # receiver that group-commits fill bigger batches, as a real carrier's bursts do.
+    webhook_concurrency: int = 64
     # The platform account's phone numbers (both carriers): what the number lookups
     # (Telnyx `GET /phone_numbers`, Twilio `IncomingPhoneNumbers`) answer.
     account_numbers: list[str] = field(default_factory=lambda: list(ACCOUNT_NUMBERS))

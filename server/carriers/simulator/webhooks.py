@@ -4,7 +4,7 @@ Telnyx (CARRIERS.md §2): JSON envelope, `meta.attempt` increments and every att
 re-signed with a fresh `telnyx-timestamp`; 3 attempts per URL with a 2 s timeout, then the
 failover URL. Twilio (§3): form posts signed with the auth token over the public URL.
 Optional faults: duplicate delivery and final-before-sent ordering. Posts go through
-`poster.Poster` (keep-alive connections, at most WEBHOOK_CONNECTIONS in flight): a
+`poster.Poster` (keep-alive connections, at most `webhook_concurrency` in flight): a
 receipt costs the simulator one signature and one small write, not a client stack.
 """
 from __future__ import annotations
@@ -19,15 +19,16 @@ from urllib.parse import urlencode, urlsplit
 import ujson
 
 from server.carriers.simulator.poster import Poster, PostFailed
-from server.carriers.simulator.state import SimState, now
+from server.carriers.simulator.state import SimConfig, SimState, now
 from server.carriers import telnyx, twilio
 
 log = logging.getLogger("ywm.carrier_sim")
 
 TELNYX_ACCOUNT_CARRIER = "TELNYX LLC"
-# Webhooks in flight at once: a burst of receipts must not crowd out a test's or a
-# benchmark's own requests to the one web process behind them.
-WEBHOOK_CONNECTIONS = 64
+# Webhooks in flight at once by default (SimConfig.webhook_concurrency): a burst of
+# receipts must not crowd out a test's or a benchmark's own requests to the one web
+# process behind them.
+WEBHOOK_CONNECTIONS = SimConfig.webhook_concurrency
 DELIVERY_FAILURE = {"telnyx": ("40008", "Undeliverable"),
                     "twilio": ("30003", "Unreachable destination handset")}
 
@@ -145,8 +146,11 @@ class WebhookSender:
         return result
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        limit = max(1, int(self.state.config.webhook_concurrency))
         if self._poster is None:
-            self._poster = Poster(WEBHOOK_CONNECTIONS)
+            self._poster = Poster(limit)
+        else:
+            self._poster.set_limit(limit)
         try:
             status, answer = await self._poster.post(url, body, headers,
                                                      self.state.config.webhook_timeout)
