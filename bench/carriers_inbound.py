@@ -152,7 +152,8 @@ def _twilio_line(params: dict[str, str], public_url: str) -> str:
 
 
 def _inbound(carrier: str, i: int, numbers: list[str], handsets: int, timestamp: str,
-             public_url: str) -> str:
+             public_url: str) -> tuple[str, str]:
+    """One signed inbound text line and the event id our server dedupes it by."""
     handset, ours = f"+1415{2000000 + i % handsets:07d}", numbers[i % len(numbers)]
     text = f"See you Sunday, message {i}"
     if carrier == "twilio":
@@ -161,13 +162,14 @@ def _inbound(carrier: str, i: int, numbers: list[str], handsets: int, timestamp:
                              "AccountSid": TWILIO_SID, "From": handset, "To": ours,
                              "Body": text, "NumMedia": "0", "NumSegments": "1",
                              "SmsStatus": "received", "ApiVersion": "2010-04-01"},
-                            public_url)
+                            public_url), sid
     payload = {"record_type": "message", "id": str(uuid.uuid4()), "direction": "inbound",
                "type": "SMS", "from": {"phone_number": handset},
                "to": [{"phone_number": ours, "status": "webhook_delivered"}],
                "text": text, "media": []}
-    return _telnyx_line(_telnyx_envelope("message.received", str(uuid.uuid4()), payload),
-                        timestamp)
+    event_id = str(uuid.uuid4())
+    return _telnyx_line(_telnyx_envelope("message.received", event_id, payload),
+                        timestamp), event_id
 
 
 def _telnyx_envelope(event_type: str, event_id: str, payload: dict) -> bytes:
@@ -203,22 +205,25 @@ def _receipt(carrier: str, row: tuple[str, str, str], status: str, i: int, times
 def _write_webhooks(path: pathlib.Path, count: int, numbers: list[str], handsets: int,
                     mix: str = "inbound", carrier: str = "telnyx",
                     rows: list[tuple[str, str, str]] | None = None, public_url: str = ""
-                    ) -> list[tuple[str, str, str, str]]:
-    """Write `count` signed webhooks in `mix`; returns the receipts written as (event id,
-    church id, provider message id, status) for the correctness check."""
+                    ) -> list[tuple[str, str | None, str | None, str]]:
+    """Write `count` signed webhooks in `mix`; returns every event written as (event id,
+    church id, provider message id, status), the last three None/"inbound" for inbound
+    texts, for the correctness check."""
     timestamp = str(int(time.time()) + 60)  # valid for the whole run (300 s window)
-    receipts: list[tuple[str, str, str, str]] = []
+    events: list[tuple[str, str | None, str | None, str]] = []
     pending = _receipt_order(rows or [])
     with path.open("w") as out:
         for i in range(count):
             if mix == "inbound" or (mix == "mixed" and i % 3 == 0) or not pending:
-                out.write(_inbound(carrier, i, numbers, handsets, timestamp, public_url))
+                line, event_id = _inbound(carrier, i, numbers, handsets, timestamp, public_url)
+                out.write(line)
+                events.append((event_id, None, None, "inbound"))
                 continue
             row, status = pending.pop()
             line, event_id = _receipt(carrier, row, status, i, timestamp, public_url)
             out.write(line)
-            receipts.append((event_id, row[0], row[2], status))
-    return receipts
+            events.append((event_id, row[0], row[2], status))
+    return events
 
 
 def _receipt_order(rows: list[tuple[str, str, str]]) -> list[tuple[tuple[str, str, str], str]]:
@@ -290,44 +295,63 @@ SELECT b.status, count(*) AS committed,
        count(*) FILTER (WHERE COALESCE(r.status, m.status, 'missing') <> ALL(
            CASE b.status WHEN 'sent' THEN ARRAY['sent', 'delivered'] ELSE ARRAY['delivered']
            END)) AS unmoved
-  FROM bench_receipts b
+  FROM bench_events b
   JOIN inbound_dedupe d ON d.provider = %(provider)s AND d.provider_event_id = b.event_id
   LEFT JOIN message_recipients r
          ON r.church_id = b.church_id AND r.provider_message_id = b.pid
   LEFT JOIN conversation_messages m
          ON m.church_id = b.church_id AND m.provider_message_id = b.pid
+ WHERE b.status <> 'inbound'
  GROUP BY b.status
 """
 
+# Dedupe rows that are none of the events this run wrote (another run's events reaching
+# our port would make every other figure meaningless).
+_FOREIGN = """
+SELECT count(*) FROM inbound_dedupe d
+ WHERE NOT EXISTS (SELECT 1 FROM bench_events b WHERE b.event_id = d.provider_event_id)
+"""
 
-def _load_receipts(database_url: str, receipts: list[tuple[str, str, str, str]]) -> None:
-    """The receipts the run may send, in a table of the bench's private database."""
+
+def _load_events(database_url: str, events: list[tuple[str, str | None, str | None, str]]
+                 ) -> None:
+    """The events the run may send, in a table of the bench's private database."""
     conn = psycopg2.connect(database_url)
     with conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE bench_receipts (event_id text PRIMARY KEY, church_id uuid, "
+        cur.execute("CREATE TABLE bench_events (event_id text PRIMARY KEY, church_id uuid, "
                     "pid text, status text)")
         psycopg2.extras.execute_values(
-            cur, "INSERT INTO bench_receipts VALUES %s", receipts, page_size=5000)
+            cur, "INSERT INTO bench_events VALUES %s", events, page_size=5000)
     conn.close()
 
 
 def _check(database_url: str, provider: str, answered_2xx: int, dedupe_new: int,
-           sent_once: bool) -> dict[str, object]:
+           sent_once: bool, receipts_sent: bool) -> dict[str, object]:
     """Nothing answered 2xx is lost: every 2xx has its dedupe row (so its transaction
-    committed), and every committed receipt moved its row forward."""
+    committed), every committed receipt moved its row forward, none was held for a row
+    that did not exist (every row was seeded before the run), and only this run's
+    events arrived."""
     conn = psycopg2.connect(database_url)
     with conn.cursor() as cur:
         cur.execute(_UNMOVED, {"provider": provider})
         by_status = {status: {"committed": committed, "unmoved": unmoved}
                      for status, committed, unmoved in cur.fetchall()}
+        cur.execute(_FOREIGN)
+        foreign = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM early_receipts")
+        held = cur.fetchone()[0]
     conn.close()
     unmoved = sum(v["unmoved"] for v in by_status.values())
+    committed = sum(v["committed"] for v in by_status.values())
     # Requests cut off at the end of the run may have committed unanswered: hence >=.
     # Only meaningful when every event went out once (a resent one is a 2xx duplicate).
     durable = dedupe_new >= answered_2xx or not sent_once
-    return {"ok": durable and unmoved == 0, "answered_2xx": answered_2xx,
+    ok = (durable and unmoved == 0 and foreign == 0 and held == 0
+          and (committed > 0 or not receipts_sent))
+    return {"ok": ok, "answered_2xx": answered_2xx,
             "dedupe_rows_new": dedupe_new, "every_event_sent_once": sent_once,
-            "receipts": by_status, "receipts_unmoved": unmoved}
+            "receipts": by_status, "receipts_unmoved": unmoved, "receipts_held": held,
+            "foreign_events": foreign}
 
 
 class _OtlpSink(http.server.BaseHTTPRequestHandler):
@@ -373,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhooks", type=int, default=0,
                         help="pre-signed events, each sent at most once (default: "
                              "4,000 per second of --duration)")
+    parser.add_argument("--keep-db", action="store_true",
+                        help="leave the private database behind (to look into a failed check)")
     parser.add_argument("--otel", choices=("off", "sink"), default="off",
                         help="tracing in the web processes: off, or on and exported to a "
                              "collector stand-in that drops the spans")
@@ -387,15 +413,17 @@ def main(argv: list[str] | None = None) -> int:
     redis_url, redis_lock = reserve_redis_db()
     procs: list[subprocess.Popen] = []
     sink = None
+    files: list[pathlib.Path] = []
     try:
         numbers = asyncio.run(_seed(database_url, args.churches, args.carrier))
         receipt_share = {"inbound": 0, "receipts": 1, "mixed": 2 / 3}[args.mix]
         rows = _seed_outbound(database_url, numbers, int(count * receipt_share / 2) + 1,
                               args.carrier) if receipt_share else []
-        webhooks = OUT / f"{args.carrier}_webhooks.tsv"
-        receipts = _write_webhooks(webhooks, count, numbers, args.handsets, args.mix,
-                                   args.carrier, rows, public_url)
-        _load_receipts(database_url, receipts)
+        # Per run: two runs at once must never send each other's events.
+        webhooks = OUT / f"{args.carrier}_webhooks-{os.getpid()}.tsv"
+        files.append(webhooks)
+        events = _write_webhooks(webhooks, count, numbers, args.handsets, args.mix,
+                                 args.carrier, rows, public_url)
         env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url,
                    YWM_ENV="test", YWM_LOG_LEVEL="WARNING", YWM_OTEL_ENDPOINT="",
                    YWM_PUBLIC_URL=public_url)
@@ -403,9 +431,11 @@ def main(argv: list[str] | None = None) -> int:
             sink, env["YWM_OTEL_ENDPOINT"] = _start_sink()
         procs = _start_web(env, args.port, args.processes)
         # Warm-up: fills the pools (so every backend exists before we read CPU times).
-        warmup = OUT / f"{args.carrier}_warmup.tsv"
-        _write_webhooks(warmup, 3000, numbers, args.handsets, "inbound", args.carrier,
-                        public_url=public_url)
+        warmup = OUT / f"{args.carrier}_warmup-{os.getpid()}.tsv"
+        files.append(warmup)
+        events += _write_webhooks(warmup, 3000, numbers, args.handsets, "inbound",
+                                  args.carrier, public_url=public_url)
+        _load_events(database_url, events)
         _wrk(args.port, warmup, 2, args.connections, 3)
         web_pids = [p.pid for p in procs]
         pg_pids = _backend_pids(database_url)
@@ -420,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         errors = result["connect_errors"] + result["read_errors"] + result["write_errors"] \
             + result["timeouts"]
         check = _check(database_url, args.carrier, result["requests"] - result["non_2xx"],
-                       counts["inbound_dedupe"] - dedupe_before, result["requests"] <= count)
+                       counts["inbound_dedupe"] - dedupe_before, result["requests"] <= count,
+                       args.mix != "inbound")
         rate = result["requests"] / (result["duration_us"] / 1e6)
         per = 1000 / max(1, result["requests"])
         report = {"mix": args.mix, "carrier": args.carrier, "processes": args.processes,
@@ -448,9 +479,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         stop_processes(procs)
+        for path in files:
+            path.unlink(missing_ok=True)
         if sink is not None:
             sink.shutdown()
-        drop_database(database_url)
+        if not args.keep_db:
+            drop_database(database_url)
         release_redis_db(redis_url, redis_lock)
 
 
