@@ -309,13 +309,15 @@ def _rss_kb(pids: list[int]) -> int:
     return total
 
 
-def _start_web(env: dict[str, str], port: int, processes: int, log: pathlib.Path
-               ) -> list[subprocess.Popen]:
-    """`processes` web processes on one port; their stderr goes to `log` (a pipe nobody
-    reads would block a process that logs much, e.g. one failing many opens)."""
-    ywm = str(ROOT / ".venv" / "bin" / "ywm")
+def _start_web(env: dict[str, str], port: int, processes: int, log: pathlib.Path,
+               tree: pathlib.Path = ROOT) -> list[subprocess.Popen]:
+    """`processes` web processes on one port, running the code in `tree` (a baseline:
+    `git archive <commit> | tar -x -C <tree>`); their output goes to `log` (a pipe
+    nobody reads would block a process that logs much, e.g. one failing many opens)."""
+    env = dict(env, PYTHONPATH=str(tree))
     with log.open("ab") as err:
-        procs = [subprocess.Popen([ywm, "web", "--port", str(port)], env=env, cwd=ROOT,
+        procs = [subprocess.Popen([sys.executable, "-m", "server", "web", "--port", str(port)],
+                                  env=env, cwd=tree,
                                   stdout=err, stderr=err)
                  for _ in range(processes)]
     deadline = time.time() + 30
@@ -455,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8890)
     parser.add_argument("--connect-concurrency", type=int, default=CONNECT_CONCURRENCY,
                         help="sockets the client opens at a time; 0: all at once (a storm)")
+    parser.add_argument("--server-tree", default=str(ROOT),
+                        help="run the web processes from this source tree (a baseline)")
     parser.add_argument("--stall", type=float, default=30.0,
                         help="stop waiting for frames after this long without one")
     parser.add_argument("--source", choices=("webhook", "direct"), default="webhook",
@@ -481,12 +485,14 @@ def main(argv: list[str] | None = None) -> int:
                    YWM_USER_RATE_BURST="1000000", YWM_AUTH_RATE_BURST="1000000")
         web_log = OUT / "stream_fanout_web.log"
         web_log.write_text("")
-        procs = _start_web(env, args.port, args.processes, web_log)
+        procs = _start_web(env, args.port, args.processes, web_log,
+                           pathlib.Path(args.server_tree))
         print(f"web pids {[p.pid for p in procs]}; log {web_log}", flush=True)
         pids = [p.pid for p in procs]
         reports = []
         for sockets in (int(s) for s in args.sockets.split(",")):
             report = _run_one(args, sockets, tokens_file, phones, church_ids, pids)
+            report["server_tree"] = args.server_tree
             print(json.dumps(report), flush=True)
             reports.append(report)
         (OUT / f"stream_fanout_{args.source}.json").write_text(json.dumps(reports, indent=2))

@@ -292,9 +292,9 @@ class Hub:
             try:
                 async with self._sub_lock:
                     await self._pubsub.subscribe(*(events_channel(c) for c in churches))
-            except REDIS_ERRORS as exc:
-                # Redis is away: these joins fail now (1011, the client resumes) rather
-                # than wait on a connection the reader does not have.
+            except Exception as exc:  # noqa: BLE001 - Redis away, or the reader rebuilt
+                # the connection under us: these joins fail now (1011, the client resumes)
+                # rather than wait on a connection the reader may not have.
                 log.warning("stream subscribe failed", exc_info=True)
                 for church_id in churches:
                     state = self._churches.get(church_id)
