@@ -270,16 +270,18 @@ async def test_publish_sends_a_calls_events_in_order_on_their_channels(deps: Any
                    for n, church in enumerate((a, b, a, a, b))]
 
 
+@pytest.mark.parametrize("count", [1, 3])  # alone, or in a pipeline
 @pytest.mark.gen_test
-async def test_publish_to_an_unreachable_redis_logs_and_returns(deps: Any,
-                                                                caplog: Any) -> None:
+async def test_publish_to_an_unreachable_redis_logs_and_returns(deps: Any, caplog: Any,
+                                                                count: int) -> None:
     church = await new_church(deps)
     async with deps.db.transaction() as conn:
-        event = await append_event(conn, church, "conversation.updated", {"n": 1})
+        events = [await append_event(conn, church, "conversation.updated", {"n": n})
+                  for n in range(count)]
     gone = connect_async("redis://127.0.0.1:1/0")  # nothing listens on port 1
     try:
         with caplog.at_level(logging.WARNING, logger="ywm.events"):
-            await publish_events(gone, [event])
+            await publish_events(gone, events)
     finally:
         await gone.aclose()
     assert [r.getMessage() for r in caplog.records if r.name == "ywm.events"] == [
