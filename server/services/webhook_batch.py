@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from db.engine import Database
 from server.carriers.base import CarrierEvent, InboundText, StatusReceipt
 from server.platform.errors import Unavailable
+from server.platform.metrics import Metrics, describe
 from server.platform.settings import Settings
 from server.services import inbound
 from server.services.followups import enqueue
@@ -48,14 +49,23 @@ RETRYABLE_PGCODES = frozenset((errorcodes.DEADLOCK_DETECTED,
 # closed batch waiting for a slot.
 ROOM_BATCHES = 2
 
+BATCHES_METRIC = "ywm_carrier_webhook_batches_total"
+BATCHED_METRIC = "ywm_carrier_webhook_batched_events_total"
+describe(BATCHES_METRIC, "counter", "Carrier webhook batches by result (committed, retried "
+         "after a deadlock/serialization failure, split after a failure, failed: 503).")
+describe(BATCHED_METRIC, "counter", "Carrier webhooks committed in batches (divided by the "
+         "committed batches: the mean batch size).")
+
 Waiter = tuple[CarrierEvent, "asyncio.Future[tuple[str, UUID | None]]"]
 
 
 class WebhookBatcher:
     """One per web process and event loop (`batcher_for`)."""
 
-    def __init__(self, db: Database, redis: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, db: Database, redis: aioredis.Redis, settings: Settings,
+                 metrics: Metrics | None = None) -> None:
         self.db, self.redis, self.settings = db, redis, settings
+        self.metrics = metrics or Metrics()
         self.delay = max(0.0, settings.carrier_batch_ms) / 1000.0
         self.size = max(1, settings.carrier_batch_size)
         self.slots = max(1, settings.carrier_batch_commits)
@@ -126,14 +136,18 @@ class WebhookBatcher:
                 # lost), so only the events that fail on their own are answered 503.
                 log.warning("carrier webhook batch failed; applying its %s events one by one",
                             len(batch), exc_info=True)
+                self.metrics.inc(BATCHES_METRIC, result="split")
                 for waiter in batch:
                     await self._commit([waiter])
                 return
             log.error("carrier webhook failed; answering 503", exc_info=True)
+            self.metrics.inc(BATCHES_METRIC, result="failed")
             for _, future in batch:
                 if not future.done():
                     future.set_exception(Unavailable())
             return
+        self.metrics.inc(BATCHES_METRIC, result="committed")
+        self.metrics.inc(BATCHED_METRIC, len(batch))
         await self._after_commit(applied)
         for (_, future), outcome, church_id in zip(batch, applied.outcomes, applied.churches):
             if not future.done():
@@ -149,6 +163,7 @@ class WebhookBatcher:
                 if attempt == 2 or exc.pgcode not in RETRYABLE_PGCODES:
                     raise
                 log.warning("carrier webhook batch retried after %s", exc.pgcode)
+                self.metrics.inc(BATCHES_METRIC, result="retried")
         raise AssertionError("unreachable")
 
     async def _after_commit(self, applied: inbound.BatchResult) -> None:
@@ -174,6 +189,6 @@ def batcher_for(deps: Any) -> WebhookBatcher:
     """The process's batcher, made on first use (on the loop that serves requests)."""
     batcher: WebhookBatcher | None = getattr(deps, "webhook_batcher", None)
     if batcher is None:
-        batcher = WebhookBatcher(deps.db, deps.redis, deps.settings)
+        batcher = WebhookBatcher(deps.db, deps.redis, deps.settings, deps.metrics)
         deps.webhook_batcher = batcher
     return batcher

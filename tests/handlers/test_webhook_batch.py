@@ -43,7 +43,8 @@ def client(http_server: Any) -> Iterator[tornado.httpclient.AsyncHTTPClient]:
 
 def batched(deps: Any, db: Database | None = None, ms: float = BATCH_MS) -> WebhookBatcher:
     batcher = WebhookBatcher(db or deps.db, deps.redis,
-                             deps.settings.replace(carrier_batch_ms=ms, carrier_batch_size=64))
+                             deps.settings.replace(carrier_batch_ms=ms, carrier_batch_size=64),
+                             deps.metrics)
     deps.webhook_batcher = batcher
     return batcher
 
@@ -95,6 +96,7 @@ async def test_concurrent_texts_and_receipts_commit_together_and_are_answered(
     rest = await asyncio.gather(*[post(client, base_url, deps, carrier, payload)
                                   for carrier, payload in burst])
     answers = [await first, *rest]
+    assert deps.metrics.counted("ywm_carrier_webhook_batches_total", result="committed") == 2
     assert [code for code, _ in answers] == [200] * 13
     outcomes = [body["data"]["outcome"] for (code, body), (carrier, _) in
                 zip(answers, [("telnyx", None)] + burst) if carrier == "telnyx"]
@@ -154,6 +156,8 @@ async def test_one_webhook_that_cannot_be_stored_does_not_fail_its_batch(
                                      for body in (good, bad)])
     assert answers[0] == (200, {"data": {"outcome": "stored"}, "meta": {}})
     assert answers[1][0] == 503 and answers[1][1]["error"]["code"] == "unavailable"
+    assert [deps.metrics.counted("ywm_carrier_webhook_batches_total", result=result)
+            for result in ("split", "failed", "committed")] == [1, 1, 1]
     stored = await rows(deps, "SELECT body FROM conversation_messages")
     assert [r["body"] for r in stored] == ["fine"]
     assert len(await rows(deps, "SELECT 1 FROM inbound_dedupe")) == 1
