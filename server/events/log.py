@@ -114,6 +114,9 @@ def event_frame(row: dict[str, Any], settings: Settings | None = None) -> dict[s
             "data": data}
 
 
+PENDING_EVENTS = "events"  # the key of the event buffer on a transaction's Connection
+
+
 async def record_event(conn: Connection, church_id: UUID | str, event: NewEvent,
                        settings: Settings | None = None) -> dict[str, Any]:
     """Store an event built by `server.events.types` inside the caller's transaction;
@@ -142,12 +145,9 @@ async def append_event(conn: Connection, church_id: UUID | str, type: str,
     if not conn.in_transaction:  # autocommit: a transaction of its own, written at once
         async with conn.transaction():
             conn.deferred(PENDING_EVENTS, _write_events).append((event, stored))
-        return event
-    conn.deferred(PENDING_EVENTS, _write_events).append((event, stored))
+    else:
+        conn.deferred(PENDING_EVENTS, _write_events).append((event, stored))
     return event
-
-
-PENDING_EVENTS = "events"  # the key of the event buffer on a transaction's Connection
 
 
 async def _write_events(conn: Connection,
