@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import psycopg2
 import sqlalchemy as sa
 import ujson
 
@@ -158,20 +159,24 @@ async def delete_old_receipts(conn: Connection, older_than_hours: int = 72) -> i
 
 # ----- group commit (server/services/webhook_batch.py) -------------------------------
 
-# _ROUTE for a whole batch in one statement: every event's number → church, and the dedupe
-# rows inserted in one go (sorted, so two batches insert in the same order). `idx` is the
-# event's place in the batch; an event whose number no church owns has no row. The caller
-# sends each (provider, event id) once.
+# _ROUTE for a whole batch in one statement: every event's number → church, the sending
+# member of a text (by phone hash, when the church knows it: the common case costs no extra
+# round trip), and the dedupe rows inserted in one go (sorted, so two batches insert in the
+# same order). `idx` is the event's place in the batch; an event whose number no church
+# owns has no row. The caller sends each (provider, event id) once.
 _ROUTE_BATCH = sa.text("""
 WITH e AS (
   SELECT * FROM unnest(CAST(:idx AS int[]), CAST(:providers AS text[]),
-                       CAST(:event_ids AS text[]), CAST(:phones AS text[]))
-           AS e(idx, event_provider, event_id, phone)),
+                       CAST(:event_ids AS text[]), CAST(:phones AS text[]),
+                       CAST(:senders AS bytea[]))
+           AS e(idx, event_provider, event_id, phone, sender_hash)),
 n AS (
   SELECT e.idx, e.event_provider, e.event_id, nb.id, nb.church_id, nb.phone, nb.provider,
          nb.provider_handles_opt_out, c.name AS church_name, c.help_text,
-         c.unknown_sender_opt_in
-    FROM e JOIN numbers nb ON nb.phone = e.phone JOIN churches c ON c.id = nb.church_id),
+         c.unknown_sender_opt_in, mb.id AS member_id, mb.first_name AS member_first_name,
+         mb.last_name AS member_last_name
+    FROM e JOIN numbers nb ON nb.phone = e.phone JOIN churches c ON c.id = nb.church_id
+    LEFT JOIN members mb ON mb.church_id = nb.church_id AND mb.phone_hash = e.sender_hash),
 d AS (
   INSERT INTO inbound_dedupe (provider, provider_event_id, church_id)
   SELECT event_provider, event_id, church_id FROM n ORDER BY event_provider, event_id
@@ -201,16 +206,19 @@ RETURNING v.idx, r.message_id, r.member_id, r.status
 """)
 
 
-async def route_events(conn: Connection, events: list[tuple[int, str, str, str]]
-                       ) -> list[Row]:
-    """`route_event` for many: `events` are (idx, provider, event id, our number) with
-    distinct (provider, event id). One row per routed event (with `idx` and `fresh`);
-    none for an event whose number no church owns."""
+async def route_events(conn: Connection,
+                       events: list[tuple[int, str, str, str, bytes | None]]) -> list[Row]:
+    """`route_event` for many: `events` are (idx, provider, event id, our number, the
+    sender's phone hash or None) with distinct (provider, event id). One row per routed
+    event (with `idx`, `fresh` and, when the church knows the sender, `member_id`,
+    `member_first_name`, `member_last_name`); none for an event whose number no church
+    owns."""
     if not events:
         return []
-    idx, providers, event_ids, phones = (list(col) for col in zip(*events))
-    return await conn.fetch_all(_ROUTE_BATCH, {"idx": idx, "providers": providers,
-                                               "event_ids": event_ids, "phones": phones})
+    idx, providers, event_ids, phones, senders = (list(col) for col in zip(*events))
+    return await conn.fetch_all(_ROUTE_BATCH, {
+        "idx": idx, "providers": providers, "event_ids": event_ids, "phones": phones,
+        "senders": [psycopg2.Binary(h) if h is not None else None for h in senders]})
 
 
 async def update_recipient_statuses(conn: Connection,

@@ -149,7 +149,7 @@ async def apply_carrier_events(conn: Connection, settings: Settings,
     batch = BatchResult(outcomes=["ignored"] * len(events), churches=[None] * len(events))
     firsts: dict[tuple[str, str], int] = {}
     repeats: dict[int, int] = {}
-    keys: list[tuple[int, str, str, str]] = []
+    keys: list[tuple[int, str, str, str, bytes | None]] = []
     for idx, event in enumerate(events):
         if not isinstance(event, (InboundText, StatusReceipt)):
             continue
@@ -158,8 +158,11 @@ async def apply_carrier_events(conn: Connection, settings: Settings,
             repeats[idx] = firsts[key]
             continue
         firsts[key] = idx
-        ours = event.to_number if isinstance(event, InboundText) else event.our_number
-        keys.append((idx, event.provider, event.event_id, ours))
+        if isinstance(event, InboundText):
+            keys.append((idx, event.provider, event.event_id, event.to_number,
+                         crypto.phone_hash(settings, event.from_number)))
+        else:
+            keys.append((idx, event.provider, event.event_id, event.our_number, None))
         batch.outcomes[idx] = "unknown_number"
     texts: list[Fresh] = []
     receipts: list[Fresh] = []
@@ -204,7 +207,11 @@ async def _apply_inbound(conn: Connection, settings: Settings, number: dict[str,
                          text: InboundText, result: InboundResult) -> None:
     """One fresh inbound text: member, conversation, message, keyword, their events."""
     church = _church(number)
-    member = await _sender(conn, settings, church, text.from_number)
+    if number["member_id"] is not None:  # a known sender, found by the routing statement
+        member = {"id": number["member_id"], "first_name": number["member_first_name"],
+                  "last_name": number["member_last_name"], "phone": text.from_number}
+    else:  # new to the church, or first texted earlier in this batch
+        member = await _sender(conn, settings, church, text.from_number)
     member_id = UUID(str(member["id"]))
     conversation, message = await conv_q.record_inbound_message(
         conn, church["id"], member_id, number["id"], text.body, list(text.media_urls),
