@@ -26,7 +26,7 @@ import subprocess
 import sys
 from typing import Any
 
-from bench.auth_me import BENCH_DB, VAR, prepare_tokens
+from bench.auth_me import BENCH_DB, VAR, _free_port, prepare_tokens
 from bench.logging_cost import measure
 from bench.procs import exit_on_sigterm
 from server.devtools.dev import ROOT
@@ -72,8 +72,9 @@ def _auth_me(seconds: int, variant: str) -> dict[str, float]:
 
 
 def _carriers(duration: int, variant: str) -> dict[str, Any]:
-    done = _run([sys.executable, "-m", "bench.carriers_inbound", "--duration", str(duration)],
-                variant)
+    # a free port: another carriers_inbound run on the box would hold the default one
+    done = _run([sys.executable, "-m", "bench.carriers_inbound", "--duration", str(duration),
+                 "--port", str(_free_port())], variant)
     lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
     if not lines:
         raise SystemExit(f"bench: carriers_inbound failed under {variant}:\n{done.stderr}")
