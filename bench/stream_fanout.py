@@ -1,21 +1,34 @@
-"""Issue 5 benchmark: inbound webhook → WebSocket frame latency, memory and CPU per frame.
+"""Issues 5 and 11: inbound webhook → WebSocket frame latency, loss, memory and CPU per
+frame, and connection storms.
 
 `python -m bench.stream_fanout [--sockets 1000,10000] [--churches 100] [--rate 200]
-                               [--duration 20] [--processes 2]`
+    [--duration 20] [--processes 2] [--source webhook|direct] [--connect-concurrency 200]
+    [--server-tree DIR]`
+
+Issue 11's rows: `--source webhook --sockets 1000 --churches 50 --rate 200`;
+`--source webhook --sockets 10000 --churches 100 --rate 100`; the storm adds
+`--connect-concurrency 0` (every socket opened at once). A baseline in the same run:
+`git archive <commit> | tar -x -C /tmp/base` then `--server-tree /tmp/base`.
 
 A private database and Redis DB; `--churches` churches, each with an owner session and a
-Telnyx number; `--processes` `ywm web` processes on one port (SO_REUSEPORT, as in
-production). For each socket count a load client runs in its OWN process
-(`--client` mode), opens the sockets spread evenly over the churches (bearer header), and
-records, for every frame, now − the send time stamped in the text. The driver then posts
+Telnyx number; `--processes` web processes on one port (SO_REUSEPORT, as in production).
+For each socket count a load client runs in its OWN process (`--client` mode; a minimal
+RFC 6455 client on raw asyncio transports, so it stays cheap), opens the sockets spread
+evenly over the churches (bearer header), and records, for every frame, now − the send
+time stamped in the text. A socket closed with 1001/1011/1013 reconnects with
+`last_event_id` (after 0.5–2 s for 1013), as the web app does. The driver then posts
 signed Telnyx `message.received` webhooks at `--rate` per second (round robin over the
-churches), each the full inbound path (verify, one transaction with the event row,
-commit, PUBLISH); the hub of every web process fans out to its sockets of that church.
+churches), or commits and publishes the events itself (`--source direct`: the stream path
+alone).
 
-Reported per socket count: latency p50/p99/max (webhook POST start → frame parsed in the
-client), frames expected vs delivered, server RSS per socket (web processes' RSS after
-connecting minus before, divided by sockets), and the web processes' CPU seconds per
-1,000 delivered frames. Results: var/bench/stream_fanout.json.
+Reported per socket count: latency p50/p99/max (send stamp → frame parsed in the client);
+`lost` and `duplicated` counted per socket (ids are gapless per church: every id after a
+socket's first hello up to its church's final head must arrive exactly once, across its
+resumes); `resumes`, `sockets_closed_early` by close code, `open_failed` (HTTP errors
+before the upgrade) and `never_opened` (no hello by `--open-deadline`); server RSS per
+socket; the web processes' CPU seconds per 1,000 delivered frames; and the load client's
+CPU, for the open phase and the send phase, separately. Results:
+var/bench/stream_fanout_<source>.json.
 """
 from __future__ import annotations
 
@@ -188,7 +201,7 @@ class _Wire(asyncio.Protocol):
 
 
 async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path,
-                  concurrency: int) -> None:
+                  concurrency: int, open_deadline: float) -> None:
     import base64
     stats: dict[str, Any] = {"latencies": [], "closes": {}, "open_failed": 0,
                              "open_errors": {}}
@@ -239,8 +252,11 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path,
 
     tasks = [asyncio.ensure_future(run(s)) for s in socks]
     started = time.monotonic()
-    while any(s.start is None for s in socks):  # every socket has had its hello
+    # Every socket has had its hello, or the open deadline passed (those never opened
+    # are reported: a socket left without hello or close is a failed open too).
+    while any(s.start is None for s in socks) and time.monotonic() - started < open_deadline:
         await asyncio.sleep(0.1)
+    stats["never_opened"] = sum(1 for s in socks if s.start is None)
     print(f"READY {time.monotonic() - started:.2f}", flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -256,7 +272,7 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path,
     out.write_text(json.dumps({
         "frames": sum(s.frames for s in socks), "latencies_ns": stats["latencies"],
         "closed_early": stats["closes"], "open_failed": stats["open_failed"],
-        "open_errors": stats["open_errors"],
+        "open_errors": stats["open_errors"], "never_opened": stats["never_opened"],
         "sockets": [[s.church, s.start, s.last, s.frames, s.dup, s.gaps, s.resumes,
                      s.resyncs] for s in socks]}))
     for task in tasks:
@@ -472,7 +488,8 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
     client = subprocess.Popen(
         [sys.executable, "-m", "bench.stream_fanout", "--client", "--port", str(args.port),
          "--tokens", str(tokens_file), "--sockets", str(sockets), "--out", str(out),
-         "--connect-concurrency", str(args.connect_concurrency)],
+         "--connect-concurrency", str(args.connect_concurrency),
+         "--open-deadline", str(args.open_deadline)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         connect_started = time.monotonic()
@@ -515,6 +532,7 @@ def _run_one(args: argparse.Namespace, sockets: int, tokens_file: pathlib.Path,
             "frames_expected": int(sum(1 for a in answered if a >= 0) * per_church),
             "frames_delivered": frames, "sockets_closed_early": result["closed_early"],
             "open_failed": result["open_failed"], "open_errors": result["open_errors"],
+            "never_opened": result["never_opened"],
             **_socket_counts(result["sockets"], heads),
             "p50_ms": round(_pct(latencies, 0.50), 2), "p99_ms": round(_pct(latencies, 0.99), 2),
             "max_ms": round(latencies[-1] / 1e6, 2) if latencies else None,
@@ -545,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8890)
     parser.add_argument("--connect-concurrency", type=int, default=CONNECT_CONCURRENCY,
                         help="sockets the client opens at a time; 0: all at once (a storm)")
+    parser.add_argument("--open-deadline", type=float, default=300.0,
+                        help="stop waiting for every socket's hello after this long")
     parser.add_argument("--server-tree", default=str(ROOT),
                         help="run the web processes from this source tree (a baseline)")
     parser.add_argument("--stall", type=float, default=30.0,
@@ -556,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.client:
         tokens = ujson.loads(pathlib.Path(args.tokens).read_text())
         asyncio.run(_client(args.port, tokens, int(args.sockets), pathlib.Path(args.out),
-                            args.connect_concurrency))
+                            args.connect_concurrency, args.open_deadline))
         return 0
     OUT.mkdir(parents=True, exist_ok=True)
     database_url = fresh_database(url_for_database(f"ywm_bench_stream_{os.getpid()}"))
