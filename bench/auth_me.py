@@ -184,4 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in range(args.rounds):
         print(_row(f"bare Tornado hello (round {n + 1})", results["hello"][n]))
         print(_row(f"GET /api/v1/auth/me (round {n + 1})", results["auth_me"][n]))
+    # Issue 11's target, as same-run ratios: >= 50 % of hello's req/s, p99 <= 2x hello's.
+    print("\n| round | auth/me req/s ÷ hello req/s | auth/me p99 ÷ hello p99 |")
+    print("|---|---|---|")
+    for n, (hello, me) in enumerate(zip(results["hello"], results["auth_me"]), 1):
+        print(f"| {n} | {100 * me['rps'] / hello['rps']:.1f} % "
+              f"| {me['p99_us'] / max(1, hello['p99_us']):.2f}x |")
     return 0
