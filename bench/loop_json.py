@@ -114,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
         if variant not in VARIANTS:
             raise SystemExit(f"bench: unknown variant {variant!r}; one of {VARIANTS}")
     VAR.mkdir(parents=True, exist_ok=True)
-    tokens: list[str] = []
     settings = None
     if "callgrind" in parts:
         base = Settings.from_env({**os.environ, "YWM_ENV": "test"})
@@ -123,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
         from db.migrate import ensure_database, upgrade
         ensure_database(settings.database_url)
         upgrade(settings.database_url)
-        tokens = asyncio.run(prepare_tokens(settings, 16))
     load_before = os.getloadavg()
     results: dict[str, dict[str, list[dict[str, Any]]]] = {
         part: {v: [] for v in variants} for part in parts}
@@ -132,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             for variant in variants:
                 if part == "callgrind":
                     assert settings is not None
+                    # fresh sessions: a variant under callgrind takes minutes, and access
+                    # tokens live YWM_ACCESS_TOKEN_TTL (15 min)
+                    tokens = asyncio.run(prepare_tokens(settings, 16))
                     row: dict[str, Any] = _callgrind(settings, tokens, variant)
                 elif part == "auth_me":
                     row = _auth_me(args.seconds, variant)
