@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     "--callback-url", web_url], env, log))
         _wait_http(f"{sim_url}/control/received?limit=0")
         _http("POST", f"{sim_url}/control/config", {
-            "status_webhooks": args.delivered, "webhook_concurrency": args.sim_concurrency})
+            "status_webhooks": args.delivered, "webhook_concurrency": args.sim_concurrency,
+            "status_delay_ms": args.status_delay_ms})
         procs["web"] = [_spawn(["web", "--port", str(web_port)], env, log)
                         for _ in range(args.web)]
         _wait_http(f"{web_url}/health")
@@ -181,7 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     span = max(stamps) - min(stamps) if len(stamps) > 1 else 0.0
     result = {
         "recipients": args.recipients, "mps": args.mps, "workers": args.workers,
-        "sim_concurrency": args.sim_concurrency,
+        "sim_concurrency": args.sim_concurrency, "status_delay_ms": args.status_delay_ms,
         "threads": args.threads, "web": args.web, "seed_seconds": round(seeded, 1),
         "accept_seconds": round(accept_seconds, 3),
         "sent_at_carrier": full["count"], "duplicates": full["duplicates"]["count"],
@@ -240,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="status webhooks on; wait for every recipient delivered")
     parser.add_argument("--sim-concurrency", type=int, default=64,
                         help="webhooks the simulator keeps in flight to the web processes")
+    parser.add_argument("--status-delay-ms", type=float, default=20.0,
+                        help="the simulator's wait between accepting a send and its first "
+                             "receipt (its default 20 ms often beats the worker's commit of "
+                             "the provider id: the receipt is then adopted or held)")
     parser.add_argument("--timeout", type=float, default=1200)
     result = run(parser.parse_args(argv))
     print("| measure | value |\n| --- | --- |")
