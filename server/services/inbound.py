@@ -185,7 +185,9 @@ async def apply_carrier_events(conn: Connection, settings: Settings,
     for idx, outcome in unmoved.items():
         batch.outcomes[idx] = outcome
     by_church: dict[UUID, list[Any]] = {}
-    for fresh in texts:
+    # Within a church, texts by sender (stable: one sender's texts keep their order), so
+    # two processes' batches upsert the same conversations in one order.
+    for fresh in sorted(texts, key=lambda fresh: fresh[2].from_number):
         by_church.setdefault(fresh[1]["church_id"], []).append(fresh)
     for one in applied:
         by_church.setdefault(one[0][1]["church_id"], []).append(one)
@@ -324,8 +326,10 @@ async def _apply_receipts(conn: Connection, receipts: list[Fresh], result: Inbou
     applied: list[Applied] = []
     outcomes: dict[int, str] = {}
     for round_ in _rounds(receipts):
-        rows = [(idx, number["church_id"], r.message_id, r.status, _error_text(r))
-                for idx, number, r in round_]
+        # Sorted by row key: two processes' batches then usually lock rows in one order
+        # (a deadlock left is retried by the batcher).
+        rows = sorted(((idx, number["church_id"], r.message_id, r.status, _error_text(r))
+                       for idx, number, r in round_), key=lambda row: (str(row[1]), row[2]))
         moved = _by_idx(await conv_q.update_message_statuses(conn, rows, CONVERSATION_FROM))
         recipients = _by_idx(await q.update_recipient_statuses(conn, rows, RECIPIENT_FROM))
         for fresh in round_:
