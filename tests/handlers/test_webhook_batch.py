@@ -221,3 +221,49 @@ async def test_a_batch_that_cannot_commit_answers_every_request_503_and_writes_n
         code, answer = await post(client, base_url, deps, "telnyx", body)
         assert (code, answer["data"]["outcome"]) == (200, "stored")
     assert len(await rows(deps, "SELECT 1 FROM inbound_dedupe")) == 3
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_batch_that_deadlocks_is_retried_and_answered(
+        deps: Any, base_url: str, client: Any, settings: Any) -> None:
+    """A real deadlock: the batch waits on a reply row another transaction holds, which then
+    waits on the batch's own dedupe row. PostgreSQL aborts the batch (it waited first; the
+    other side's deadlock_timeout is longer), the batcher runs it again once the other
+    transaction is gone, and both webhooks are answered `stored`, stored once."""
+    setup = await church_with_number(deps, "telnyx")
+    batched(deps, ms=1.0)
+    assert (await post(client, base_url, deps, "telnyx", telnyx_inbound("hi")))[0] == 200
+    await sent_reply(deps, setup, "telnyx", "pid-held")
+    batched(deps, ms=300.0)
+    event_id = str(uuid.uuid4())
+    bodies = [telnyx_inbound("deadlocked?", handset=handset(8), event_id=event_id),
+              telnyx_status("pid-held", "delivered")]
+    other = psycopg2.connect(settings.database_url)
+    try:
+        with other.cursor() as cur:
+            cur.execute("SET deadlock_timeout = '20s'")  # the batch's check fires first
+            cur.execute("SELECT id FROM conversation_messages WHERE provider_message_id = "
+                        "'pid-held' FOR UPDATE")
+        answers = asyncio.ensure_future(asyncio.gather(
+            *[post(client, base_url, deps, "telnyx", body) for body in bodies]))
+        await _wait_for_lock_wait(deps)  # the batch routed, deduped, and waits on the row
+
+        def close_the_cycle() -> None:
+            with other.cursor() as cur:  # waits on the batch's dedupe row: a cycle
+                cur.execute("INSERT INTO inbound_dedupe (provider, provider_event_id, "
+                            "church_id) VALUES ('telnyx', %s, %s) ON CONFLICT DO NOTHING",
+                            (event_id, setup["church_id"]))
+            other.rollback()  # the batch's retry may go on
+
+        await asyncio.wait_for(asyncio.to_thread(close_the_cycle), 30)
+        results = await asyncio.wait_for(answers, 30)
+    finally:
+        other.close()
+    assert [(code, body["data"]["outcome"]) for code, body in results] == [
+        (200, "stored"), (200, "stored")]
+    assert deps.metrics.counted("ywm_carrier_webhook_batches_total", result="retried") == 1
+    assert deps.metrics.counted("ywm_carrier_webhook_batches_total", result="split") == 0
+    messages = await rows(deps, "SELECT body, status FROM conversation_messages "
+                                "ORDER BY created_at")
+    assert [(m["body"], m["status"]) for m in messages] == [
+        ("hi", "received"), ("Reply", "delivered"), ("deadlocked?", "received")]
