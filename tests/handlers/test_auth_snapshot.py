@@ -27,6 +27,7 @@ from server.auth import snapshot
 from server.platform import redis as keys
 from tests.conftest import Api
 from tests.factories import add_user, register
+from tests.handlers.test_auth_cookies import browser_login, cookie_header
 from tests.server.ops_support import PrivateRedis, running_webs
 
 API = "/api/v1"
@@ -60,6 +61,17 @@ async def test_me_answers_from_the_snapshot_without_postgres(api, deps, settings
     status, body, _ = await asyncio.wait_for(waiting, 30)
     assert (status, body) == (200, warm)  # rebuilt from PostgreSQL and stored again
     assert await deps.redis.exists(*_snapshot_keys(owner)) == 2
+
+
+@pytest.mark.gen_test
+async def test_a_cookie_session_reads_the_same_snapshot(api, deps):
+    # A cookie names only church and session: the user's keys come from the session itself.
+    owner, jar = await browser_login(api)
+    cookie = {"Cookie": cookie_header(jar)}
+    status, by_cookie, _ = await api.get(f"{API}/auth/me", token="", headers=cookie)
+    assert status == 200 and by_cookie["data"]["user"]["id"] == owner["user_id"]
+    assert await deps.redis.exists(*_snapshot_keys(owner)) == 2
+    assert (await api.get(f"{API}/auth/me", token=owner["access_token"]))[1] == by_cookie
 
 
 @pytest.mark.gen_test
