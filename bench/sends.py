@@ -89,6 +89,17 @@ def _count(database_url: str, status: str) -> int:
     raise RuntimeError("PostgreSQL refused connections for a minute")
 
 
+def _analyze(database_url: str) -> None:
+    """Statistics for the rows just seeded, as autovacuum would give them a while later: a
+    plan made on a never-analyzed members table (reltuples -1) can walk the church's
+    every member per event (measured: 226 ms for a batch of 30 receipts, 0.4 ms after)."""
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("ANALYZE")
+    conn.close()
+
+
 def _sliding_max(stamps: list[float]) -> int:
     stamps.sort()
     best, start = 0, 0
@@ -112,6 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
     started = time.monotonic()
     church = seed_church(settings, members=args.recipients, mps=mps)
+    _analyze(database_url)
     seeded = time.monotonic() - started
     web_port, sim_port = free_port(), free_port()
     web_url, sim_url = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{sim_port}"
