@@ -22,10 +22,10 @@ import redis.asyncio as aioredis
 from db.engine import Database
 from server.auth import gate, snapshot
 from server.auth.api_keys import actor_from_api_key
+from server.auth.limits import user_limit
 from server.auth.sessions import (Actor, parse_session_cookie, redeem_stream_ticket,
                                   session_of_access_token)
 from server.platform.errors import CsrfFailed, RateLimited, Unauthorized
-from server.platform.ratelimit import Limit
 from server.platform.settings import Settings
 
 UNSAFE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
@@ -78,9 +78,8 @@ async def admit(db: Database, redis: aioredis.Redis, settings: Settings,
         church_id, sid = parse_session_cookie(credentials.session_cookie)
     else:
         raise Unauthorized()
-    user_limit = Limit(settings.user_rate_per_second, settings.user_rate_burst)
     passed = await gate.check_session(redis, settings, church_id, sid,
-                                      user_limit if limit else None, want_snapshot)
+                                      user_limit(settings) if limit else None, want_snapshot)
     via_cookie = token is None
     if via_cookie and credentials.method in UNSAFE_METHODS:
         check_csrf(passed.csrf, credentials.csrf_header, credentials.csrf_cookie)

@@ -15,6 +15,11 @@ def actor_limit(settings: Settings, actor: Actor) -> Limit:
     per_minute = actor.rate_limit_per_minute
     if actor.api_key_id is not None and per_minute:
         return Limit(per_minute / 60.0, max(1, per_minute))
+    return user_limit(settings)
+
+
+def user_limit(settings: Settings) -> Limit:
+    """A signed-in staff user's limit (API.md §3)."""
     return Limit(settings.user_rate_per_second, settings.user_rate_burst)
 
 
