@@ -87,14 +87,14 @@ def _carriers(duration: int, variant: str) -> dict[str, Any]:
 def _table(results: dict[str, dict[str, list[dict[str, Any]]]], part: str,
            variants: list[str]) -> None:
     rows = results[part]
-    keys = list(rows[variants[0]][0])
+    keys = list(dict.fromkeys(k for v in variants for row in rows[v] for k in row))
     print(f"\n### {part}\n")
     print("| variant | round | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 2) + "|")
     for variant in variants:
         for n, row in enumerate(rows[variant], 1):
-            cells = [f"{row[k]:,.0f}" if isinstance(row[k], float) and row[k] > 1000
-                     else str(row[k]) for k in keys]
+            cells = [f"{row[k]:,.0f}" if isinstance(row.get(k), float) and row[k] > 1000
+                     else str(row.get(k, "")) for k in keys]
             print(f"| {variant} | {n} | " + " | ".join(cells) + " |")
 
 
@@ -134,10 +134,13 @@ def main(argv: list[str] | None = None) -> int:
                     # tokens live YWM_ACCESS_TOKEN_TTL (15 min)
                     tokens = asyncio.run(prepare_tokens(settings, 16))
                     row: dict[str, Any] = _callgrind(settings, tokens, variant)
-                elif part == "auth_me":
-                    row = _auth_me(args.seconds, variant)
                 else:
-                    row = _carriers(args.duration, variant)
+                    try:  # a run that fails on a busy box is reported, not fatal
+                        row = (_auth_me(args.seconds, variant) if part == "auth_me"
+                               else _carriers(args.duration, variant))
+                    except SystemExit as failed:
+                        print(failed, file=sys.stderr)
+                        row = {"failed": str(failed).splitlines()[-1][:80]}
                 results[part][variant].append(row)
                 print(f"{part} {variant}: {row}", file=sys.stderr, flush=True)
     load_after = os.getloadavg()

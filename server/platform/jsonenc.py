@@ -82,23 +82,28 @@ def _orjson_dumps() -> Callable[[Any], str]:
         return _default(value)
 
     def encode(value: Any) -> str:
-        return dumps(value, default=default, option=options).decode()
+        try:
+            return dumps(value, default=default, option=options).decode()
+        except TypeError:  # orjson.JSONEncodeError
+            # what orjson refuses and ujson writes (a lone surrogate from a client's
+            # "\ud800", ints past 64 bits, tuple keys): the ujson path's text, so no value
+            # that encoded before fails now
+            return _ujson_dumps(value)
     return encode
 
 
 _dumps: Callable[[Any], str] = _ujson_dumps
-_loads: Callable[[str | bytes], Any] = ujson.loads
 encoder = "ujson"
 
 
 def use(name: str) -> None:
-    """Write JSON with `name` (one of ENCODERS) from now on, in this process."""
-    global _dumps, _loads, encoder
+    """Write JSON with `name` (one of ENCODERS) from now on, in this process. Parsing
+    stays ujson's: it takes what we write (NaN, big ints) where orjson.loads refuses."""
+    global _dumps, encoder
     if name == "orjson":
-        import orjson
-        _dumps, _loads = _orjson_dumps(), orjson.loads
+        _dumps = _orjson_dumps()
     elif name == "ujson":
-        _dumps, _loads = _ujson_dumps, ujson.loads
+        _dumps = _ujson_dumps
     else:
         raise ValueError(f"unknown JSON encoder {name!r}")
     encoder = name
@@ -110,11 +115,11 @@ def to_json(value: Any) -> str:
 
 
 def from_json(text: str | bytes) -> Any:
-    """Parsed JSON text, by the configured encoder's parser."""
-    return _loads(text)
+    """Parsed JSON text."""
+    return ujson.loads(text)
 
 
 def jsonable(value: Any) -> Any:
     """`value` as JSON would carry it (UUIDs and times as strings), e.g. to store in JSONB
     and still equal what a replay of that row reads back."""
-    return _loads(_dumps(value))
+    return ujson.loads(_dumps(value))

@@ -71,6 +71,12 @@ def test_every_encoder_writes_the_bytes_ujson_writes(value):
     assert jsonenc.from_json(to_json(value)) == ujson.loads(expected)
 
 
+@pytest.mark.parametrize("value", [
+    {"body": "half a pair \ud800 from a client's escape"}, {"big": 2 ** 70}, {(1, 2): "key"}])
+def test_what_orjson_refuses_is_written_as_ujson_writes_it(value):
+    assert to_json(value) == ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
+
+
 def test_a_log_line_carries_its_time_to_the_millisecond_in_utc():
     record = logging.LogRecord("ywm.test", logging.INFO, __file__, 1, "hello", None, None)
     record.created = 1780000000.987654  # what logging sets from time.time()
