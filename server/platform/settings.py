@@ -221,10 +221,11 @@ class Settings:
     retention_months: int = setting("YWM_RETENTION_MONTHS", 24)
     web_processes: int = setting("YWM_WEB_PROCESSES", factory=lambda: os.cpu_count() or 1)
     log_level: str = setting("YWM_LOG_LEVEL", "INFO")
-    # Runtime choices measured in bench/loop_json.py (docs/benchmarks.md): the asyncio event
-    # loop of web and worker processes, and the JSON encoder (server/platform/jsonenc.py).
-    event_loop: str = setting("YWM_EVENT_LOOP", "asyncio", cast=_one_of("asyncio", "uvloop"))
-    json_encoder: str = setting("YWM_JSON_ENCODER", "ujson", cast=_one_of("ujson", "orjson"))
+    # Runtime choices measured in bench/loop_json.py (docs/benchmarks.md): the event loop of
+    # web and worker processes and the JSON encoder (server/platform/jsonenc.py). uvloop and
+    # orjson cost fewer instructions per request; asyncio and ujson remain the fallback.
+    event_loop: str = setting("YWM_EVENT_LOOP", "uvloop", cast=_one_of("asyncio", "uvloop"))
+    json_encoder: str = setting("YWM_JSON_ENCODER", "orjson", cast=_one_of("ujson", "orjson"))
     # Tracing (server/platform/tracing.py): the OTLP/HTTP collector's base URL, e.g.
     # http://127.0.0.1:4318; empty turns tracing off. The ratio of new traces kept
     # (a trace that arrives with a sampled `traceparent` is always kept).
