@@ -62,7 +62,9 @@ CONNECT_CONCURRENCY = 200
 # ---- the load client (its own process) ------------------------------------------------
 # A socket the server sheds or restarts (1013 try again later, 1001 going away, 1011
 # interrupted) reconnects with `last_event_id`, as the web app does; anything else ends it.
-RESUME_CODES = (1001, 1011, 1013)
+# API.md §7: 1008 (missed pings, slow consumer) and 1011 resume too; a connection lost
+# without a close frame (None) is retried the same way. Only 4001 (sign in again) ends.
+RESUME_CODES = (1001, 1008, 1011, 1013, None)
 RECONNECT_DELAY_S = 0.05
 # After 1013 the server is busy: come back after a random 0.5–2 s, so the shed sockets
 # return spread out rather than as a second storm.
@@ -226,6 +228,7 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path,
         return wire
 
     async def run(sock: _Socket) -> None:
+        sheds = 0
         while not stopping:
             sock.closed = asyncio.get_running_loop().create_future()
             try:
@@ -246,8 +249,12 @@ async def _client(port: int, tokens: list[str], sockets: int, out: pathlib.Path,
             if stopping or ws.close_code not in RESUME_CODES:
                 return
             sock.resumes += 1
-            await asyncio.sleep(random.uniform(*SHED_DELAY_S) if ws.close_code == 1013
-                                else RECONNECT_DELAY_S)
+            if ws.close_code == 1013:  # busy: back off, longer each time in a row
+                sheds += 1
+                await asyncio.sleep(random.uniform(*SHED_DELAY_S) * min(2 ** (sheds - 1), 8))
+            else:
+                sheds = 0
+                await asyncio.sleep(RECONNECT_DELAY_S)
         return
 
     tasks = [asyncio.ensure_future(run(s)) for s in socks]

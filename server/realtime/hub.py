@@ -312,6 +312,15 @@ class Hub:
 
     # ---- the reader --------------------------------------------------------------------
     async def _run(self) -> None:
+        if self._pubsub.connection is None and not self._churches:
+            try:
+                # Connected at process start: under a storm of opens the loop is too busy
+                # for a fresh connect to meet its timeout (seen: every first join of a
+                # process failed). Without Redis now, the first SUBSCRIBE connects.
+                async with self._sub_lock:
+                    await self._pubsub.connect()
+            except REDIS_ERRORS:
+                log.warning("redis pub/sub not reachable at start", exc_info=True)
         next_check = time.monotonic() + MASTER_CHECK_SECONDS
         fill_until = 0.0
         while not self._stopping:
@@ -336,11 +345,64 @@ class Hub:
                 log.warning("redis pub/sub lost; reconnecting", exc_info=True)
                 await self._recover()
                 continue
-            if message is not None:
+            if message is None:
+                continue
+            batch = [message]
+            ready: set[str] = set()
+            if message.get("type") == "subscribe":
+                ready = await self._confirm_together(batch)
+            for message in batch:
+                if message.get("type") == "subscribe" and \
+                        _church_of(message.get("channel") or "") in ready:
+                    continue
                 try:
                     await self._handle(message)
                 except Exception:  # noqa: BLE001 - one bad message must not stop the hub
                     log.exception("stream message handling failed")
+
+    async def _confirm_together(self, batch: list[dict[str, Any]]) -> set[str]:
+        """First confirmations of a storm's SUBSCRIBE arrive together: take every message
+        already received into `batch` (kept in order, handled after) and read the head ids
+        of the newly confirmed churches concurrently, not one loop-starved query after the
+        other. The heads are read after every message of `batch` arrived, so those
+        messages are at or below them, as with one confirmation. Returns the churches
+        made ready here."""
+        while len(batch) < SESSION_CHECK_BATCH:
+            try:
+                more = await self._pubsub.get_message(timeout=0)
+            except REDIS_ERRORS:
+                break  # the next get_message reports it
+            if more is None:
+                break
+            batch.append(more)
+        firsts: dict[str, _Church] = {}
+        for message in batch:
+            church_id = _church_of(message.get("channel") or "") \
+                if message.get("type") == "subscribe" else None
+            state = self._churches.get(church_id) if church_id else None
+            if state is not None and state.last_id is None:
+                firsts[church_id or ""] = state
+        heads = await asyncio.gather(*(self._head(c) for c in firsts), return_exceptions=True)
+        ready = set()
+        for (church_id, state), head in zip(firsts.items(), heads):
+            if self._churches.get(church_id) is not state or state.last_id is not None:
+                continue
+            if isinstance(head, BaseException):
+                log.warning("stream subscription setup failed", exc_info=head)
+                if not state.ready.done():
+                    state.ready.set_exception(head)
+                    state.ready.exception()  # retrieved: its joins leave on their own
+                self._close_church(state, CLOSE_INTERNAL, "stream interrupted")
+            else:
+                state.last_id = head
+                if not state.ready.done():
+                    state.ready.set_result(None)
+            ready.add(church_id)
+        return ready
+
+    async def _head(self, church_id: str) -> int:
+        async with self.db.acquire() as conn:
+            return await q.last_event_id(conn, church_id)
 
     async def _master_moved(self) -> bool:
         """Behind Sentinel: whether the subscription sits on a server that is no longer
