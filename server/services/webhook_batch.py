@@ -177,13 +177,6 @@ class WebhookBatcher:
             followups = applied.result.followups
         await enqueue(followups)
 
-    async def wait_idle(self) -> None:
-        """Let every closed batch finish (shutdown and tests)."""
-        if self._open:
-            self._close()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
 
 def batcher_for(deps: Any) -> WebhookBatcher:
     """The process's batcher, made on first use (on the loop that serves requests)."""
