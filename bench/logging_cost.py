@@ -67,7 +67,8 @@ def _requests(port: int, path: str, tokens: list[str], count: int) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         for n in range(count):
-            conn.request("GET", path, headers={"Authorization": f"Bearer {tokens[n % len(tokens)]}"})
+            token = tokens[n % len(tokens)]
+            conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
             response = conn.getresponse()
             response.read()
             if response.status != 200:
