@@ -7,7 +7,6 @@ nothing) or waits on the in-flight one (and then changes nothing).
 """
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import psycopg2
@@ -16,36 +15,8 @@ import ujson
 
 from db.engine import Connection, Row
 
-# Number → church and the dedupe insert in one round trip (the hot path of every webhook):
-# no row = no church owns the number; fresh = false = a repeat of a seen event.
-_ROUTE = sa.text("""
-WITH n AS (
-  SELECT nb.id, nb.church_id, nb.phone, nb.provider, nb.provider_handles_opt_out,
-         c.name AS church_name, c.help_text, c.unknown_sender_opt_in
-    FROM numbers nb JOIN churches c ON c.id = nb.church_id
-   WHERE nb.phone = :phone),
-d AS (
-  INSERT INTO inbound_dedupe (provider, provider_event_id, church_id)
-  SELECT :provider, :event_id, n.church_id FROM n
-  ON CONFLICT (provider, provider_event_id) DO NOTHING
-  RETURNING 1)
-SELECT n.*, EXISTS (SELECT 1 FROM d) AS fresh FROM n
-""")
-
 _PRUNE_DEDUPE = sa.text("""
 DELETE FROM inbound_dedupe WHERE received_at < now() - make_interval(hours => :hours)
-""")
-
-# Forward only: the caller passes the statuses a row may move from (never a later one).
-_RECIPIENT_STATUS = sa.text("""
-UPDATE message_recipients
-   SET status = :status, last_error = COALESCE(:error, last_error),
-       sent_at = CASE WHEN :status = 'sent' THEN COALESCE(sent_at, now()) ELSE sent_at END,
-       delivered_at = CASE WHEN :status = 'delivered' THEN now() ELSE delivered_at END,
-       updated_at = now()
- WHERE church_id = :church_id AND provider_message_id = :provider_message_id
-   AND status = ANY(:allowed_from)
-RETURNING message_id, member_id, status
 """)
 
 
@@ -104,27 +75,9 @@ DELETE FROM early_receipts WHERE received_at < now() - make_interval(hours => :h
 """)
 
 
-async def route_event(conn: Connection, provider: str, event_id: str, our_number: str
-                      ) -> Row | None:
-    """The number (with its church's name, help_text, unknown_sender_opt_in) and `fresh`:
-    whether this event was new and is now recorded. None when no church owns the number
-    (and then nothing is recorded)."""
-    return await conn.fetch_one(_ROUTE, {"provider": provider, "event_id": event_id,
-                                         "phone": our_number})
-
-
 async def delete_old_dedupe(conn: Connection, older_than_hours: int = 72) -> int:
     """Dedupe rows are kept at least 72 h (ARCHITECTURE.md §4)."""
     return await conn.execute(_PRUNE_DEDUPE, {"hours": older_than_hours})
-
-
-async def update_recipient_status(conn: Connection, church_id: UUID,
-                                  provider_message_id: str, status: str, error: str | None,
-                                  allowed_from: tuple[str, ...]) -> list[Row]:
-    params: dict[str, Any] = {"church_id": church_id, "status": status, "error": error,
-                              "provider_message_id": provider_message_id,
-                              "allowed_from": list(allowed_from)}
-    return await conn.fetch_all(_RECIPIENT_STATUS, params)
 
 
 async def hold_receipt(conn: Connection, church_id: UUID, number_id: UUID | None,
@@ -159,10 +112,10 @@ async def delete_old_receipts(conn: Connection, older_than_hours: int = 72) -> i
 
 # ----- group commit (server/services/webhook_batch.py) -------------------------------
 
-# _ROUTE for a whole batch in one statement: every event's number → church, the sending
-# member of a text (by phone hash, when the church knows it: the common case costs no extra
-# round trip), and the dedupe rows inserted in one go (sorted, so two batches insert in the
-# same order). `idx` is the event's place in the batch; an event whose number no church
+# The hot path of every webhook batch, one statement: every event's number → church, the
+# sending member of a text (by phone hash, when the church knows it: the common case costs
+# no extra round trip), and the dedupe rows inserted in one go (sorted, so two batches
+# insert in the same order); `fresh` = false: a repeat of a seen event. `idx` is the event's place in the batch; an event whose number no church
 # owns has no row. The caller sends each (provider, event id) once.
 _ROUTE_BATCH = sa.text("""
 WITH e AS (
@@ -187,9 +140,10 @@ SELECT n.*, EXISTS (SELECT 1 FROM d WHERE d.provider = n.event_provider
   FROM n
 """)
 
-# _RECIPIENT_STATUS for many receipts (at most one per provider id: the caller applies a
-# batch's second receipt for the same id in a later round). `allowed` maps each status to
-# the statuses it may move a row from (forward only).
+# Delivery receipts moving broadcast recipients, many at once (at most one receipt per
+# provider id: the caller applies a batch's second receipt for an id in a later round).
+# Forward only: `allowed` maps each status to the statuses it may move a row from (never a
+# later one).
 _RECIPIENT_STATUSES = sa.text("""
 UPDATE message_recipients r
    SET status = v.status, last_error = COALESCE(v.error, r.last_error),
@@ -208,11 +162,12 @@ RETURNING v.idx, r.message_id, r.member_id, r.status
 
 async def route_events(conn: Connection,
                        events: list[tuple[int, str, str, str, bytes | None]]) -> list[Row]:
-    """`route_event` for many: `events` are (idx, provider, event id, our number, the
+    """Route and dedupe a batch: `events` are (idx, provider, event id, our number, the
     sender's phone hash or None) with distinct (provider, event id). One row per routed
-    event (with `idx`, `fresh` and, when the church knows the sender, `member_id`,
-    `member_first_name`, `member_last_name`); none for an event whose number no church
-    owns."""
+    event: the number with its church's name, help_text, unknown_sender_opt_in, `idx`,
+    `fresh` (new, and now recorded) and, when the church knows the sender, `member_id`,
+    `member_first_name`, `member_last_name`. None for an event whose number no church owns
+    (nothing is recorded for it)."""
     if not events:
         return []
     idx, providers, event_ids, phones, senders = (list(col) for col in zip(*events))
@@ -224,8 +179,9 @@ async def route_events(conn: Connection,
 async def update_recipient_statuses(conn: Connection,
                                     receipts: list[tuple[int, UUID, str, str, str | None]],
                                     allowed: dict[str, tuple[str, ...]]) -> list[Row]:
-    """`update_recipient_status` for many: `receipts` are (idx, church id, provider id,
-    status, error), one per provider id. Returns the moved rows with their receipt's idx."""
+    """Move the broadcast recipients carrying the receipts' provider ids forward:
+    `receipts` are (idx, church id, provider id, status, error), one per provider id.
+    Returns the moved rows with their receipt's idx."""
     if not receipts:
         return []
     idx, church_ids, pmids, statuses, errors = (list(col) for col in zip(*receipts))
