@@ -1,8 +1,11 @@
 """Inbound carrier facts, carrier-neutral: texts received and delivery receipts.
 
-`record_inbound` and `record_status` each run ONE transaction (ARCHITECTURE.md §5):
-durable dedupe, number → church, then the effects and their event rows; events are
-published only after the commit, and the caller answers the carrier 2xx only after that.
+`apply_carrier_events` applies a batch of webhooks' events inside ONE transaction (the web
+process's group commit, server/services/webhook_batch.py; ARCHITECTURE.md §5): durable
+dedupe and number → church for the whole batch in one statement, receipts with multi-row
+statements, texts one by one, each with its event rows. `after_batch` publishes the events
+after the commit, and the caller answers the carriers 2xx only after that.
+`record_carrier_event` (and `record_inbound`, `record_status`) are a batch of one.
 Confirmation replies (STOP/START/HELP) are written as outbound conversation messages in
 `queued` state and returned, so the caller enqueues them for the send worker; the
 reconciler picks them up if that enqueue is lost. A receipt that beats the send worker's
