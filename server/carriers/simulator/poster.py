@@ -237,7 +237,10 @@ class Poster:
         now = time.monotonic()
         while idle:
             connection = idle.pop()  # the most recently used: the least likely closed
-            if not connection.closed and now - connection.idle_since < KEEPALIVE_SECONDS:
+            transport = connection.transport
+            if not connection.closed and transport is not None \
+                    and not transport.is_closing() \
+                    and now - connection.idle_since < KEEPALIVE_SECONDS:
                 return connection
             connection.close()
         return None
