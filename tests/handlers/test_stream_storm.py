@@ -129,3 +129,20 @@ async def test_a_resume_older_than_the_recent_frames_reads_the_log(
         ws.close()
     frames = [ujson.loads(f.text) for _, f in realtime.hub_for(deps).recent(str(church), 3)[1]]
     assert frames == [{k: v for k, v in e.items() if k != "church_id"} for e in events[3:]]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_session_rechecks_of_a_burst_share_round_trips_and_keep_their_answers(
+        deps: Any) -> None:
+    """Hundreds of sockets re-check their session at once (batched pipelines): each gets
+    its own session's answer, including past one batch."""
+    from server.platform.redis import session_key
+    church = "00000000-0000-0000-0000-0000000000c1"
+    alive = {f"s{n}" for n in range(0, realtime.SESSION_CHECK_BATCH + 200, 3)}
+    for sid in alive:
+        await deps.redis.set(session_key(church, sid), "x", ex=60)
+    hub = realtime.hub_for(deps)
+    sids = [f"s{n}" for n in range(realtime.SESSION_CHECK_BATCH + 200)]
+    answers = await asyncio.wait_for(
+        asyncio.gather(*(hub.session_alive(church, sid) for sid in sids)), 20)
+    assert answers == [sid in alive for sid in sids]
