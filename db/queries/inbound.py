@@ -129,7 +129,11 @@ n AS (
          c.unknown_sender_opt_in, mb.id AS member_id, mb.first_name AS member_first_name,
          mb.last_name AS member_last_name
     FROM e JOIN numbers nb ON nb.phone = e.phone JOIN churches c ON c.id = nb.church_id
-    LEFT JOIN members mb ON mb.church_id = nb.church_id AND mb.phone_hash = e.sender_hash),
+    -- LATERAL + LIMIT: one probe of the (church_id, phone_hash) index per text, whatever
+    -- the statistics say (a hash join over an unanalysed `members` walked every member).
+    LEFT JOIN LATERAL (SELECT m.id, m.first_name, m.last_name FROM members m
+                        WHERE m.church_id = nb.church_id AND m.phone_hash = e.sender_hash
+                        LIMIT 1) mb ON true),
 d AS (
   INSERT INTO inbound_dedupe (provider, provider_event_id, church_id)
   SELECT event_provider, event_id, church_id FROM n ORDER BY event_provider, event_id
