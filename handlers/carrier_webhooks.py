@@ -11,7 +11,7 @@ needs to retry (ARCHITECTURE.md §5); duplicates it sends anyway are deduplicate
 from __future__ import annotations
 
 from handlers.base import ApiHandler
-from server.carriers import Carrier, WebhookRequest
+from server.carriers import Carrier, WebhookRequest, storable
 from server.deps import Deps
 from server.platform.errors import Unauthorized
 from server.platform.metrics import describe
@@ -42,7 +42,7 @@ class CarrierWebhookHandler(ApiHandler):
         if not carrier.verify(deps.settings, request):
             self.count("unauthorized")
             raise Unauthorized(carrier.UNAUTHORIZED)
-        event = carrier.parse(request)
+        event = storable(carrier.parse(request))
         outcome = await batcher_for(deps).submit(event)
         self.count(outcome)
         reply = carrier.WEBHOOK_REPLY

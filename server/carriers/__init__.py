@@ -12,13 +12,13 @@ from typing import Any, Mapping, Protocol, cast
 from server.carriers import telnyx, twilio
 from server.carriers.base import (CarrierClient, CarrierEvent, FailureReason, FixedReply,
                                   InboundText, Ownership, SendResult, StatusReceipt,
-                                  WebhookRequest, transport_failure_reason)
+                                  WebhookRequest, storable, transport_failure_reason)
 from server.platform.settings import Settings
 
 __all__ = ["CARRIERS", "Carrier", "CarrierClient", "CarrierEvent", "InboundText",
            "Ownership", "SendResult", "StatusReceipt", "WebhookRequest", "carrier",
            "client_for", "link_number", "opted_out_error", "account_owns", "failure_reason",
-           "FailureReason"]
+           "FailureReason", "storable"]
 
 
 class Carrier(Protocol):

@@ -96,6 +96,19 @@ class StatusReceipt:
 CarrierEvent = InboundText | StatusReceipt
 
 
+def storable(event: CarrierEvent | None) -> CarrierEvent | None:
+    """`event` with U+0000 removed from every text field: PostgreSQL text cannot hold it,
+    and a handset (or a carrier's JSON escape) can send it. Left in, the webhook could
+    never be stored and its carrier would retry it for hours."""
+    if event is None:
+        return None
+    changes = {name: value.replace("\x00", "") for name, value in vars(event).items()
+               if isinstance(value, str) and "\x00" in value}
+    if isinstance(event, InboundText) and any("\x00" in url for url in event.media_urls):
+        changes["media_urls"] = tuple(url.replace("\x00", "") for url in event.media_urls)
+    return replace(event, **changes) if changes else event
+
+
 @dataclass(frozen=True)
 class WebhookRequest:
     """One webhook as it reached us, before any carrier looked at it."""

@@ -147,11 +147,14 @@ async def test_repeats_of_one_event_in_one_batch_are_stored_once(
 @pytest.mark.gen_test(timeout=60)
 async def test_one_webhook_that_cannot_be_stored_does_not_fail_its_batch(
         deps: Any, base_url: str, client: Any) -> None:
-    """PostgreSQL text cannot hold NUL: that text fails its batch's transaction, the batch
-    is applied again one event at a time, and only the poisoned webhook is answered 503."""
+    """A text the database refuses (here a CHECK constraint the test adds) fails its
+    batch's transaction, the batch is applied again one event at a time, and only the
+    poisoned webhook is answered 503."""
     await church_with_number(deps, "telnyx")
+    await deps.db.execute("ALTER TABLE conversation_messages ADD CONSTRAINT test_poison "
+                          "CHECK (body <> 'poison')", {})
     batched(deps)
-    good, bad = telnyx_inbound("fine"), telnyx_inbound("nul \u0000 inside")
+    good, bad = telnyx_inbound("fine"), telnyx_inbound("poison")
     answers = await asyncio.gather(*[post(client, base_url, deps, "telnyx", body)
                                      for body in (good, bad)])
     assert answers[0] == (200, {"data": {"outcome": "stored"}, "meta": {}})
@@ -161,6 +164,20 @@ async def test_one_webhook_that_cannot_be_stored_does_not_fail_its_batch(
     stored = await rows(deps, "SELECT body FROM conversation_messages")
     assert [r["body"] for r in stored] == ["fine"]
     assert len(await rows(deps, "SELECT 1 FROM inbound_dedupe")) == 1
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_text_carrying_nul_is_stored_without_it(
+        deps: Any, base_url: str, client: Any) -> None:
+    """PostgreSQL text cannot hold U+0000; a text carrying one (JSON "\\u0000") is stored
+    with it removed rather than refused for ever."""
+    await church_with_number(deps, "telnyx")
+    batched(deps, ms=1.0)
+    status, body = await post(client, base_url, deps, "telnyx",
+                              telnyx_inbound("nul \u0000 inside"))
+    assert (status, body["data"]["outcome"]) == (200, "stored")
+    stored = await rows(deps, "SELECT body FROM conversation_messages")
+    assert [r["body"] for r in stored] == ["nul  inside"]
 
 
 async def _wait_for_lock_wait(deps: Any, timeout: float = 20.0) -> None:
