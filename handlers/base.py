@@ -34,7 +34,7 @@ from server.platform import ratelimit
 from server.platform.errors import (AppError, Forbidden, InvalidJson, MethodNotAllowed, NotFound,
                                     PayloadTooLarge, Unauthorized, Unavailable, ValidationFailed)
 from server.platform.jsonenc import to_json
-from server.platform.logging import request_id_var
+from server.platform.logging import log_request, request_id_var
 from server.platform.settings import Settings
 from server.services import reads
 
@@ -174,7 +174,7 @@ class BaseHandler(JsonErrors):
         actor = self.actor
         self.deps.metrics.observe_request(self.request.method or "", self.get_status(),
                                           duration_ms)
-        log.info("request", extra={
+        log_request(log, {
             "method": self.request.method, "path": self.request.path,
             "status": self.get_status(), "duration_ms": duration_ms,
             "request_id": self.request_id, "remote_ip": self.request.remote_ip,
