@@ -25,6 +25,11 @@ __all__ = ["serve", "run", "new_event_loop", "open_deps", "close_deps"]
 log = logging.getLogger("ywm.web")
 
 DRAIN_SECONDS = 20.0  # in-flight requests get this long after SIGTERM
+# Pending connections the kernel queues before accept (Tornado's default is 128): a
+# storm of thousands of sockets opening at once (a church's Sunday, a reconnect wave)
+# must queue, not be dropped into the clients' 1 s / 3 s SYN retries. The kernel caps it
+# at net.core.somaxconn (4096 here).
+LISTEN_BACKLOG = 4096
 
 
 def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
@@ -53,7 +58,8 @@ async def serve(settings: Settings, port: int, address: str = "127.0.0.1",
     server = tornado.httpserver.HTTPServer(
         app, xheaders=settings.trust_proxy_headers, max_body_size=settings.max_import_bytes,
         idle_connection_timeout=75)
-    server.add_sockets(tornado.netutil.bind_sockets(port, address, reuse_port=True))
+    server.add_sockets(tornado.netutil.bind_sockets(port, address, reuse_port=True,
+                                                    backlog=LISTEN_BACKLOG))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

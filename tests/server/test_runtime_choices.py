@@ -4,8 +4,10 @@ stream's Redis subscription) works on it."""
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import re
 import signal
+import subprocess
 import threading
 import urllib.request
 
@@ -106,3 +108,22 @@ def test_a_worker_thread_runs_tasks_on_the_chosen_loop(settings, clean, event_lo
     finally:
         queue.configure(settings)
     assert seen == {"loop": event_loop, "db": 42, "redis": True}
+
+
+def test_the_web_process_queues_a_storm_of_connections(settings, clean, tmp_path):
+    """The listening socket's accept queue (`ss`'s Send-Q) is LISTEN_BACKLOG, not Tornado's
+    128: thousands of sockets opening at once queue instead of falling into SYN retries."""
+    from server.main import LISTEN_BACKLOG
+    port = free_port()
+    proc = start_web(web_env(settings, tmp_path), port)
+    try:
+        assert wait_until(lambda: answers(port) or proc.poll() is not None, 30)
+        listening = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                                   text=True, timeout=10, check=True).stdout.split()
+        assert listening[0] == "LISTEN"
+        expected = min(LISTEN_BACKLOG, int(pathlib.Path("/proc/sys/net/core/somaxconn").read_text()))
+        assert int(listening[2]) == expected > 128
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
