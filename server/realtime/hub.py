@@ -76,8 +76,10 @@ log = logging.getLogger("ywm.realtime")
 FANOUT_YIELD_EVERY = 100  # LIBRARIES.md §18: ~50 µs a socket, yield every ~5 ms
 # Sockets of one process between their request and live (authenticating, waiting for
 # their subscription, replaying); more are shed with 1013. Only a process that cannot keep
-# up reaches it: a socket there has waited seconds already.
-MAX_OPENING = 4000
+# up reaches it: a socket there has waited seconds already. At 4,000 a quiet box shed
+# 40 % of a 10,000-socket storm it could open in 5.7 s without shedding
+# (docs/benchmarks.md, issue 11).
+MAX_OPENING = 8000
 # Stream credential checks in flight at once: well under the Redis pool (200, 10 s wait),
 # so a storm of opens queues here, without a deadline, instead of failing with 500 there.
 AUTH_CONCURRENCY = 64
