@@ -2,11 +2,12 @@
 
 Verify the signature → parse into a neutral event → join the process's batch of webhooks
 (server/services/webhook_batch.py: one transaction for the batch, its after-commit
-follow-ups enqueued) → answer 2xx once the batch committed, 503 if it could not. The carrier module handed to the
-route (server/carriers/<carrier>.py) owns everything carrier-specific: signature, payload
-format, status map and the body the carrier wants back; sample payloads are in its
-docstring. The answer comes only after the commit, so a carrier that got a 2xx never
-needs to retry (ARCHITECTURE.md §5); duplicates it sends anyway are deduplicated.
+follow-ups enqueued) → answer 2xx once the batch committed, 503 if it could not. The
+carrier module handed to the route (server/carriers/<carrier>.py) owns everything
+carrier-specific: signature, payload format, status map and the body the carrier wants
+back; sample payloads are in its docstring. The answer comes only after the commit, so a
+carrier that got a 2xx never needs to retry (ARCHITECTURE.md §5); duplicates it sends
+anyway are deduplicated.
 """
 from __future__ import annotations
 

@@ -115,8 +115,9 @@ async def delete_old_receipts(conn: Connection, older_than_hours: int = 72) -> i
 # The hot path of every webhook batch, one statement: every event's number → church, the
 # sending member of a text (by phone hash, when the church knows it: the common case costs
 # no extra round trip), and the dedupe rows inserted in one go (sorted, so two batches
-# insert in the same order); `fresh` = false: a repeat of a seen event. `idx` is the event's place in the batch; an event whose number no church
-# owns has no row. The caller sends each (provider, event id) once.
+# insert in the same order); `fresh` = false: a repeat of a seen event. `idx` is the
+# event's place in the batch; an event whose number no church owns has no row. The
+# caller sends each (provider, event id) once.
 _ROUTE_BATCH = sa.text("""
 WITH e AS (
   SELECT * FROM unnest(CAST(:idx AS int[]), CAST(:providers AS text[]),

@@ -24,7 +24,6 @@ import tornado.httpclient
 
 from server.app import make_app
 from server.auth import snapshot
-from server.platform import redis as keys
 from tests.conftest import Api
 from tests.factories import add_user, register
 from tests.handlers.test_auth_cookies import browser_login, cookie_header

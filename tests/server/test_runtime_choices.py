@@ -121,7 +121,8 @@ def test_the_web_process_queues_a_storm_of_connections(settings, clean, tmp_path
         listening = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
                                    text=True, timeout=10, check=True).stdout.split()
         assert listening[0] == "LISTEN"
-        expected = min(LISTEN_BACKLOG, int(pathlib.Path("/proc/sys/net/core/somaxconn").read_text()))
+        somaxconn = int(pathlib.Path("/proc/sys/net/core/somaxconn").read_text())
+        expected = min(LISTEN_BACKLOG, somaxconn)
         assert int(listening[2]) == expected > 128
     finally:
         if proc.poll() is None:
