@@ -41,14 +41,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 
 import psycopg2
 import psycopg2.extras
 import ujson
 
-from bench.procs import exit_on_sigterm, stop_processes
+from bench.procs import exit_on_sigterm, start_webs, stop_processes
 from bench.resources import (cpu_seconds, drop_database, fresh_database,
                              release_redis_db, reserve_redis_db, url_for_database)
 
@@ -238,22 +237,6 @@ def _receipt_order(rows: list[tuple[str, str, str]]) -> list[tuple[tuple[str, st
     return order
 
 
-def _start_web(env: dict[str, str], port: int, processes: int) -> list[subprocess.Popen]:
-    # `python -m server` is what `ywm` runs; it needs no installed entry point.
-    procs = [subprocess.Popen([sys.executable, "-m", "server", "web", "--port", str(port)],
-                              env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for _ in range(processes)]
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
-            return procs
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("web processes did not come up")
-
-
 def _wrk(port: int, webhooks: pathlib.Path, threads: int, connections: int,
          duration: int) -> dict[str, float]:
     env = dict(os.environ, WRK_WEBHOOKS=str(webhooks), WRK_THREADS=str(threads))
@@ -429,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
                    YWM_PUBLIC_URL=public_url)
         if args.otel == "sink":
             sink, env["YWM_OTEL_ENDPOINT"] = _start_sink()
-        procs = _start_web(env, args.port, args.processes)
+        web_log = OUT / "carriers_inbound_web.log"
+        web_log.write_text("")
+        procs = start_webs(env, args.port, args.processes, web_log)
         # Warm-up: fills the pools (so every backend exists before we read CPU times).
         warmup = OUT / f"{args.carrier}_warmup-{os.getpid()}.tsv"
         files.append(warmup)

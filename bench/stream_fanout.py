@@ -43,13 +43,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from typing import Any
 
 import redis
 import ujson
 
-from bench.procs import exit_on_sigterm, stop_processes
+from bench.procs import exit_on_sigterm, start_webs, stop_processes
 from bench.resources import (cpu_seconds, drop_database, fresh_database, release_redis_db,
                              reserve_redis_db, url_for_database)
 
@@ -420,27 +419,6 @@ def _rss_kb(pids: list[int]) -> int:
     return total
 
 
-def _start_web(env: dict[str, str], port: int, processes: int, log: pathlib.Path,
-               tree: pathlib.Path = ROOT) -> list[subprocess.Popen]:
-    """`processes` web processes on one port, running the code in `tree` (a baseline:
-    `git archive <commit> | tar -x -C <tree>`); their output goes to `log` (a pipe
-    nobody reads would block a process that logs much, e.g. one failing many opens)."""
-    env = dict(env, PYTHONPATH=str(tree))
-    with log.open("ab") as err:
-        procs = [subprocess.Popen([sys.executable, "-m", "server", "web", "--port", str(port)],
-                                  env=env, cwd=tree,
-                                  stdout=err, stderr=err)
-                 for _ in range(processes)]
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
-            return procs
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("web processes did not come up")
-
-
 async def _heads(database_url: str, church_ids: list[str]) -> list[int]:
     """Each church's last committed event id, in `church_ids` order."""
     from db.engine import Database
@@ -600,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
                    YWM_USER_RATE_BURST="1000000", YWM_AUTH_RATE_BURST="1000000")
         web_log = OUT / "stream_fanout_web.log"
         web_log.write_text("")
-        procs = _start_web(env, args.port, args.processes, web_log,
+        procs = start_webs(env, args.port, args.processes, web_log,
                            pathlib.Path(args.server_tree))
         print(f"web pids {[p.pid for p in procs]}; log {web_log}", flush=True)
         pids = [p.pid for p in procs]
