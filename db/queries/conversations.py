@@ -13,6 +13,7 @@ import sqlalchemy as sa
 import ujson
 
 from db.engine import Connection, Row
+from db.queries.inbound import ReceiptRow, receipt_params
 from db.tables import conversation_messages
 
 CM = conversation_messages.c
@@ -155,14 +156,10 @@ RETURNING v.idx, m.id, m.conversation_id, m.status, m.error, m.created_at
 """)
 
 
-async def update_message_statuses(conn: Connection,
-                                  receipts: list[tuple[int, UUID, str, str, str | None]],
+async def update_message_statuses(conn: Connection, receipts: list[ReceiptRow],
                                   allowed: dict[str, tuple[str, ...]]) -> list[Row]:
     """`update_message_status` for many: `receipts` are (idx, church id, provider id,
     status, error), one per provider id; the moved rows come back with their receipt's idx."""
     if not receipts:
         return []
-    idx, church_ids, pmids, statuses, errors = (list(col) for col in zip(*receipts))
-    return await conn.fetch_all(_MESSAGE_STATUSES, {
-        "idx": idx, "church_ids": church_ids, "pmids": pmids, "statuses": statuses,
-        "errors": errors, "allowed": ujson.dumps(allowed)})
+    return await conn.fetch_all(_MESSAGE_STATUSES, receipt_params(receipts, allowed))

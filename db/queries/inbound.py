@@ -181,15 +181,25 @@ async def route_events(conn: Connection,
         "senders": [psycopg2.Binary(h) if h is not None else None for h in senders]})
 
 
-async def update_recipient_statuses(conn: Connection,
-                                    receipts: list[tuple[int, UUID, str, str, str | None]],
+# A receipt as the multi-row status updates take it: (idx in its batch, church id,
+# provider message id, status, error); at most one per provider id in one statement.
+ReceiptRow = tuple[int, UUID, str, str, str | None]
+
+
+def receipt_params(receipts: list[ReceiptRow], allowed: dict[str, tuple[str, ...]]
+                   ) -> dict[str, object]:
+    """The unnest() arrays of `receipts` and the forward-only map (status → the statuses
+    a row may move from), as both status updates bind them."""
+    idx, church_ids, pmids, statuses, errors = (list(col) for col in zip(*receipts))
+    return {"idx": idx, "church_ids": church_ids, "pmids": pmids, "statuses": statuses,
+            "errors": errors, "allowed": ujson.dumps(allowed)}
+
+
+async def update_recipient_statuses(conn: Connection, receipts: list[ReceiptRow],
                                     allowed: dict[str, tuple[str, ...]]) -> list[Row]:
     """Move the broadcast recipients carrying the receipts' provider ids forward:
     `receipts` are (idx, church id, provider id, status, error), one per provider id.
     Returns the moved rows with their receipt's idx."""
     if not receipts:
         return []
-    idx, church_ids, pmids, statuses, errors = (list(col) for col in zip(*receipts))
-    return await conn.fetch_all(_RECIPIENT_STATUSES, {
-        "idx": idx, "church_ids": church_ids, "pmids": pmids, "statuses": statuses,
-        "errors": errors, "allowed": ujson.dumps(allowed)})
+    return await conn.fetch_all(_RECIPIENT_STATUSES, receipt_params(receipts, allowed))
