@@ -5,7 +5,7 @@ process's group commit, server/services/webhook_batch.py; ARCHITECTURE.md §5): 
 dedupe and number → church for the whole batch in one statement, receipts with multi-row
 statements, texts one by one, each with its event rows. `after_batch` publishes the events
 after the commit, and the caller answers the carriers 2xx only after that.
-`record_carrier_event` (and `record_inbound`, `record_status`) are a batch of one.
+`record_carrier_event` (and `record_inbound`) are a batch of one.
 Confirmation replies (STOP/START/HELP) are written as outbound conversation messages in
 `queued` state and returned, so the caller enqueues them for the send worker; the
 reconciler picks them up if that enqueue is lost. A receipt that beats the send worker's
@@ -131,12 +131,6 @@ async def record_inbound(db: Database, redis: aioredis.Redis, settings: Settings
                          text: InboundText) -> InboundResult:
     """Store one inbound text; returns the queued confirmation replies to enqueue."""
     return await record_carrier_event(db, redis, settings, text)
-
-
-async def record_status(db: Database, redis: aioredis.Redis, settings: Settings,
-                        receipt: StatusReceipt) -> InboundResult:
-    """Move the conversation message / broadcast recipient forward; never backwards."""
-    return await record_carrier_event(db, redis, settings, receipt)
 
 
 Fresh = tuple[int, dict[str, Any], Any]  # (place in the batch, number row, event)
